@@ -1,0 +1,94 @@
+// FaultEnv: an Env for tests that wraps a real one and breaks it on request.
+//
+// - Faults: fdatasync fails (EIO), a write stops half-way and fails
+//   (ENOSPC, EIO: a short write), preallocation fails (ENOSPC).
+// - Crash: after a chosen number of mutating operations every further one
+//   fails with EIO, as if the machine had stopped; DropUnsyncedData() then
+//   makes the files look as they would after a power loss.
+// - Power loss: DropUnsyncedData() undoes every write made after a file's
+//   last successful DataSync, and every creation, rename and removal made
+//   after its directory's last SyncDir (like LevelDB's fault_injection_test,
+//   extended to overwrites of preallocated files: old bytes are kept in an
+//   undo log). Call it when no File of this Env is open.
+//
+// Thread-safe (one mutex); meant for small test logs, as it keeps copies of
+// overwritten and removed bytes in memory.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "storage/env.h"
+
+namespace wald::storage {
+
+class FaultEnv : public Env {
+ public:
+  explicit FaultEnv(Env* base) : base_(base) {}
+
+  // After `n` more successful DataSyncs, every DataSync fails with `err`.
+  void FailSyncAfter(int64_t n, int err = EIO);
+  // After `n` more successful writes, the next write writes half of its bytes
+  // and fails with `err`; and so does every later one.
+  void FailWriteAfter(int64_t n, int err = ENOSPC);
+  // Every Allocate fails with `err` (0 to stop).
+  void FailAllocate(int err);
+  // After `n` more mutating operations (write, sync, allocate, create,
+  // rename, remove, directory sync), every one fails with EIO and does
+  // nothing. Negative: never.
+  void CrashAfterOps(int64_t n);
+  // Power loss: see above. Also clears every fault and crash setting.
+  Status DropUnsyncedData();
+
+  int64_t ops() const;          // mutating operations so far
+  int64_t syncs() const;        // successful DataSyncs so far
+
+  // Env
+  Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override;
+  Status Rename(const std::string& from, const std::string& to) override;
+  Status Remove(const std::string& path) override;
+  Status SyncDir(const std::string& dir) override;
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override { return base_->ListDir(dir); }
+  Status CreateDir(const std::string& dir) override { return base_->CreateDir(dir); }
+  FileKind Kind(const std::string& path) override { return base_->Kind(path); }
+  Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override { return base_->Lock(path); }
+
+ private:
+  friend class FaultFile;
+  struct Undo {  // restores [offset, offset + old.size()) and the old size
+    uint64_t offset;
+    std::vector<std::byte> old;
+    uint64_t old_size;
+  };
+  struct DirOp {
+    enum Kind { kCreate, kRename, kRemove } kind;
+    std::string path;                   // created, renamed to, removed
+    std::string from;                   // kRename: the old name
+    bool had_content = false;           // kRename over a file, kRemove
+    std::vector<std::byte> content;     // what that file held
+  };
+
+  // Counts one mutating operation; false if the machine has "crashed".
+  bool Tick();  // requires mu_
+  Result<std::vector<std::byte>> Slurp(const std::string& path);
+  static std::string Parent(const std::string& path);
+
+  Env* const base_;
+  mutable std::mutex mu_;
+  int64_t ops_ = 0;
+  int64_t syncs_ = 0;
+  int64_t crash_after_ = -1;
+  int64_t sync_ok_left_ = -1;
+  int sync_err_ = 0;
+  int64_t write_ok_left_ = -1;
+  int write_err_ = 0;
+  int alloc_err_ = 0;
+  std::map<std::string, std::vector<Undo>> undo_;  // by path, since its last sync
+  std::vector<DirOp> dir_ops_;                      // since their directory's last sync
+};
+
+}  // namespace wald::storage

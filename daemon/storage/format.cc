@@ -1,0 +1,161 @@
+#include "storage/format.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "storage/crc32c.h"
+
+namespace wald::storage {
+namespace {
+
+template <typename T>
+void Put(std::byte* dst, T v) {
+  std::memcpy(dst, &v, sizeof v);
+}
+template <typename T>
+T Get(const std::byte* src) {
+  T v;
+  std::memcpy(&v, src, sizeof v);
+  return v;
+}
+
+uint32_t RecordCrc(uint32_t length_word, uint64_t seq, std::span<const std::byte> payload) {
+  uint32_t crc = crc32c::Value(&seq, sizeof seq);
+  crc = crc32c::Extend(crc, &length_word, sizeof length_word);
+  return crc32c::Extend(crc, payload.data(), payload.size());
+}
+
+// Header and meta share one shape: magic, version, a body, masked CRC at 60.
+void SealFixed(std::byte* dst) {
+  Put<uint32_t>(dst + 60, crc32c::Mask(crc32c::Value(dst, 60)));
+}
+std::string CheckFixed(std::span<const std::byte> bytes, std::string_view magic) {
+  if (bytes.size() < 64) return "shorter than 64 bytes";
+  if (std::memcmp(bytes.data(), magic.data(), magic.size()) != 0) return "bad magic";
+  if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 60)) != crc32c::Value(bytes.data(), 60)) {
+    return "bad header checksum";
+  }
+  uint32_t version = Get<uint32_t>(bytes.data() + 8);
+  if (version != kFormatVersion) return "unsupported format version " + std::to_string(version);
+  return {};
+}
+
+}  // namespace
+
+std::string LogIdToString(const LogId& id) {
+  std::string s(32, '0');
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < id.size(); ++i) {
+    s[2 * i] = kHex[id[i] >> 4];
+    s[2 * i + 1] = kHex[id[i] & 0xf];
+  }
+  return s;
+}
+
+size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload, std::byte* dst) {
+  const uint32_t length_word = static_cast<uint32_t>(payload.size());  // flags: none
+  const size_t total = EncodedSize(payload.size());
+  Put<uint32_t>(dst, length_word);
+  Put<uint32_t>(dst + 4, crc32c::Mask(RecordCrc(length_word, seq, payload)));
+  Put<uint64_t>(dst + 8, seq);
+  if (!payload.empty()) std::memcpy(dst + kRecordHeaderSize, payload.data(), payload.size());
+  const size_t used = kRecordHeaderSize + payload.size();
+  std::memset(dst + used, 0, total - used);
+  return total;
+}
+
+const char* DecodeStatusName(DecodeStatus s) {
+  switch (s) {
+    case DecodeStatus::kOk: return "ok";
+    case DecodeStatus::kTruncated: return "truncated record";
+    case DecodeStatus::kBadFlags: return "unknown record flags";
+    case DecodeStatus::kBadChecksum: return "record checksum mismatch";
+  }
+  return "?";
+}
+
+DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out) {
+  if (bytes.size() < kRecordHeaderSize) return DecodeStatus::kTruncated;
+  const uint32_t length_word = Get<uint32_t>(bytes.data());
+  const uint32_t flags = length_word >> kLengthBits;
+  const uint32_t len = length_word & kMaxPayload;
+  if ((flags & ~kKnownFlags) != 0) return DecodeStatus::kBadFlags;
+  const size_t total = EncodedSize(len);
+  if (bytes.size() < kRecordHeaderSize + len) return DecodeStatus::kTruncated;
+  const uint64_t seq = Get<uint64_t>(bytes.data() + 8);
+  auto payload = bytes.subspan(kRecordHeaderSize, len);
+  if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 4)) != RecordCrc(length_word, seq, payload)) {
+    return DecodeStatus::kBadChecksum;
+  }
+  out->seq = seq;
+  out->payload = payload;
+  out->encoded_size = total;
+  return DecodeStatus::kOk;
+}
+
+size_t PeekEncodedSize(std::span<const std::byte> bytes) {
+  if (bytes.size() < kRecordHeaderSize) return 0;
+  return EncodedSize(Get<uint32_t>(bytes.data()) & kMaxPayload);
+}
+
+uint64_t PeekSeq(std::span<const std::byte> bytes) {
+  return bytes.size() < kRecordHeaderSize ? 0 : Get<uint64_t>(bytes.data() + 8);
+}
+
+void EncodeSegmentHeader(const SegmentHeader& h, std::byte* dst) {
+  std::memset(dst, 0, kSegmentHeaderSize);
+  std::memcpy(dst, kSegmentMagic.data(), kSegmentMagic.size());
+  Put<uint32_t>(dst + 8, kFormatVersion);
+  Put<uint32_t>(dst + 12, static_cast<uint32_t>(kSegmentHeaderSize));
+  std::memcpy(dst + 16, h.log_id.data(), h.log_id.size());
+  Put<uint64_t>(dst + 32, h.first_seq);
+  SealFixed(dst);
+}
+
+std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader* out) {
+  if (std::string why = CheckFixed(bytes, kSegmentMagic); !why.empty()) return why;
+  if (Get<uint32_t>(bytes.data() + 12) != kSegmentHeaderSize) return "unexpected header size";
+  std::memcpy(out->log_id.data(), bytes.data() + 16, out->log_id.size());
+  out->first_seq = Get<uint64_t>(bytes.data() + 32);
+  if (out->first_seq == 0) return "first seq is 0";
+  return {};
+}
+
+void EncodeMeta(const Meta& m, std::byte* dst) {
+  std::memset(dst, 0, kMetaSize);
+  std::memcpy(dst, kMetaMagic.data(), kMetaMagic.size());
+  Put<uint32_t>(dst + 8, kFormatVersion);
+  std::memcpy(dst + 16, m.log_id.data(), m.log_id.size());
+  Put<uint64_t>(dst + 32, m.trim_seq);
+  SealFixed(dst);
+}
+
+std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out) {
+  if (std::string why = CheckFixed(bytes, kMetaMagic); !why.empty()) return why;
+  std::memcpy(out->log_id.data(), bytes.data() + 16, out->log_id.size());
+  out->trim_seq = Get<uint64_t>(bytes.data() + 32);
+  return {};
+}
+
+std::string SegmentFileName(uint64_t first_seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%020llu.wal", static_cast<unsigned long long>(first_seq));
+  return buf;
+}
+
+bool ParseSegmentFileName(std::string_view name, uint64_t* first_seq) {
+  if (name.size() != 20 + kSegmentSuffix.size() || !name.ends_with(kSegmentSuffix)) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < 20; ++i) {
+    char c = name[i];
+    if (c < '0' || c > '9') return false;
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (v == 0) return false;
+  *first_seq = v;
+  return true;
+}
+
+}  // namespace wald::storage

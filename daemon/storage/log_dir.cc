@@ -1,0 +1,260 @@
+#include "storage/log_dir.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "storage/segment_scanner.h"
+
+namespace wald::storage {
+namespace {
+
+constexpr size_t kProbeChunk = 1 << 20;
+
+void Tell(const RecoveryOptions& o, Reporter::Kind kind, const std::string& file, uint64_t offset,
+          uint64_t bytes, std::string_view reason) {
+  if (o.reporter != nullptr) o.reporter->Report(kind, file, offset, bytes, reason);
+}
+
+// What lies after the end of the valid log in a segment.
+struct Probe {
+  bool found_valid = false;     // a verifying record with seq >= min_seq
+  uint64_t valid_offset = 0;    // the last such record starts here
+  uint64_t valid_end = 0;       // ...and ends here
+  uint64_t nonzero_end = 0;     // end of the last non-zero byte range seen
+};
+
+// Scans [from, end of file) at every record-aligned offset for records that
+// verify and carry a seq >= min_seq (skipping over each one found), and for
+// the extent of non-zero bytes. Preallocated space is zero, so this is fast
+// where nothing was written.
+Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
+  Probe p;
+  p.nonzero_end = from;
+  auto size = file->Size();
+  if (!size.ok()) return size.take_status();
+  std::vector<std::byte> buf(kProbeChunk + kRecordHeaderSize);
+  std::vector<std::byte> rec_buf;
+  uint64_t buf_off = 0;
+  size_t buf_len = 0;
+  for (uint64_t off = from; off + 8 <= *size;) {
+    if (off < buf_off || off + kRecordHeaderSize > buf_off + buf_len) {
+      auto n = file->ReadAt(off, buf.data(), buf.size());
+      if (!n.ok()) return n.take_status();
+      buf_off = off;
+      buf_len = *n;
+      if (buf_len < 8) break;
+    }
+    const std::byte* at = buf.data() + (off - buf_off);
+    const size_t have = static_cast<size_t>(buf_off + buf_len - off);
+    uint64_t word;
+    std::memcpy(&word, at, 8);
+    if (word != 0) p.nonzero_end = off + 8;
+    if (word == 0 || have < kRecordHeaderSize || PeekSeq(std::span(at, kRecordHeaderSize)) < min_seq) {
+      off += kRecordAlign;
+      continue;
+    }
+    const size_t need = PeekEncodedSize(std::span(at, kRecordHeaderSize));
+    rec_buf.resize(need);
+    auto got = file->ReadAt(off, rec_buf.data(), need);
+    if (!got.ok()) return got.take_status();
+    RecordView rec;
+    if (DecodeRecord(std::span(rec_buf.data(), *got), &rec) == DecodeStatus::kOk) {
+      p.found_valid = true;
+      p.valid_offset = off;
+      p.valid_end = off + rec.encoded_size;
+      p.nonzero_end = std::max(p.nonzero_end, p.valid_end);
+      off += rec.encoded_size;
+    } else {
+      off += kRecordAlign;
+    }
+  }
+  return p;
+}
+
+Status ZeroRange(File* file, uint64_t from, uint64_t to) {
+  static const std::vector<std::byte> kZeros(kProbeChunk);
+  for (uint64_t off = from; off < to; off += kProbeChunk) {
+    iovec iov{const_cast<std::byte*>(kZeros.data()), static_cast<size_t>(std::min<uint64_t>(kProbeChunk, to - off))};
+    WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
+  }
+  return file->DataSync();
+}
+
+std::string At(const std::string& path, uint64_t offset) {
+  return path + " offset " + std::to_string(offset);
+}
+
+}  // namespace
+
+std::string JoinPath(const std::string& dir, std::string_view name) {
+  std::string p = dir;
+  if (!p.empty() && p.back() != '/') p += '/';
+  p += name;
+  return p;
+}
+
+Result<std::vector<SegmentFile>> ListSegments(Env* env, const std::string& dir) {
+  auto names = env->ListDir(dir);
+  if (!names.ok()) return names.take_status();
+  std::vector<SegmentFile> segs;
+  for (const std::string& n : *names) {
+    uint64_t first = 0;
+    if (ParseSegmentFileName(n, &first)) segs.push_back({first, JoinPath(dir, n)});
+  }
+  std::sort(segs.begin(), segs.end(), [](const auto& a, const auto& b) { return a.first_seq < b.first_seq; });
+  return segs;
+}
+
+Status WriteMeta(Env* env, const std::string& dir, const Meta& meta) {
+  const std::string tmp = JoinPath(dir, std::string(kMetaFileName) + std::string(kTempSuffix));
+  if (env->Kind(tmp) != FileKind::kMissing) WALD_RETURN_IF_ERROR(env->Remove(tmp));
+  std::byte buf[kMetaSize];
+  EncodeMeta(meta, buf);
+  {
+    auto f = env->Open(tmp, OpenMode::kCreate);
+    if (!f.ok()) return f.take_status();
+    iovec iov{buf, sizeof buf};
+    WALD_RETURN_IF_ERROR((*f)->WriteAt(0, std::span(&iov, 1)));
+    WALD_RETURN_IF_ERROR((*f)->DataSync());
+  }
+  WALD_RETURN_IF_ERROR(env->Rename(tmp, JoinPath(dir, kMetaFileName)));
+  return env->SyncDir(dir);
+}
+
+Result<Meta> ReadMeta(Env* env, const std::string& dir) {
+  const std::string path = JoinPath(dir, kMetaFileName);
+  auto bytes = ReadSmallFile(env, path, kMetaSize + 1);
+  if (!bytes.ok()) return bytes.take_status();
+  Meta meta;
+  if (bytes->size() != kMetaSize) return Status::Corruption(path + ": size is not " + std::to_string(kMetaSize));
+  if (std::string why = DecodeMeta(*bytes, &meta); !why.empty()) {
+    return Status::Corruption(At(path, 0) + ": " + why);
+  }
+  return meta;
+}
+
+Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta, const RecoveryOptions& options) {
+  RecoveredLog out;
+  out.meta = meta;
+
+  // 1. Half-made files: a prepared segment or meta that never got its name.
+  auto names = env->ListDir(dir);
+  if (!names.ok()) return names.take_status();
+  bool removed = false;
+  for (const std::string& n : *names) {
+    if (n.ends_with(kTempSuffix)) {
+      WALD_RETURN_IF_ERROR(env->Remove(JoinPath(dir, n)));
+      removed = true;
+    }
+  }
+
+  auto listed = ListSegments(env, dir);
+  if (!listed.ok()) return listed.take_status();
+  std::vector<SegmentFile>& segs = out.segments = std::move(*listed);
+
+  // 2. An interrupted trim: the meta file already says these are released.
+  while (segs.size() >= 2 && segs[1].first_seq <= meta.trim_seq + 1) {
+    WALD_RETURN_IF_ERROR(env->Remove(segs.front().path));
+    segs.erase(segs.begin());
+    removed = true;
+  }
+  if (removed) WALD_RETURN_IF_ERROR(env->SyncDir(dir));
+  if (segs.empty()) {
+    out.next_seq = meta.trim_seq + 1;
+    return out;
+  }
+  if (segs.front().first_seq > meta.trim_seq + 1) {
+    return Status::Corruption(segs.front().path + ": the log starts at seq " + std::to_string(segs.front().first_seq) +
+                              " but only seqs up to " + std::to_string(meta.trim_seq) +
+                              " were trimmed: earlier segments are missing");
+  }
+
+  // 3. A roll that did not complete: the newest segment's header never became
+  // durable. Its records (if any survived) were never synced either, unless
+  // a valid one lies beyond the unsynced-write window.
+  {
+    SegmentFile& last = segs.back();
+    auto f = env->Open(last.path, OpenMode::kReadWrite);
+    if (!f.ok()) return f.take_status();
+    SegmentScanner sc(std::move(*f), last.first_seq);
+    SegmentHeader h;
+    Status st = sc.ReadHeader(&meta.log_id, &h);
+    if (!st.ok() && st.code() != Code::kCorruption) return st;
+    if (!st.ok()) {
+      auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, last.first_seq);
+      if (!probe.ok()) return probe.take_status();
+      if (probe->found_valid && probe->valid_end > kMaxUnsyncedWrite && !options.salvage) {
+        return Status::Corruption(st.message() + " (and valid records follow at offset " +
+                                  std::to_string(probe->valid_offset) + ")");
+      }
+      Tell(options, Reporter::Kind::kTornTail, last.path, 0, probe->nonzero_end, "segment roll did not complete");
+      WALD_RETURN_IF_ERROR(env->Remove(last.path));
+      WALD_RETURN_IF_ERROR(env->SyncDir(dir));
+      segs.pop_back();
+      if (segs.empty()) {
+        out.next_seq = meta.trim_seq + 1;
+        return out;
+      }
+    }
+  }
+
+  // 4. Headers everywhere, records where asked, the tail of the last segment.
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const bool last = i + 1 == segs.size();
+    const bool scan = last || options.verify == VerifyMode::kAll;
+    auto f = env->Open(segs[i].path, last ? OpenMode::kReadWrite : OpenMode::kRead);
+    if (!f.ok()) return f.take_status();
+    SegmentScanner sc(std::move(*f), segs[i].first_seq);
+    SegmentHeader h;
+    WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, &h));
+    if (!scan) continue;
+    RecordView rec;
+    SegmentScanner::Step step;
+    while ((step = sc.Next(&rec)) == SegmentScanner::Step::kRecord) {
+    }
+    if (step == SegmentScanner::Step::kError) return sc.status();
+    if (!last) {
+      if (sc.next_seq() == segs[i + 1].first_seq) continue;
+      const std::string why = At(sc.path(), sc.offset()) + ": " + sc.stop_reason() + " before seq " +
+                              std::to_string(sc.next_seq()) + ", but the next segment starts at seq " +
+                              std::to_string(segs[i + 1].first_seq);
+      if (!options.salvage) return Status::Corruption(why);
+      // Salvage: the log ends here. Drop every later segment.
+      for (size_t j = segs.size(); j-- > i + 1;) {
+        Tell(options, Reporter::Kind::kDamage, segs[j].path, 0, 0, "dropped by salvage: " + why);
+        WALD_RETURN_IF_ERROR(env->Remove(segs[j].path));
+      }
+      WALD_RETURN_IF_ERROR(env->SyncDir(dir));
+      segs.resize(i + 1);
+      // Reopen for writing: this segment is the last one now.
+      auto rw = env->Open(segs[i].path, OpenMode::kReadWrite);
+      if (!rw.ok()) return rw.take_status();
+      auto probe = ProbeAfter(rw->get(), sc.offset(), 0);
+      if (!probe.ok()) return probe.take_status();
+      Tell(options, Reporter::Kind::kDamage, sc.path(), sc.offset(), probe->nonzero_end - sc.offset(), why);
+      WALD_RETURN_IF_ERROR(ZeroRange(rw->get(), sc.offset(), probe->nonzero_end));
+      out.next_seq = sc.next_seq();
+      out.tail_offset = sc.offset();
+      return out;
+    }
+    // The last segment: what follows the last valid record?
+    auto probe = ProbeAfter(sc.file(), sc.offset(), sc.next_seq());
+    if (!probe.ok()) return probe.take_status();
+    const uint64_t stop = sc.offset();
+    if (probe->found_valid && probe->valid_end - stop > kMaxUnsyncedWrite) {
+      const std::string why = At(sc.path(), stop) + ": " + sc.stop_reason() + ", but a valid record (seq >= " +
+                              std::to_string(sc.next_seq()) + ") follows at offset " +
+                              std::to_string(probe->valid_offset);
+      if (!options.salvage) return Status::Corruption(why);
+      Tell(options, Reporter::Kind::kDamage, sc.path(), stop, probe->nonzero_end - stop, why);
+    } else if (probe->nonzero_end > stop) {
+      Tell(options, Reporter::Kind::kTornTail, sc.path(), stop, probe->nonzero_end - stop, sc.stop_reason());
+    }
+    if (probe->nonzero_end > stop) WALD_RETURN_IF_ERROR(ZeroRange(sc.file(), stop, probe->nonzero_end));
+    out.next_seq = sc.next_seq();
+    out.tail_offset = stop;
+  }
+  return out;
+}
+
+}  // namespace wald::storage

@@ -1,0 +1,109 @@
+// LogWriter: appends encoded records to the segment files of one log
+// directory and makes them durable. The mechanism only: the caller (the
+// daemon's writer thread) decides when to Sync and what a failure means to
+// its clients.
+//
+// Threading: every method is called from one thread, the writer thread. A
+// helper thread owned by the LogWriter prepares the next segment (allocate,
+// zero-fill, fdatasync) so that a roll never waits for 64 MiB of zeros.
+//
+// Failure: an I/O error from a write, fdatasync, roll or trim is permanent.
+// Linux may have dropped the dirty pages that a failed fdatasync covered, so
+// a retry that succeeds would prove nothing (PostgreSQL's 2018 lesson). From
+// then on every call returns kFailed naming the first cause, durable_seq()
+// never moves again, and the process should exit so that recovery runs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "storage/env.h"
+#include "storage/format.h"
+#include "storage/log_dir.h"
+
+namespace wald::storage {
+
+struct LogOptions {
+  // Bytes per segment file, header included; preallocated in full.
+  uint64_t segment_size = 64ull << 20;
+  bool create_if_missing = true;
+  RecoveryOptions recovery;
+  // False: prepare the next segment on the calling thread when it is needed
+  // (slower rolls, but deterministic: for tests that cut power at each step).
+  bool prepare_in_background = true;
+};
+
+// Records as EncodeRecord wrote them, back to back, with the contiguous seqs
+// first_seq..last_seq. The bytes must stay valid during Append.
+struct EncodedChunk {
+  std::span<const std::byte> bytes;
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+};
+
+class SegmentPreparer;
+
+class LogWriter {
+ public:
+  // Opens `dir` (creating it and a new log if options.create_if_missing),
+  // takes its lock (kBusy naming the holder's pid if another process has it),
+  // recovers it (log_dir.h: Recover) and readies a segment to append to.
+  // Refuses a symlink (kNotALog), a file, or a non-empty directory without
+  // wald.meta (kNotALog).
+  static Result<std::unique_ptr<LogWriter>> Open(Env* env, const std::string& dir, const LogOptions& options);
+  ~LogWriter();  // stops the helper thread; does not sync
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+
+  // Writes the chunks (one pwritev in the common case). The first chunk's
+  // first_seq must be next_seq(). Does not sync, except where it must: before
+  // rolling to a new segment, and whenever kMaxUnsyncedWrite bytes are
+  // written. Rolls when a record does not fit in the current segment.
+  Status Append(std::span<const EncodedChunk> chunks);
+  // fdatasync of what Append wrote; on success durable_seq() = next_seq() - 1.
+  Status Sync();
+  // Releases (deletes) every whole segment whose records are all <= up_to,
+  // never the one being written. Records the new start in wald.meta first, so
+  // a crash mid-trim finishes the trim at the next open.
+  Status Trim(uint64_t up_to);
+
+  const LogId& log_id() const { return meta_.log_id; }
+  const std::string& dir() const { return dir_; }
+  uint64_t next_seq() const { return next_seq_; }
+  // Every record with seq <= durable_seq() survived an fdatasync.
+  uint64_t durable_seq() const { return durable_seq_; }
+  // The oldest seq still held (trim point + 1).
+  uint64_t first_seq() const { return meta_.trim_seq + 1; }
+  size_t segment_count() const { return segments_.size(); }
+  // OK, or the error that stopped this writer for good.
+  const Status& failure() const { return failure_; }
+
+ private:
+  LogWriter(Env* env, std::string dir, const LogOptions& options);
+  Status Fail(Status cause);  // records the first cause, returns it
+  Status Failed() const;      // the kFailed status returned after a failure
+  Status Flush();             // writes iov_ at tail_
+  Status Roll();              // syncs, then continues in a prepared segment
+  void Add(std::span<const std::byte> bytes);
+
+  Env* const env_;
+  const std::string dir_;
+  const LogOptions options_;
+  std::unique_ptr<DirLock> lock_;
+  Meta meta_;
+  std::vector<SegmentFile> segments_;
+  std::unique_ptr<File> file_;  // segments_.back(), open for writing
+  uint64_t tail_ = 0;           // where the next write goes in file_
+  uint64_t next_seq_ = 1;
+  uint64_t durable_seq_ = 0;
+  uint64_t unsynced_ = 0;   // bytes written or gathered since the last sync
+  std::vector<iovec> iov_;  // gathered for the next write; reused
+  size_t gathered_ = 0;     // bytes in iov_
+  Status failure_;
+  std::unique_ptr<SegmentPreparer> preparer_;
+};
+
+}  // namespace wald::storage

@@ -1,0 +1,214 @@
+// Env::Posix(): the real file system.
+#include <fcntl.h>
+#include <dirent.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <string>
+
+#include "storage/env.h"
+
+namespace wald::storage {
+namespace {
+
+class PosixFile final : public File {
+ public:
+  PosixFile(std::string path, int fd) : File(std::move(path)), fd_(fd) {}
+  ~PosixFile() override { ::close(fd_); }
+
+  Status WriteAt(uint64_t offset, std::span<const iovec> iov) override {
+    // pwritev may write less than asked and takes at most IOV_MAX entries:
+    // advance through the vector until every byte is written. A mutable copy
+    // is made only when a write stops inside an entry (rare).
+    std::vector<iovec> rest;
+    std::span<const iovec> todo = iov;
+    while (!todo.empty()) {
+      int cnt = todo.size() > IOV_MAX ? IOV_MAX : static_cast<int>(todo.size());
+      ssize_t w = ::pwritev(fd_, todo.data(), cnt, static_cast<off_t>(offset));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::IoError("pwritev " + path(), errno);
+      }
+      offset += static_cast<uint64_t>(w);
+      size_t done = static_cast<size_t>(w);
+      size_t k = 0;
+      while (k < todo.size() && done >= todo[k].iov_len) done -= todo[k++].iov_len;
+      if (w == 0 && k == 0) return Status::IoError("pwritev " + path() + " wrote nothing", EIO);
+      if (done == 0) {
+        todo = todo.subspan(k);
+        continue;
+      }
+      std::vector<iovec> next(todo.begin() + static_cast<ptrdiff_t>(k), todo.end());
+      next[0].iov_base = static_cast<char*>(next[0].iov_base) + done;
+      next[0].iov_len -= done;
+      rest.swap(next);
+      todo = rest;
+    }
+    return Status::OK();
+  }
+
+  Result<size_t> ReadAt(uint64_t offset, void* dst, size_t n) override {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::pread(fd_, static_cast<char*>(dst) + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return Status::IoError("pread " + path(), errno);
+      }
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  }
+
+  Status DataSync() override {
+    // No retry on EINTR either: fdatasync is not interrupted by signals on
+    // Linux, and any error means the pages' fate is unknown.
+    if (::fdatasync(fd_) != 0) return Status::IoError("fdatasync " + path(), errno);
+    return Status::OK();
+  }
+
+  Status Allocate(uint64_t size) override {
+    int rc = ::posix_fallocate(fd_, 0, static_cast<off_t>(size));
+    if (rc != 0) return Status::IoError("fallocate " + path(), rc);
+    return Status::OK();
+  }
+
+  Result<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Status::IoError("fstat " + path(), errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  Status Truncate(uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return Status::IoError("ftruncate " + path(), errno);
+    return Status::OK();
+  }
+
+ private:
+  int fd_;
+};
+
+class PosixLock final : public DirLock {
+ public:
+  explicit PosixLock(int fd) : fd_(fd) {}
+  ~PosixLock() override { ::close(fd_); }  // closing releases the flock
+
+ private:
+  int fd_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override {
+    int flags = O_CLOEXEC;
+    switch (mode) {
+      case OpenMode::kRead: flags |= O_RDONLY; break;
+      case OpenMode::kReadWrite: flags |= O_RDWR; break;
+      case OpenMode::kCreate: flags |= O_RDWR | O_CREAT | O_EXCL; break;
+    }
+    int fd = ::open(path.c_str(), flags, 0640);
+    if (fd < 0) {
+      int e = errno;
+      if (e == ENOENT) return Status::NotFound(path);
+      return Status::IoError("open " + path, e);
+    }
+    return std::unique_ptr<File>(new PosixFile(path, fd));
+  }
+
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) return Status::IoError("rename " + from + " to " + to, errno);
+    return Status::OK();
+  }
+
+  Status Remove(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) return Status::IoError("unlink " + path, errno);
+    return Status::OK();
+  }
+
+  Status SyncDir(const std::string& dir) override {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Status::IoError("open directory " + dir, errno);
+    int rc = ::fsync(fd);
+    int e = errno;
+    ::close(fd);
+    if (rc != 0) return Status::IoError("fsync directory " + dir, e);
+    return Status::OK();
+  }
+
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return Status::IoError("opendir " + dir, errno);
+    std::vector<std::string> names;
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n != "." && n != "..") names.emplace_back(n);
+    }
+    int e = errno;
+    ::closedir(d);
+    if (e != 0) return Status::IoError("readdir " + dir, e);
+    return names;
+  }
+
+  Status CreateDir(const std::string& dir) override {
+    if (::mkdir(dir.c_str(), 0750) != 0) return Status::IoError("mkdir " + dir, errno);
+    return Status::OK();
+  }
+
+  FileKind Kind(const std::string& path) override {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return FileKind::kMissing;
+    if (S_ISDIR(st.st_mode)) return FileKind::kDirectory;
+    if (S_ISREG(st.st_mode)) return FileKind::kRegular;
+    if (S_ISLNK(st.st_mode)) return FileKind::kSymlink;
+    return FileKind::kOther;
+  }
+
+  Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) return Status::IoError("open lock file " + path, errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      char buf[32] = {};
+      ssize_t r = ::pread(fd, buf, sizeof buf - 1, 0);
+      ::close(fd);
+      if (e == EWOULDBLOCK) {
+        std::string holder = r > 0 ? std::string(buf, static_cast<size_t>(r)) : std::string("unknown");
+        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+        return Status::Busy(path + " is locked by another process (pid " + holder +
+                            "): is another wald running on this log?");
+      }
+      return Status::IoError("flock " + path, e);
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      int e = errno;
+      ::close(fd);
+      return Status::IoError("write lock file " + path, e);
+    }
+    return std::unique_ptr<DirLock>(new PosixLock(fd));
+  }
+};
+
+}  // namespace
+
+Env* Env::Posix() {
+  static PosixEnv* env = new PosixEnv;
+  return env;
+}
+
+Result<std::vector<std::byte>> ReadSmallFile(Env* env, const std::string& path, size_t max) {
+  auto file = env->Open(path, OpenMode::kRead);
+  if (!file.ok()) return file.take_status();
+  std::vector<std::byte> buf(max);
+  auto n = (*file)->ReadAt(0, buf.data(), buf.size());
+  if (!n.ok()) return n.take_status();
+  buf.resize(*n);
+  return buf;
+}
+
+}  // namespace wald::storage

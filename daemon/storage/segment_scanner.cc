@@ -1,0 +1,92 @@
+#include "storage/segment_scanner.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace wald::storage {
+namespace {
+constexpr size_t kReadSize = 1 << 20;  // one read per MiB of log
+}
+
+SegmentScanner::SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq)
+    : file_(std::move(file)), next_seq_(first_seq) {}
+
+Status SegmentScanner::ReadHeader(const LogId* log_id, SegmentHeader* out) {
+  std::byte hdr[kSegmentHeaderSize];
+  auto n = file_->ReadAt(0, hdr, sizeof hdr);
+  if (!n.ok()) return n.take_status();
+  const uint64_t named_seq = next_seq_;
+  std::string why = DecodeSegmentHeader(std::span(hdr, *n), out);
+  if (why.empty() && log_id != nullptr && out->log_id != *log_id) why = "log id differs from this log's";
+  if (why.empty() && out->first_seq != named_seq) {
+    why = "first seq " + std::to_string(out->first_seq) + " differs from the file name's";
+  }
+  if (!why.empty()) return Status::Corruption(path() + " offset 0: bad segment header: " + why);
+  return Status::OK();
+}
+
+Result<size_t> SegmentScanner::Fill(size_t need) {
+  size_t pos = static_cast<size_t>(offset_ - buf_offset_);
+  if (offset_ < buf_offset_ || pos > buf_len_) {  // outside the buffer: start afresh
+    buf_offset_ = offset_;
+    buf_len_ = 0;
+    pos = 0;
+  }
+  if (buf_len_ - pos >= need) return buf_len_ - pos;
+  // Move the unread bytes to the front and read more behind them.
+  if (pos > 0) {
+    std::memmove(buf_.data(), buf_.data() + pos, buf_len_ - pos);
+    buf_len_ -= pos;
+    buf_offset_ = offset_;
+  }
+  size_t want = std::max(need, kReadSize);
+  if (buf_.size() < want) buf_.resize(want);
+  auto n = file_->ReadAt(buf_offset_ + buf_len_, buf_.data() + buf_len_, buf_.size() - buf_len_);
+  if (!n.ok()) return n.take_status();
+  buf_len_ += *n;
+  return buf_len_;
+}
+
+void SegmentScanner::Stop(std::string reason) {
+  stop_reason_ = std::move(reason);
+  buf_len_ = 0;  // the next call re-reads: the file may have grown
+  buf_offset_ = offset_;
+}
+
+SegmentScanner::Step SegmentScanner::Next(RecordView* rec) {
+  auto avail = Fill(kRecordHeaderSize);
+  if (!avail.ok()) {
+    status_ = avail.take_status();
+    return Step::kError;
+  }
+  if (*avail < kRecordHeaderSize) {
+    Stop(*avail == 0 ? "end of file" : "truncated record header at end of file");
+    return Step::kStop;
+  }
+  const size_t pos = static_cast<size_t>(offset_ - buf_offset_);
+  const size_t size = PeekEncodedSize(std::span(buf_.data() + pos, kRecordHeaderSize));
+  if (size > kRecordHeaderSize) {
+    avail = Fill(size);
+    if (!avail.ok()) {
+      status_ = avail.take_status();
+      return Step::kError;
+    }
+  }
+  const size_t at = static_cast<size_t>(offset_ - buf_offset_);
+  DecodeStatus ds = DecodeRecord(std::span(buf_.data() + at, buf_len_ - at), rec);
+  if (ds != DecodeStatus::kOk) {
+    Stop(DecodeStatusName(ds));
+    return Step::kStop;
+  }
+  if (rec->seq != next_seq_) {
+    Stop("seq " + std::to_string(rec->seq) + " where " + std::to_string(next_seq_) + " was expected");
+    return Step::kStop;
+  }
+  record_offset_ = offset_;
+  offset_ += rec->encoded_size;
+  ++next_seq_;
+  stop_reason_.clear();
+  return Step::kRecord;
+}
+
+}  // namespace wald::storage

@@ -1,0 +1,69 @@
+// SegmentScanner: the one piece of code that reads records back from a
+// segment file. Recovery, LogReader and wal-tail all read through it.
+//
+// It reads sequentially through a buffer and yields records whose checksum
+// verifies and whose seq is the expected next one. It stops at the first
+// position that holds anything else and says why; whether that is the normal
+// end of the log, a torn tail or damage is for the caller to decide (it
+// depends on what follows). After a stop, Next() may be called again: it
+// re-reads the file from the stop position, so a scanner can follow a file
+// that another thread or process is appending to.
+//
+// Not thread-safe; owns its File.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/env.h"
+#include "storage/format.h"
+
+namespace wald::storage {
+
+class SegmentScanner {
+ public:
+  // `first_seq` is the seq that the file's name announces.
+  SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq);
+  SegmentScanner(const SegmentScanner&) = delete;
+  SegmentScanner& operator=(const SegmentScanner&) = delete;
+
+  // Reads and checks the segment header against `log_id` (when not null) and
+  // the first seq from the name. Must precede Next(). Corruption names the
+  // file and offset 0.
+  Status ReadHeader(const LogId* log_id, SegmentHeader* out);
+
+  enum class Step {
+    kRecord,  // *rec holds the next record; valid until the next call
+    kStop,    // no valid next record at offset(): see stop_reason()
+    kError,   // an I/O error: see status()
+  };
+  Step Next(RecordView* rec);
+
+  uint64_t offset() const { return offset_; }      // where the next record starts
+  uint64_t next_seq() const { return next_seq_; }  // the seq it must carry
+  uint64_t record_offset() const { return record_offset_; }  // of the last record returned
+  const std::string& stop_reason() const { return stop_reason_; }
+  const Status& status() const { return status_; }
+  File* file() const { return file_.get(); }
+  const std::string& path() const { return file_->path(); }
+
+ private:
+  // Makes at least `need` bytes from offset_ available in the buffer, if the
+  // file has them; returns the number available.
+  Result<size_t> Fill(size_t need);
+  void Stop(std::string reason);
+
+  std::unique_ptr<File> file_;
+  uint64_t next_seq_;
+  uint64_t offset_ = kSegmentHeaderSize;
+  uint64_t record_offset_ = 0;
+  std::vector<std::byte> buf_;
+  uint64_t buf_offset_ = 0;  // file offset of buf_[0]
+  size_t buf_len_ = 0;       // valid bytes in buf_
+  std::string stop_reason_;
+  Status status_;
+};
+
+}  // namespace wald::storage

@@ -1,0 +1,112 @@
+// The byte-level format: CRC32C, record and header encoding, file names.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "storage/crc32c.h"
+#include "storage/format.h"
+
+using namespace wald::storage;
+
+namespace {
+std::vector<std::byte> Bytes(std::string_view s) {
+  std::vector<std::byte> v(s.size());
+  std::memcpy(v.data(), s.data(), s.size());
+  return v;
+}
+}  // namespace
+
+TEST_CASE("crc32c matches the standard check values") {
+  CHECK(crc32c::Value("123456789", 9) == 0xe3069283u);
+  std::vector<char> zeros(32, 0);
+  CHECK(crc32c::Value(zeros.data(), zeros.size()) == 0x8a9136aau);  // RFC 3720 B.4
+  CHECK(crc32c::Extend(crc32c::Value("1234", 4), "56789", 5) == 0xe3069283u);
+  uint32_t c = crc32c::Value("abc", 3);
+  CHECK(crc32c::Mask(c) != c);
+  CHECK(crc32c::Unmask(crc32c::Mask(c)) == c);
+}
+
+TEST_CASE("a record encodes, pads to 8 and decodes back") {
+  auto payload = Bytes("hello, wald");
+  std::vector<std::byte> buf(EncodedSize(payload.size()));
+  CHECK(buf.size() == 32);
+  CHECK(EncodeRecord(42, payload, buf.data()) == 32);
+  RecordView rec;
+  REQUIRE(DecodeRecord(buf, &rec) == DecodeStatus::kOk);
+  CHECK(rec.seq == 42);
+  CHECK(rec.encoded_size == 32);
+  CHECK(std::memcmp(rec.payload.data(), payload.data(), payload.size()) == 0);
+  CHECK(PeekSeq(buf) == 42);
+  CHECK(PeekEncodedSize(buf) == 32);
+}
+
+TEST_CASE("an empty payload is a valid record") {
+  std::vector<std::byte> buf(EncodedSize(0));
+  EncodeRecord(1, {}, buf.data());
+  RecordView rec;
+  CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kOk);
+  CHECK(rec.payload.empty());
+}
+
+TEST_CASE("decoding rejects damage of every kind") {
+  auto payload = Bytes("0123456789abcdef");
+  std::vector<std::byte> buf(EncodedSize(payload.size()));
+  EncodeRecord(7, payload, buf.data());
+  RecordView rec;
+  SUBCASE("flipped payload bit") {
+    buf[20] ^= std::byte{1};
+    CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kBadChecksum);
+  }
+  SUBCASE("flipped seq bit") {
+    buf[8] ^= std::byte{1};
+    CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kBadChecksum);
+  }
+  SUBCASE("unknown flag") {
+    buf[3] = std::byte{0x80};
+    CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kBadFlags);
+  }
+  SUBCASE("cut short") {
+    CHECK(DecodeRecord(std::span(buf).first(20), &rec) == DecodeStatus::kTruncated);
+    CHECK(DecodeRecord(std::span(buf).first(8), &rec) == DecodeStatus::kTruncated);
+  }
+  SUBCASE("zero-filled space") {
+    std::vector<std::byte> zeros(64);
+    CHECK(DecodeRecord(zeros, &rec) == DecodeStatus::kBadChecksum);
+  }
+}
+
+TEST_CASE("segment header and meta round-trip and detect damage") {
+  SegmentHeader h{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, 1234};
+  std::byte buf[kSegmentHeaderSize];
+  EncodeSegmentHeader(h, buf);
+  SegmentHeader out;
+  CHECK(DecodeSegmentHeader(buf, &out).empty());
+  CHECK(out.first_seq == 1234);
+  CHECK(out.log_id == h.log_id);
+  buf[33] ^= std::byte{4};
+  CHECK(DecodeSegmentHeader(buf, &out) == "bad header checksum");
+  std::byte zeros[kSegmentHeaderSize] = {};
+  CHECK(DecodeSegmentHeader(zeros, &out) == "bad magic");
+
+  Meta m{h.log_id, 99};
+  std::byte mb[kMetaSize];
+  EncodeMeta(m, mb);
+  Meta mo;
+  CHECK(DecodeMeta(mb, &mo).empty());
+  CHECK(mo.trim_seq == 99);
+  CHECK(!DecodeSegmentHeader(mb, &out).empty());  // a meta file is not a segment
+}
+
+TEST_CASE("segment file names sort in seq order and parse back") {
+  CHECK(SegmentFileName(1) == "00000000000000000001.wal");
+  CHECK(SegmentFileName(18446744073709551615ull) == "18446744073709551615.wal");
+  uint64_t s = 0;
+  CHECK(ParseSegmentFileName("00000000000000000042.wal", &s));
+  CHECK(s == 42);
+  CHECK_FALSE(ParseSegmentFileName("0000000000000000042.wal", &s));
+  CHECK_FALSE(ParseSegmentFileName("00000000000000000042.tmp", &s));
+  CHECK_FALSE(ParseSegmentFileName("0000000000000000004x.wal", &s));
+  CHECK_FALSE(ParseSegmentFileName("00000000000000000000.wal", &s));
+  CHECK_FALSE(ParseSegmentFileName("99999999999999999999.wal", &s));  // overflows u64
+}
