@@ -1,0 +1,102 @@
+// wald: the daemon's entry point. Parses the command line (CLI11, with an
+// optional config file), sets up logging, and runs the Server; `wald stats`
+// queries a running daemon.
+#include <csignal>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "server/server.h"
+#include "stats_command.h"
+
+namespace {
+
+constexpr const char* kExamples = R"(
+Examples:
+  wald                                  # ./wald-data, ./wald.sock
+  wald --dir /var/lib/wald --socket /run/wald/wald.sock
+  wald --config /etc/wald/wald.toml
+  wald stats --socket ./wald.sock
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT drain), 1 after a fatal
+error (the log writer failed, or start-up failed), 2 for bad options.)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  wald::server::ServerOptions o;
+  std::string log_level = "info";
+  std::string verify = "last";
+
+  CLI::App app{"wald: a local write-ahead-log daemon (group commit over a Unix socket)"};
+  app.footer(kExamples);
+  app.set_config("--config", "", "Read options from this TOML or INI file");
+  app.add_option("--dir", o.dir, "Log directory (created if missing)")->capture_default_str();
+  app.add_option("--socket", o.socket, "Unix socket path to listen on")->capture_default_str();
+  app.add_option("--socket-mode", o.socket_mode, "Permissions of the socket file (octal, e.g. 0660)")
+      ->transform([](std::string s) { return std::to_string(std::stoul(s, nullptr, 8)); });
+  app.add_option("--segment-size", o.segment_size, "Bytes per segment file (e.g. 64MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--max-record", o.max_record, "Largest Append payload accepted (e.g. 1MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--max-unsynced-bytes", o.max_unsynced_bytes,
+                 "Bytes received but not yet durable before every socket stops being read")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--max-inflight", o.max_inflight, "Unacked appends per connection before it stops being read")
+      ->capture_default_str();
+  app.add_option("--max-connection-bytes", o.max_connection_bytes,
+                 "Unacked payload plus unsent output per connection before it stops being read")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--spin-min-us", o.spin.spin_min_us, "Writer: shortest spin before parking when idle")
+      ->capture_default_str();
+  app.add_option("--spin-max-us", o.spin.spin_max_us, "Writer: longest spin before parking when idle")
+      ->capture_default_str();
+  app.add_option("--allow-uid", o.allow_uids, "Only these peer uids may connect (repeatable)");
+  app.add_option("--allow-gid", o.allow_gids, "Only these peer gids may connect (repeatable)");
+  app.add_option("--verify-on-open", verify, "Records scanned at open: last (segment) or all")
+      ->check(CLI::IsMember({"last", "all"}))
+      ->capture_default_str();
+  app.add_flag("--salvage", o.salvage, "Cut the log at damage found at open instead of refusing to start");
+  app.add_option("--stats-interval", o.stats_interval_s, "Seconds between summary log lines (0: none)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+#ifdef WALD_FAULT_INJECTION
+  app.add_option("--fault-sync-eio-after", o.fault_sync_eio_after,
+                 "TEST BUILDS: fdatasync fails with EIO after this many succeed")
+      ->group("");
+#endif
+
+  bool stats_json = false;
+  CLI::App* stats = app.add_subcommand("stats", "Print the counters of a running wald");
+  stats->add_option("--socket", o.socket, "Socket of the daemon")->capture_default_str();
+  stats->add_flag("--json", stats_json, "One JSON object");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
+  o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;
+
+  auto logger = spdlog::stderr_color_mt("wald");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  wald::server::Server server(o);
+  if (wald::storage::Status st = server.Start(); !st.ok()) {
+    spdlog::critical("cannot start: {}", st.ToString());
+    return 1;
+  }
+  return server.Run();
+}

@@ -1,0 +1,149 @@
+#include "server/commit_writer.h"
+
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define WALD_PAUSE() _mm_pause()
+#else
+#define WALD_PAUSE() std::atomic_signal_fence(std::memory_order_seq_cst)
+#endif
+
+namespace wald::server {
+namespace {
+uint64_t NowNs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+}  // namespace
+
+CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_chunks, SpinOptions spin,
+                           std::function<void()> notify)
+    : log_(std::move(log)),
+      log_id_(log_->log_id()),
+      spin_(spin),
+      notify_(std::move(notify)),
+      full_(max_chunks),
+      free_(max_chunks),
+      durable_seq_(log_->durable_seq()),
+      gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {}
+
+CommitWriter::~CommitWriter() { Stop(); }
+
+void CommitWriter::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void CommitWriter::Stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true, std::memory_order_seq_cst);
+  parked_.store(0, std::memory_order_seq_cst);
+  parked_.notify_one();
+  thread_.join();
+}
+
+void CommitWriter::Submit(Chunk* c) {
+  bool ok = full_.Push(c);
+  (void)ok;  // cannot fail: the queue holds every chunk there is
+}
+
+void CommitWriter::Wake() {
+  // Pairs with the fence in IdleWait: our push is visible to the writer's
+  // re-check, or its parked_ = 1 is visible here.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_relaxed) == 1 && parked_.exchange(0) == 1) parked_.notify_one();
+}
+
+Chunk* CommitWriter::TakeFree() {
+  Chunk* c = nullptr;
+  return free_.Pop(&c) ? c : nullptr;
+}
+
+std::string CommitWriter::failure() const {
+  std::lock_guard lk(failure_mu_);
+  return failure_;
+}
+
+void CommitWriter::IdleWait() {
+  const uint64_t start = NowNs();
+  const double max_ns = spin_.spin_max_us * 1000.0;
+  double budget = spin_.spin_min_us * 1000.0;
+  if (gap_avg_ns_ < max_ns) budget = std::min(max_ns, std::max(budget, 2 * gap_avg_ns_));
+  const uint64_t until = start + static_cast<uint64_t>(budget);
+  bool arrived = false;
+  do {
+    for (int i = 0; i < 32; ++i) {
+      if (!full_.Empty() || stop_.load(std::memory_order_relaxed)) {
+        arrived = true;
+        break;
+      }
+      WALD_PAUSE();
+    }
+  } while (!arrived && NowNs() < until);
+  if (!arrived) {
+    parked_.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (full_.Empty() && !stop_.load(std::memory_order_relaxed)) {
+      stats_.parks.fetch_add(1, std::memory_order_relaxed);
+      parked_.wait(1, std::memory_order_acquire);
+    }
+    parked_.store(0, std::memory_order_relaxed);
+  }
+  // Learn the gap. A park that lasted long says "low load": the average goes
+  // up and the next idle period parks early.
+  const double gap = static_cast<double>(NowNs() - start);
+  gap_avg_ns_ = 0.75 * gap_avg_ns_ + 0.25 * std::min(gap, 100 * max_ns);
+}
+
+void CommitWriter::Run() {
+  std::vector<Chunk*> batch;
+  std::vector<storage::EncodedChunk> spans;
+  batch.reserve(1024);
+  spans.reserve(1024);
+  for (;;) {
+    Chunk* c;
+    while (full_.Pop(&c)) {
+      batch.push_back(c);
+      spans.push_back({std::span<const std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
+    }
+    if (batch.empty()) {
+      if (stop_.load(std::memory_order_acquire) && full_.Empty()) return;
+      IdleWait();
+      continue;
+    }
+    const uint64_t t0 = NowNs();
+    storage::Status st = log_->Append(spans);
+    if (st.ok()) st = log_->Sync();
+    if (!st.ok()) {
+      {
+        std::lock_guard lk(failure_mu_);
+        failure_ = st.ToString();
+      }
+      failed_.store(true, std::memory_order_release);
+      notify_();
+      // Fail-stop: write nothing more. Keep the chunks; the process exits.
+      for (;;) {
+        parked_.store(1);
+        if (stop_.load()) return;  // seq_cst: see Stop()
+        parked_.wait(1);
+      }
+    }
+    const uint64_t durable = log_->durable_seq();
+    uint64_t bytes = 0;
+    for (const auto& s : spans) bytes += s.bytes.size();
+    stats_.syncs.fetch_add(1, std::memory_order_relaxed);
+    stats_.records_per_sync.Add(durable - durable_seq_.load(std::memory_order_relaxed));
+    stats_.bytes_per_sync.Add(bytes);
+    stats_.sync_latency_us.Add((NowNs() - t0) / 1000);
+    // Only now, after fdatasync returned 0, is the new seq published.
+    durable_seq_.store(durable, std::memory_order_release);
+    for (Chunk* done : batch) {
+      bool ok = free_.Push(done);  // the loop resets it: it accounts its bytes
+      (void)ok;
+    }
+    batch.clear();
+    spans.clear();
+    notify_();
+  }
+}
+
+}  // namespace wald::server

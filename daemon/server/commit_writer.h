@@ -1,0 +1,112 @@
+// CommitWriter: the writer thread. It takes staging chunks from the loop
+// thread, writes everything handed over since its last fdatasync with one
+// pwritev, fdatasyncs, publishes the durable seq and hands the chunks back:
+// group commit with no timer. A batch is whatever arrived during the
+// previous fdatasync; at low load it is one record.
+//
+// Threads: Submit(), Wake(), TakeFree(), durable_seq(), failed() are for the
+// loop thread; everything else runs on the writer thread, which owns the
+// LogWriter (and so every file) and never touches a socket. Between them: two
+// SPSC queues (full chunks in, empty chunks back), the atomic durable seq, and
+// the `notify` callback (uv_async_send) that the writer calls after each
+// batch and on failure. Several notifications may merge into one callback, so
+// the loop reads the state, never counts notifications.
+//
+// Idle waiting, spin then park: with nothing to write, the writer spins (a
+// pause instruction per check) for a budget, then parks on a futex
+// (std::atomic::wait). Under load, the next batch arrives a few tens of µs
+// after a sync completes (the loop sends acks, clients answer, the loop reads
+// and hands over at the end of its iteration); catching it while spinning
+// saves a futex wake-up (a syscall on the loop side, a context switch here).
+// At low load there is nothing to catch and spinning would burn a core that
+// the loop thread and the clients need (this machine has two).
+// So the budget adapts: the writer keeps a moving average of the idle gaps it
+// saw (from becoming idle to the next chunk). When that average is below
+// spin_max it spins for twice the average (at least spin_min); otherwise it
+// spins only spin_min and parks. The loop makes the wake-up syscall only when
+// the writer has said that it is parked (the `parked_` flag; a Dekker-style
+// pair of fences makes sure that one side always sees the other).
+//
+// Failure: a failed write or fdatasync stops the writer for good (the
+// LogWriter refuses all later work). The writer publishes failed() and
+// notifies; durable_seq() never moves again.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/histogram.h"
+#include "server/spsc_queue.h"
+#include "server/staging.h"
+#include "storage/log_writer.h"
+
+namespace wald::server {
+
+struct SpinOptions {
+  uint32_t spin_min_us = 2;   // always spin at least this long before parking
+  uint32_t spin_max_us = 50;  // never spin longer
+};
+
+struct WriterStats {
+  std::atomic<uint64_t> syncs{0};
+  std::atomic<uint64_t> parks{0};
+  Histogram records_per_sync;
+  Histogram bytes_per_sync;
+  Histogram sync_latency_us;  // Append (pwritev) + Sync (fdatasync) of one batch
+};
+
+class CommitWriter {
+ public:
+  // `log` must have been opened; `max_chunks` bounds both queues.
+  CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_chunks, SpinOptions spin,
+               std::function<void()> notify);
+  ~CommitWriter();  // Stop()s and joins
+  CommitWriter(const CommitWriter&) = delete;
+  CommitWriter& operator=(const CommitWriter&) = delete;
+
+  void Start();
+  // Writer finishes what was submitted, then exits. Blocks until it has.
+  void Stop();
+
+  // Loop thread. Hands a full or final chunk to the writer (the queue never
+  // fills: it holds every chunk there is).
+  void Submit(Chunk* c);
+  // Loop thread, once per hand-off: wakes the writer if it is parked.
+  void Wake();
+  // Loop thread: an empty chunk handed back, or nullptr.
+  Chunk* TakeFree();
+
+  uint64_t durable_seq() const { return durable_seq_.load(std::memory_order_acquire); }
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  std::string failure() const;  // the cause, once failed()
+  const WriterStats& stats() const { return stats_; }
+  const storage::LogId& log_id() const { return log_id_; }
+
+ private:
+  void Run();
+  void IdleWait();
+
+  std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
+  const storage::LogId log_id_;
+  const SpinOptions spin_;
+  const std::function<void()> notify_;
+  SpscQueue<Chunk*> full_;  // loop -> writer
+  SpscQueue<Chunk*> free_;  // writer -> loop
+  std::atomic<uint64_t> durable_seq_;
+  std::atomic<bool> failed_{false};
+  mutable std::mutex failure_mu_;
+  std::string failure_;  // guarded by failure_mu_
+  alignas(64) std::atomic<uint32_t> parked_{0};  // 1 while the writer sleeps or is about to
+  std::atomic<bool> stop_{false};
+  double gap_avg_ns_;  // writer thread: moving average of idle gaps
+  WriterStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace wald::server

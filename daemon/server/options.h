@@ -1,0 +1,33 @@
+// Everything the daemon can be told, with its defaults. Filled by main.cc
+// from the command line and the optional config file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "server/commit_writer.h"
+#include "storage/log_dir.h"
+
+namespace wald::server {
+
+struct ServerOptions {
+  std::string dir = "./wald-data";
+  std::string socket = "./wald.sock";
+  uint32_t socket_mode = 0660;
+  int listen_fd = -1;  // an already listening socket to adopt (systemd); then `socket` is informational
+  uint64_t segment_size = 64ull << 20;
+  uint32_t max_record = 1u << 20;               // payload bytes of one Append
+  uint64_t max_unsynced_bytes = 16ull << 20;    // received but not yet durable, all clients
+  uint32_t max_inflight = 4096;                 // unacked Appends per connection
+  uint64_t max_connection_bytes = 4ull << 20;   // unacked payload + unsent output per connection
+  SpinOptions spin;
+  std::vector<uint32_t> allow_uids;  // empty: anyone who can open the socket
+  std::vector<uint32_t> allow_gids;
+  storage::VerifyMode verify = storage::VerifyMode::kLastSegment;
+  bool salvage = false;
+  uint32_t stats_interval_s = 5;
+  int64_t fault_sync_eio_after = -1;  // test builds (WALD_FAULT_INJECTION) only
+};
+
+}  // namespace wald::server

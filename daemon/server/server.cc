@@ -1,0 +1,748 @@
+#include "server/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "server/socket_util.h"
+#include "storage/fault_env.h"
+#include "storage/log_writer.h"
+
+#ifndef WALD_VERSION
+#define WALD_VERSION "0.0.0"
+#endif
+
+namespace wald::server {
+namespace {
+
+constexpr size_t kReadBufSize = 256 << 10;
+constexpr size_t kMaxAcksPerFrame = 4096;
+constexpr size_t kMinChunk = 256 << 10;
+
+Server* Of(uv_handle_t* h) { return static_cast<Server*>(h->data); }
+Connection* ConnOf(uv_handle_t* h) { return static_cast<Connection*>(h->data); }
+
+template <typename T>
+void EraseValue(std::vector<T>& v, const T& x) {
+  v.erase(std::remove(v.begin(), v.end(), x), v.end());
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {
+  read_buf_.resize(kReadBufSize);
+  ack_scratch_.reserve(kMaxAcksPerFrame);
+}
+
+Server::~Server() {
+  if (handles_open_) {
+    // Run() did not finish (Start failed half-way): close what is open.
+    uv_walk(&loop_, [](uv_handle_t* h, void*) {
+      if (!uv_is_closing(h)) uv_close(h, nullptr);
+    }, nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
+  writer_.reset();
+  uv_loop_close(&loop_);
+}
+
+storage::Status Server::Start() {
+  start_ns_ = uv_hrtime();
+  if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
+  if (options_.max_record > storage::kMaxPayload ||
+      storage::EncodedSize(options_.max_record) > options_.segment_size - storage::kSegmentHeaderSize) {
+    return storage::Status::InvalidArgument("--max-record " + std::to_string(options_.max_record) +
+                                            " does not fit in a segment of " +
+                                            std::to_string(options_.segment_size) + " bytes");
+  }
+
+  storage::Env* env = storage::Env::Posix();
+  if (options_.fault_sync_eio_after >= 0) {
+    auto* f = new storage::FaultEnv(env);
+    f->FailSyncAfter(options_.fault_sync_eio_after, EIO);
+    fault_env_.reset(f);
+    env = f;
+    spdlog::warn("fault injection: fdatasync fails with EIO after {} more", options_.fault_sync_eio_after);
+  }
+  storage::LogOptions lo;
+  lo.segment_size = options_.segment_size;
+  lo.recovery.verify = options_.verify;
+  lo.recovery.salvage = options_.salvage;
+  struct LogReporter : storage::Reporter {
+    void Report(Kind kind, const std::string& file, uint64_t offset, uint64_t bytes,
+                std::string_view reason) override {
+      if (kind == Kind::kTornTail) {
+        spdlog::info("recovery: cut a torn tail of {} bytes at {} offset {}: {}", bytes, file, offset, reason);
+      } else {
+        spdlog::error("recovery: damage at {} offset {} ({} bytes): {}", file, offset, bytes, reason);
+      }
+    }
+  };
+  static LogReporter reporter;
+  lo.recovery.reporter = &reporter;
+  auto log = storage::LogWriter::Open(env, options_.dir, lo);
+  if (!log.ok()) return log.take_status();
+  next_seq_ = (*log)->next_seq();
+  acked_seq_ = (*log)->durable_seq();
+  log_id_ = (*log)->log_id();
+  log_id_hex_ = storage::LogIdToString(log_id_);
+
+  // Staging chunks: enough for max_unsynced_bytes, plus slack so that the
+  // loop can fill one while the writer holds the rest.
+  const size_t chunk_size = std::max(kMinChunk, storage::EncodedSize(options_.max_record));
+  const size_t n_chunks = std::max<size_t>(8, options_.max_unsynced_bytes / chunk_size + 4);
+  for (size_t i = 0; i < n_chunks; ++i) {
+    chunks_.push_back(std::make_unique<Chunk>(chunk_size));
+    free_chunks_.push_back(chunks_.back().get());
+  }
+
+  async_.data = check_.data = sigterm_.data = sigint_.data = stats_timer_.data = listener_.data = this;
+  uv_async_init(&loop_, &async_, OnAsync);
+  uv_check_init(&loop_, &check_);
+  uv_check_start(&check_, OnCheck);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_start(&sigterm_, OnSignal, SIGTERM);
+  uv_signal_init(&loop_, &sigint_);
+  uv_signal_start(&sigint_, OnSignal, SIGINT);
+  uv_timer_init(&loop_, &stats_timer_);
+  if (options_.stats_interval_s > 0) {
+    uint64_t ms = uint64_t{options_.stats_interval_s} * 1000;
+    uv_timer_start(&stats_timer_, OnStatsTimer, ms, ms);
+  }
+  handles_open_ = true;
+
+  writer_ = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin,
+                                           [this] { uv_async_send(&async_); });
+  writer_->Start();
+  return Listen();
+}
+
+storage::Status Server::Listen() {
+  uv_pipe_init(&loop_, &listener_, 0);
+  listener_open_ = true;
+  if (options_.listen_fd >= 0) {
+    if (int rc = uv_pipe_open(&listener_, options_.listen_fd); rc != 0) {
+      return storage::Status::IoError("adopting listening socket fd " + std::to_string(options_.listen_fd), -rc);
+    }
+  } else {
+    WALD_RETURN_IF_ERROR(ClaimSocketPath(options_.socket));
+    if (int rc = uv_pipe_bind(&listener_, options_.socket.c_str()); rc != 0) {
+      return storage::Status::IoError("bind " + options_.socket, -rc);
+    }
+    owns_socket_file_ = true;
+    if (::chmod(options_.socket.c_str(), options_.socket_mode) != 0) {
+      return storage::Status::IoError("chmod " + options_.socket, errno);
+    }
+  }
+  if (int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 1024, OnConnection); rc != 0) {
+    return storage::Status::IoError("listen on " + options_.socket, -rc);
+  }
+  return storage::Status::OK();
+}
+
+std::string Server::ReadyLine() const {
+  return "log " + log_id_hex_ + ", durable seq " + std::to_string(writer_->durable_seq()) + ", dir " +
+         options_.dir + ", socket " + options_.socket;
+}
+
+int Server::Run() {
+  spdlog::info("ready: {}", ReadyLine());
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  handles_open_ = false;
+  return exit_code_;
+}
+
+// ---- Accepting ----
+
+void Server::OnConnection(uv_stream_t* listener, int status) {
+  Server* s = Of(reinterpret_cast<uv_handle_t*>(listener));
+  if (status < 0) {
+    spdlog::warn("accept: {}", uv_strerror(status));
+    return;
+  }
+  s->Accept();
+}
+
+void Server::Accept() {
+  auto* c = new Connection(this, next_conn_id_++);
+  uv_pipe_init(&loop_, &c->pipe, 0);
+  if (int rc = uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), reinterpret_cast<uv_stream_t*>(&c->pipe));
+      rc != 0) {
+    spdlog::warn("accept: {}", uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe), OnClose);
+    return;
+  }
+  c->all_index = all_.size();
+  all_.push_back(c);
+  ++stats_.connections_total;
+  uv_os_fd_t fd;
+  uv_fileno(reinterpret_cast<uv_handle_t*>(&c->pipe), &fd);
+  std::string who = PeerCredentials(fd, &c->peer) ? "pid " + std::to_string(c->peer.pid) + " uid " +
+                                                        std::to_string(c->peer.uid) + " gid " +
+                                                        std::to_string(c->peer.gid)
+                                                  : std::string("unknown peer");
+  spdlog::debug("connection {} from {}", c->id, who);
+  auto allowed = [](const std::vector<uint32_t>& list, uint32_t v) {
+    return std::find(list.begin(), list.end(), v) != list.end();
+  };
+  if (!options_.allow_uids.empty() || !options_.allow_gids.empty()) {
+    if (!allowed(options_.allow_uids, c->peer.uid) && !allowed(options_.allow_gids, c->peer.gid)) {
+      spdlog::warn("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who);
+      SendErrorAndClose(c, 0, proto::ErrorCode::NotPermitted,
+                        "uid " + std::to_string(c->peer.uid) + " gid " + std::to_string(c->peer.gid) +
+                            " may not use this log");
+      return;
+    }
+  }
+  if (state_ != State::kRunning) {
+    SendErrorAndClose(c, 0, proto::ErrorCode::ShuttingDown, "wald is shutting down");
+    return;
+  }
+  UpdateReading(c);
+}
+
+// ---- Reading and dispatch ----
+
+void Server::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  Connection* c = ConnOf(h);
+  Server* s = c->server;
+  if (c->partial_len == 0) {  // the common case: read into the shared buffer
+    *buf = uv_buf_init(reinterpret_cast<char*>(s->read_buf_.data()), static_cast<unsigned>(s->read_buf_.size()));
+    return;
+  }
+  // Continue an incomplete frame in the connection's own buffer, growing it
+  // only by what may arrive (a client cannot make us reserve a frame's
+  // declared size without sending it).
+  if (c->partial.size() - c->partial_len < kReadBufSize / 4) c->partial.resize(c->partial_len + kReadBufSize / 4);
+  *buf = uv_buf_init(reinterpret_cast<char*>(c->partial.data() + c->partial_len),
+                     static_cast<unsigned>(c->partial.size() - c->partial_len));
+}
+
+void Server::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  Connection* c = ConnOf(reinterpret_cast<uv_handle_t*>(stream));
+  Server* s = c->server;
+  if (nread == 0) return;  // EAGAIN
+  if (nread < 0) {
+    if (nread != UV_EOF) spdlog::debug("connection {}: read: {}", c->id, uv_strerror(static_cast<int>(nread)));
+    if (c->partial_len > 0 && c->state != Connection::State::kClosing) {
+      spdlog::debug("connection {}: closed inside a frame ({} bytes dropped)", c->id, c->partial_len);
+    }
+    s->Close(c);
+    return;
+  }
+  const uint64_t now = uv_hrtime();
+  if (c->partial_len > 0) {
+    c->partial_len += static_cast<size_t>(nread);
+    // Consume from the connection's buffer; it keeps the remainder itself.
+    const size_t len = c->partial_len;
+    c->partial_len = 0;
+    s->Consume(c, c->partial.data(), len, now);
+  } else {
+    s->Consume(c, reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread), now);
+  }
+  if (c->state != Connection::State::kClosing) s->UpdateReading(c);
+}
+
+void Server::Consume(Connection* c, const uint8_t* data, size_t len, uint64_t now_ns) {
+  const uint32_t max_frame = options_.max_record + proto::kAppendOverhead;
+  size_t off = 0;
+  while (off < len && c->state != Connection::State::kClosing) {
+    proto::ParsedFrame f = proto::ParseFrame({data + off, len - off}, max_frame, &frame_scratch_);
+    if (f.kind == proto::ParsedFrame::kNeedMore) break;
+    if (f.kind == proto::ParsedFrame::kTooLarge) {
+      ++stats_.rejected_frames;
+      SendErrorAndClose(c, 0, proto::ErrorCode::FrameTooLarge,
+                        "frame of " + std::to_string(f.declared) + " bytes exceeds the limit of " +
+                            std::to_string(max_frame));
+      return;
+    }
+    if (f.kind == proto::ParsedFrame::kInvalid) {
+      ++stats_.rejected_frames;
+      SendErrorAndClose(c, 0, proto::ErrorCode::ProtocolError, "frame failed verification");
+      return;
+    }
+    Outcome o = Dispatch(c, f.msg, now_ns);
+    if (o == Outcome::kClosed) return;
+    if (o == Outcome::kStall) {
+      if (!c->stalled) {
+        c->stalled = true;
+        stalled_.push_back(c);
+      }
+      break;
+    }
+    off += f.consumed;
+  }
+  if (c->state == Connection::State::kClosing) return;
+  // Keep what is left (an incomplete frame, or frames held back by a stall).
+  const size_t rest = len - off;
+  if (rest > 0) {
+    if (data != c->partial.data() && c->partial.size() < rest) c->partial.resize(rest);
+    std::memmove(c->partial.data(), data + off, rest);
+  }
+  c->partial_len = rest;
+  if (rest == 0 && c->partial.capacity() > kReadBufSize) {
+    std::vector<uint8_t>().swap(c->partial);  // give back a big frame's buffer
+  }
+}
+
+Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg, uint64_t now_ns) {
+  using proto::Body;
+  if (c->state == Connection::State::kHello) {
+    if (msg->body_type() != Body::Hello) {
+      ++stats_.rejected_frames;
+      SendErrorAndClose(c, 0, proto::ErrorCode::ProtocolError, "the first message must be Hello");
+      return Outcome::kClosed;
+    }
+    HandleHello(c, msg->body_as_Hello());
+    return c->state == Connection::State::kClosing ? Outcome::kClosed : Outcome::kDone;
+  }
+  switch (msg->body_type()) {
+    case Body::Append: return HandleAppend(c, msg->body_as_Append(), now_ns);
+    case Body::StatsRequest: HandleStats(c, msg->body_as_StatsRequest()); return Outcome::kDone;
+    case Body::Read:
+      Send(c, fb_.Error(msg->body_as_Read()->request_id(), proto::ErrorCode::Unsupported,
+                        "Read is not served by this version"));
+      return Outcome::kDone;
+    case Body::Trim:
+      Send(c, fb_.Error(msg->body_as_Trim()->request_id(), proto::ErrorCode::Unsupported,
+                        "Trim is not served by this version"));
+      return Outcome::kDone;
+    default:
+      ++stats_.rejected_frames;
+      SendErrorAndClose(c, 0, proto::ErrorCode::ProtocolError,
+                        std::string("unexpected message ") + proto::EnumNameBody(msg->body_type()));
+      return Outcome::kClosed;
+  }
+}
+
+void Server::HandleHello(Connection* c, const proto::Hello* h) {
+  if (h->protocol_version() != proto::kProtocolVersion) {
+    SendErrorAndClose(c, 0, proto::ErrorCode::UnsupportedVersion,
+                      "this server speaks protocol version " + std::to_string(proto::kProtocolVersion) +
+                          ", not " + std::to_string(h->protocol_version()));
+    return;
+  }
+  if (h->client_name() != nullptr && h->client_name()->size() > 0) {
+    spdlog::debug("connection {} is {}", c->id, h->client_name()->string_view());
+  }
+  c->state = Connection::State::kOpen;
+  Send(c, fb_.HelloAck({log_id_.data(), log_id_.size()}, writer_->durable_seq(),
+                       options_.max_record + proto::kAppendOverhead, options_.max_record, options_.max_inflight,
+                       WALD_VERSION));
+}
+
+Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a, uint64_t now_ns) {
+  const auto* payload = a->payload();
+  const size_t size = payload ? payload->size() : 0;
+  if (size > options_.max_record) {
+    ++stats_.rejected_frames;
+    Send(c, fb_.Error(a->request_id(), proto::ErrorCode::RecordTooLarge,
+                      "record of " + std::to_string(size) + " bytes exceeds --max-record " +
+                          std::to_string(options_.max_record)));
+    return Outcome::kDone;
+  }
+  const size_t need = storage::EncodedSize(size);
+  if (current_ == nullptr || current_->room() < need) {
+    if (current_ != nullptr && !current_->empty()) {
+      writer_->Submit(current_);
+      writer_->Wake();
+      current_ = nullptr;
+    }
+    if (current_ == nullptr) current_ = TakeChunk();
+    if (current_ == nullptr) return Outcome::kStall;
+  }
+  const uint64_t seq = next_seq_++;
+  current_->Add(seq, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
+  staged_bytes_ += need;
+  c->pending.push({a->request_id(), seq, now_ns, static_cast<uint32_t>(size)});
+  c->pending_bytes += size;
+  if (!c->in_ack_list) {
+    c->in_ack_list = true;
+    ack_list_.push_back(c);
+  }
+  ++stats_.records;
+  stats_.bytes += size;
+  return Outcome::kDone;
+}
+
+void Server::HandleStats(Connection* c, const proto::StatsRequest* r) {
+  auto& fbb = fb_.fbb();
+  fbb.Clear();
+  auto hist = [&](const Histogram& h) {
+    std::vector<uint64_t> bounds, counts;
+    for (int i = 0; i < Histogram::kBuckets; ++i) {
+      if (h.bucket(i) == 0) continue;
+      bounds.push_back(Histogram::Lower(i));
+      counts.push_back(h.bucket(i));
+    }
+    return proto::CreateHistogram(fbb, fbb.CreateVector(bounds), fbb.CreateVector(counts), h.count(), h.sum());
+  };
+  const WriterStats& ws = writer_->stats();
+  auto rps = hist(ws.records_per_sync);
+  auto lat = hist(ws.sync_latency_us);
+  auto ack = hist(stats_.ack_latency_us);
+  proto::StatsReplyBuilder b(fbb);
+  b.add_request_id(r->request_id());
+  b.add_uptime_us((uv_hrtime() - start_ns_) / 1000);
+  b.add_connections(all_.size());
+  b.add_records(stats_.records);
+  b.add_bytes(stats_.bytes);
+  b.add_syncs(ws.syncs.load(std::memory_order_relaxed));
+  b.add_durable_seq(writer_->durable_seq());
+  b.add_next_seq(next_seq_);
+  b.add_records_per_sync(rps);
+  b.add_sync_latency_us(lat);
+  b.add_ack_latency_us(ack);
+  b.add_rejected_frames(stats_.rejected_frames);
+  b.add_backpressure_events(stats_.backpressure_events);
+  Send(c, fb_.Finish(proto::Body::StatsReply, b.Finish().Union()));
+}
+
+// ---- Staging and hand-off ----
+
+Chunk* Server::TakeChunk() {
+  while (Chunk* c = writer_->TakeFree()) {
+    staged_bytes_ -= c->used;
+    c->Reset();
+    free_chunks_.push_back(c);
+  }
+  if (free_chunks_.empty()) return nullptr;
+  Chunk* c = free_chunks_.back();
+  free_chunks_.pop_back();
+  return c;
+}
+
+void Server::HandOff() {
+  if (current_ == nullptr || current_->empty()) return;
+  writer_->Submit(current_);
+  current_ = nullptr;
+  writer_->Wake();
+}
+
+void Server::OnCheck(uv_check_t* h) {
+  // Once per loop iteration: whatever arrived in this iteration is one batch.
+  Of(reinterpret_cast<uv_handle_t*>(h))->HandOff();
+}
+
+void Server::OnAsync(uv_async_t* h) { Of(reinterpret_cast<uv_handle_t*>(h))->OnWriterProgress(); }
+
+void Server::OnWriterProgress() {
+  if (state_ == State::kStopped) return;
+  const uint64_t durable = writer_->durable_seq();
+  const uint64_t now = uv_hrtime();
+  if (durable > acked_seq_) {
+    acked_seq_ = durable;
+    size_t keep = 0;
+    for (Connection* c : ack_list_) {
+      AckUpTo(c, durable, now);
+      if (c->pending.empty()) {
+        c->in_ack_list = false;
+      } else {
+        ack_list_[keep++] = c;
+      }
+    }
+    ack_list_.resize(keep);
+  }
+  if (writer_->failed()) {
+    FailStop();
+    return;
+  }
+  // Recycle chunks, then let stalled and paused connections go on.
+  while (Chunk* c = writer_->TakeFree()) {
+    staged_bytes_ -= c->used;
+    c->Reset();
+    free_chunks_.push_back(c);
+  }
+  RetryStalled(now);
+  if (global_paused_ && !GlobalPaused()) UpdateAllReading();
+  if (state_ == State::kDraining) CheckDrained();
+}
+
+void Server::AckUpTo(Connection* c, uint64_t durable, uint64_t now_ns) {
+  ack_scratch_.clear();
+  while (!c->pending.empty() && c->pending.front().seq <= durable) {
+    const PendingAck& p = c->pending.front();
+    ack_scratch_.emplace_back(p.request_id, p.seq);
+    stats_.ack_latency_us.Add((now_ns - p.recv_ns) / 1000);
+    c->pending_bytes -= p.bytes;
+    c->pending.pop();
+    if (ack_scratch_.size() == kMaxAcksPerFrame) {
+      Send(c, fb_.Acks(ack_scratch_));
+      ack_scratch_.clear();
+    }
+  }
+  if (!ack_scratch_.empty()) Send(c, fb_.Acks(ack_scratch_));
+  if (c->state == Connection::State::kOpen) UpdateReading(c);
+}
+
+void Server::RetryStalled(uint64_t now_ns) {
+  if (stalled_.empty() || free_chunks_.empty()) return;
+  std::vector<Connection*> retry;
+  retry.swap(stalled_);
+  for (Connection* c : retry) {
+    c->stalled = false;
+    if (c->state == Connection::State::kClosing) continue;
+    const size_t len = c->partial_len;
+    c->partial_len = 0;
+    Consume(c, c->partial.data(), len, now_ns);
+    if (c->state != Connection::State::kClosing) UpdateReading(c);
+  }
+}
+
+// ---- Backpressure ----
+
+bool Server::GlobalPaused() const {
+  if (global_paused_) {
+    // Hysteresis: resume below half the cap, with a chunk to fill.
+    return staged_bytes_ > options_.max_unsynced_bytes / 2 || (free_chunks_.empty() && current_ == nullptr);
+  }
+  return staged_bytes_ > options_.max_unsynced_bytes || !stalled_.empty();
+}
+
+void Server::UpdateAllReading() {
+  for (Connection* c : all_) UpdateReading(c);
+}
+
+void Server::UpdateReading(Connection* c) {
+  const bool was = global_paused_;
+  global_paused_ = GlobalPaused();
+  if (global_paused_ && !was) {
+    ++stats_.backpressure_events;
+    spdlog::debug("pausing all reads: {} bytes not yet durable", staged_bytes_);
+    for (Connection* o : all_) {
+      if (o->reading) {
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(&o->pipe));
+        o->reading = false;
+      }
+    }
+  }
+  const bool want = state_ == State::kRunning && c->state != Connection::State::kClosing && !global_paused_ &&
+                    !c->stalled && c->pending.size() < options_.max_inflight &&
+                    c->pending_bytes + c->out.size() + c->writing.size() <= options_.max_connection_bytes;
+  if (want && !c->reading) {
+    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&c->pipe), OnAlloc, OnRead) == 0) c->reading = true;
+  } else if (!want && c->reading) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
+    c->reading = false;
+  }
+  if (was && !global_paused_) {
+    for (Connection* o : all_) {
+      if (o != c && !o->reading) UpdateReading(o);
+    }
+  }
+}
+
+// ---- Writing ----
+
+void Server::Send(Connection* c, std::span<const uint8_t> frame) {
+  if (c->state == Connection::State::kClosing && !c->close_after_write) return;
+  size_t off = 0;
+  if (!c->write_in_flight && c->out.empty()) {
+    uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(frame.data())),
+                             static_cast<unsigned>(frame.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->pipe), &b, 1);
+    if (n == static_cast<int>(frame.size())) return;
+    if (n < 0 && n != UV_EAGAIN) {
+      spdlog::debug("connection {}: write: {}", c->id, uv_strerror(n));
+      c->close_after_write = false;
+      Close(c);
+      return;
+    }
+    off = n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  c->out.insert(c->out.end(), frame.begin() + static_cast<ptrdiff_t>(off), frame.end());
+  if (!c->write_in_flight) StartWrite(c);
+}
+
+void Server::StartWrite(Connection* c) {
+  c->writing.swap(c->out);
+  c->out.clear();
+  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(c->writing.data()), static_cast<unsigned>(c->writing.size()));
+  if (int rc = uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->pipe), &b, 1, OnWrite); rc != 0) {
+    spdlog::debug("connection {}: write: {}", c->id, uv_strerror(rc));
+    c->close_after_write = false;
+    Close(c);
+    return;
+  }
+  c->write_in_flight = true;
+}
+
+void Server::OnWrite(uv_write_t* req, int status) {
+  Connection* c = static_cast<Connection*>(req->data);
+  Server* s = c->server;
+  c->write_in_flight = false;
+  c->writing.clear();
+  if (status < 0) {
+    if (status != UV_ECANCELED) spdlog::debug("connection {}: write: {}", c->id, uv_strerror(status));
+    c->close_after_write = false;
+    s->Close(c);
+    return;
+  }
+  if (!c->out.empty()) {
+    s->StartWrite(c);
+    return;
+  }
+  if (c->close_after_write) {
+    c->close_after_write = false;
+    s->Close(c);
+    return;
+  }
+  if (c->state == Connection::State::kOpen) s->UpdateReading(c);
+  if (s->state_ == State::kDraining) s->CheckDrained();
+}
+
+void Server::SendErrorAndClose(Connection* c, uint64_t request_id, proto::ErrorCode code, std::string_view msg) {
+  spdlog::info("connection {}: {} ({}), closing", c->id, msg, proto::ErrorCodeName(code));
+  if (c->reading) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
+    c->reading = false;
+  }
+  c->state = Connection::State::kClosing;
+  c->close_after_write = true;
+  Send(c, fb_.Error(request_id, code, msg));
+  if (c->close_after_write && !c->write_in_flight) {
+    c->close_after_write = false;
+    Close(c);
+  }
+}
+
+void Server::Close(Connection* c) {
+  uv_handle_t* h = reinterpret_cast<uv_handle_t*>(&c->pipe);
+  if (uv_is_closing(h)) return;
+  c->state = Connection::State::kClosing;
+  if (c->close_after_write && c->write_in_flight) return;  // OnWrite closes
+  if (c->in_ack_list) {
+    EraseValue(ack_list_, c);
+    c->in_ack_list = false;
+  }
+  if (c->stalled) {
+    EraseValue(stalled_, c);
+    c->stalled = false;
+  }
+  // Swap-remove from all_.
+  all_[c->all_index] = all_.back();
+  all_[c->all_index]->all_index = c->all_index;
+  all_.pop_back();
+  spdlog::debug("connection {} closed ({} appends unacked)", c->id, c->pending.size());
+  uv_close(h, OnClose);
+}
+
+void Server::OnClose(uv_handle_t* h) {
+  Connection* c = ConnOf(h);
+  Server* s = c->server;
+  delete c;  // only here: libuv is done with the handle
+  if (s->state_ == State::kDraining) s->CheckDrained();
+}
+
+// ---- Stats ----
+
+void Server::OnStatsTimer(uv_timer_t* h) {
+  Server* s = Of(reinterpret_cast<uv_handle_t*>(h));
+  const uint64_t now = uv_hrtime();
+  if (s->stats_.records == s->last_logged_records_) return;
+  const double secs = static_cast<double>(now - s->last_logged_ns_) / 1e9;
+  const WriterStats& ws = s->writer_->stats();
+  const uint64_t syncs = ws.syncs.load(std::memory_order_relaxed);
+  spdlog::info("{:.0f} records/s, durable seq {}, {} connections, {:.1f} records/sync, sync p50 {} us p99 {} us, "
+               "ack p50 {} us p99 {} us",
+               static_cast<double>(s->stats_.records - s->last_logged_records_) / (s->last_logged_ns_ ? secs : 1e9),
+               s->writer_->durable_seq(), s->all_.size(),
+               syncs ? static_cast<double>(ws.records_per_sync.sum()) / static_cast<double>(syncs) : 0.0,
+               ws.sync_latency_us.Percentile(0.5), ws.sync_latency_us.Percentile(0.99),
+               s->stats_.ack_latency_us.Percentile(0.5), s->stats_.ack_latency_us.Percentile(0.99));
+  s->last_logged_records_ = s->stats_.records;
+  s->last_logged_ns_ = now;
+}
+
+// ---- Shutdown ----
+
+void Server::OnSignal(uv_signal_t* h, int signum) {
+  Server* s = Of(reinterpret_cast<uv_handle_t*>(h));
+  if (s->state_ != State::kRunning) {
+    spdlog::warn("{} again: still draining", strsignal(signum));
+    return;
+  }
+  s->BeginDrain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void Server::BeginDrain(const char* why) {
+  spdlog::info("{}: draining: no new connections or appends; making {} staged records durable", why,
+               next_seq_ - 1 - writer_->durable_seq());
+  state_ = State::kDraining;
+  if (listener_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    listener_open_ = false;
+  }
+  for (Connection* c : all_) UpdateReading(c);  // stops every read
+  HandOff();
+  CheckDrained();
+}
+
+void Server::CheckDrained() {
+  if (state_ != State::kDraining) return;
+  if (writer_->durable_seq() < next_seq_ - 1) {
+    HandOff();
+    return;
+  }
+  for (Connection* c : all_) {
+    if (c->write_in_flight || !c->out.empty()) return;  // acks still going out
+  }
+  // Everything received is durable and acked. Close the connections (a copy:
+  // Close edits all_).
+  std::vector<Connection*> conns = all_;
+  for (Connection* c : conns) Close(c);
+  spdlog::info("drained: durable seq {}", writer_->durable_seq());
+  Shutdown(0);
+}
+
+void Server::FailStop() {
+  const std::string why = writer_->failure();
+  spdlog::critical("the log writer failed: {}. Nothing more will be acked; failing every pending append and "
+                   "exiting so that recovery runs on restart",
+                   why);
+  state_ = State::kFailed;
+  if (listener_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    listener_open_ = false;
+  }
+  size_t failed = 0;
+  std::vector<Connection*> conns = all_;
+  for (Connection* c : conns) {
+    while (!c->pending.empty()) {
+      Send(c, fb_.Error(c->pending.front().request_id, proto::ErrorCode::ServerFailed, "server failed: " + why));
+      c->pending.pop();
+      ++failed;
+    }
+    SendErrorAndClose(c, 0, proto::ErrorCode::ServerFailed, "server failed: " + why);
+  }
+  spdlog::critical("failed {} pending appends", failed);
+  Shutdown(1);
+}
+
+void Server::Shutdown(int exit_code) {
+  exit_code_ = exit_code;
+  state_ = State::kStopped;
+  writer_->Stop();  // before closing async_: the writer may still send on it
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&check_),
+                         reinterpret_cast<uv_handle_t*>(&sigterm_), reinterpret_cast<uv_handle_t*>(&sigint_),
+                         reinterpret_cast<uv_handle_t*>(&stats_timer_)}) {
+    if (!uv_is_closing(h)) uv_close(h, nullptr);
+  }
+  if (listener_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    listener_open_ = false;
+  }
+  if (owns_socket_file_) {
+    ::unlink(options_.socket.c_str());
+    owns_socket_file_ = false;
+  }
+}
+
+}  // namespace wald::server

@@ -1,0 +1,46 @@
+#include "server/socket_util.h"
+
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace wald::server {
+
+storage::Status ClaimSocketPath(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return storage::Status::OK();
+    return storage::Status::IoError("stat " + path, errno);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return storage::Status::InvalidArgument(path + " exists and is not a socket; refusing to replace it");
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return storage::Status::InvalidArgument("socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return storage::Status::IoError("socket", errno);
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int e = errno;
+  ::close(fd);
+  if (rc == 0) {
+    return storage::Status::Busy(path + " is in use by a running daemon (it accepted a connection)");
+  }
+  if (e != ECONNREFUSED) return storage::Status::IoError("probing " + path, e);
+  spdlog::info("removing stale socket {} (nothing listens on it)", path);
+  if (::unlink(path.c_str()) != 0) return storage::Status::IoError("unlink stale socket " + path, errno);
+  return storage::Status::OK();
+}
+
+bool PeerCredentials(int fd, ucred* out) {
+  socklen_t len = sizeof *out;
+  return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, out, &len) == 0;
+}
+
+}  // namespace wald::server

@@ -1,0 +1,105 @@
+#include "framing.h"
+
+#include <cstring>
+
+namespace wald::proto {
+
+ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::vector<uint8_t>* scratch) {
+  ParsedFrame r{ParsedFrame::kNeedMore};
+  if (buf.size() < kPrefixSize) {
+    r.needed = kPrefixSize;
+    return r;
+  }
+  uint32_t len;
+  std::memcpy(&len, buf.data(), sizeof len);  // little-endian hosts only (static_assert in storage)
+  r.declared = len;
+  if (len > max_frame) {
+    r.kind = ParsedFrame::kTooLarge;
+    return r;
+  }
+  const size_t total = kPrefixSize + len;
+  if (buf.size() < total) {
+    r.needed = total;
+    return r;
+  }
+  // FlatBuffers reads scalars in place: the frame must start at an 8-aligned
+  // address (its builder aligned it so). Frames after one whose size is not
+  // a multiple of 8 do not: copy those.
+  const uint8_t* frame = buf.data();
+  if (reinterpret_cast<uintptr_t>(frame) % 8 != 0) {
+    if (scratch == nullptr) {
+      r.kind = ParsedFrame::kInvalid;
+      return r;
+    }
+    scratch->assign(frame, frame + total);
+    frame = scratch->data();
+  }
+  // The size-prefixed form: offsets and alignment count from the prefix.
+  flatbuffers::Verifier verifier(frame, total);
+  if (!VerifySizePrefixedMessageBuffer(verifier)) {
+    r.kind = ParsedFrame::kInvalid;
+    return r;
+  }
+  const Message* msg = GetSizePrefixedMessage(frame);
+  if (msg->body_type() == Body::NONE || msg->body() == nullptr) {
+    r.kind = ParsedFrame::kInvalid;
+    return r;
+  }
+  r.kind = ParsedFrame::kFrame;
+  r.consumed = total;
+  r.msg = msg;
+  return r;
+}
+
+std::span<const uint8_t> FrameBuilder::Finish(Body type, flatbuffers::Offset<void> body) {
+  auto msg = CreateMessage(fbb_, type, body);
+  fbb_.FinishSizePrefixed(msg);
+  return {fbb_.GetBufferPointer(), fbb_.GetSize()};
+}
+
+std::span<const uint8_t> FrameBuilder::Hello(std::string_view client_name, uint32_t version) {
+  fbb_.Clear();
+  auto name = fbb_.CreateString(client_name.data(), client_name.size());
+  return Finish(Body::Hello, CreateHello(fbb_, version, name).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::HelloAck(std::span<const uint8_t> log_id, uint64_t durable_seq,
+                                                uint32_t max_frame, uint32_t max_record, uint32_t max_inflight,
+                                                std::string_view server_version) {
+  fbb_.Clear();
+  auto id = fbb_.CreateVector(log_id.data(), log_id.size());
+  auto ver = fbb_.CreateString(server_version.data(), server_version.size());
+  return Finish(Body::HelloAck,
+                CreateHelloAck(fbb_, kProtocolVersion, id, durable_seq, max_frame, max_record, max_inflight, ver)
+                    .Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Append(uint64_t request_id, std::span<const uint8_t> payload) {
+  fbb_.Clear();
+  auto data = fbb_.CreateVector(payload.data(), payload.size());
+  return Finish(Body::Append, CreateAppend(fbb_, request_id, data).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Acks(std::span<const AckEntry> acks) {
+  fbb_.Clear();
+  auto v = fbb_.CreateVectorOfStructs(acks.data(), acks.size());
+  return Finish(Body::Acks, CreateAcks(fbb_, v).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Error(uint64_t request_id, ErrorCode code, std::string_view message) {
+  fbb_.Clear();
+  auto m = fbb_.CreateString(message.data(), message.size());
+  return Finish(Body::Error, CreateError(fbb_, request_id, code, m).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::StatsRequest(uint64_t request_id) {
+  fbb_.Clear();
+  return Finish(Body::StatsRequest, CreateStatsRequest(fbb_, request_id).Union());
+}
+
+const char* ErrorCodeName(ErrorCode code) {
+  const char* n = EnumNameErrorCode(code);
+  return n && *n ? n : "Unknown";
+}
+
+}  // namespace wald::proto

@@ -1,0 +1,67 @@
+// Framing for the wald wire protocol: a stream of size-prefixed FlatBuffers
+// (4-byte little-endian length, then a wald.proto.Message buffer). See
+// PROTOCOL.md. Knows nothing of sockets or files.
+//
+// ParseFrame verifies every frame with the FlatBuffers verifier before any
+// field may be read. FrameBuilder builds outgoing frames into one reused
+// buffer: after warm-up it does not allocate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "wald_generated.h"
+
+namespace wald::proto {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr size_t kPrefixSize = 4;
+// Bytes a frame needs beyond an Append's payload (tables, offsets, padding).
+inline constexpr uint32_t kAppendOverhead = 128;
+
+struct ParsedFrame {
+  enum Kind {
+    kNeedMore,  // the buffer ends inside a frame: `needed` total bytes
+    kFrame,     // `msg` is a verified frame of `consumed` bytes (prefix included)
+    kTooLarge,  // the prefix declares `declared` bytes, over the limit
+    kInvalid,   // the frame failed verification (or has no body)
+  } kind;
+  size_t consumed = 0;
+  size_t needed = 0;
+  uint32_t declared = 0;
+  const Message* msg = nullptr;  // points into the parsed buffer
+};
+
+// Parses the frame at the front of `buf`. A frame at an address that is not
+// 8-aligned is copied into *scratch first (kInvalid without one); `msg` then
+// points into *scratch.
+ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::vector<uint8_t>* scratch = nullptr);
+
+// Builds outgoing frames. Each Build* call replaces the previous frame; the
+// returned span is valid until the next call.
+class FrameBuilder {
+ public:
+  explicit FrameBuilder(size_t initial = 1024) : fbb_(initial) {}
+
+  std::span<const uint8_t> Hello(std::string_view client_name, uint32_t version = kProtocolVersion);
+  std::span<const uint8_t> HelloAck(std::span<const uint8_t> log_id, uint64_t durable_seq, uint32_t max_frame,
+                                    uint32_t max_record, uint32_t max_inflight, std::string_view server_version);
+  std::span<const uint8_t> Append(uint64_t request_id, std::span<const uint8_t> payload);
+  std::span<const uint8_t> Acks(std::span<const AckEntry> acks);
+  std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message);
+  std::span<const uint8_t> StatsRequest(uint64_t request_id);
+
+  // For messages built by hand (StatsReply): finish `body` and return the frame.
+  flatbuffers::FlatBufferBuilder& fbb() { return fbb_; }
+  std::span<const uint8_t> Finish(Body type, flatbuffers::Offset<void> body);
+
+ private:
+  flatbuffers::FlatBufferBuilder fbb_;
+};
+
+const char* ErrorCodeName(ErrorCode code);
+
+}  // namespace wald::proto
