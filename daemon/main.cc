@@ -1,6 +1,8 @@
 // wald: the daemon's entry point. Parses the command line (CLI11, with an
 // optional config file), sets up logging, and runs the Server; `wald stats`
 // queries a running daemon.
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -23,10 +25,21 @@ Examples:
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT drain), 1 after a fatal
 error (the log writer failed, or start-up failed), 2 for bad options.)";
 
+// A daemon serving many clients needs many descriptors: lift the soft limit
+// to the hard one.
+void RaiseFileLimit() {
+  rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  RaiseFileLimit();
   wald::server::ServerOptions o;
   std::string log_level = "info";
   std::string verify = "last";

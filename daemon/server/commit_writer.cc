@@ -47,10 +47,11 @@ void CommitWriter::Submit(Chunk* c) {
 }
 
 void CommitWriter::Wake() {
-  // Pairs with the fence in IdleWait: our push is visible to the writer's
-  // re-check, or its parked_ = 1 is visible here.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (parked_.load(std::memory_order_relaxed) == 1 && parked_.exchange(0) == 1) parked_.notify_one();
+  // Dekker-style: the loop stores tail_ (Push) then loads parked_; the writer
+  // stores parked_ then loads tail_ (IdleWait). All four are seq_cst, so at
+  // least one side sees the other's store: the writer does not sleep on a
+  // chunk it missed, and the loop makes the futex call only when needed.
+  if (parked_.load() == 1 && parked_.exchange(0) == 1) parked_.notify_one();
 }
 
 Chunk* CommitWriter::TakeFree() {
@@ -80,9 +81,8 @@ void CommitWriter::IdleWait() {
     }
   } while (!arrived && NowNs() < until);
   if (!arrived) {
-    parked_.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (full_.Empty() && !stop_.load(std::memory_order_relaxed)) {
+    parked_.store(1);  // seq_cst: see Wake()
+    if (full_.Empty() && !stop_.load()) {
       stats_.parks.fetch_add(1, std::memory_order_relaxed);
       parked_.wait(1, std::memory_order_acquire);
     }

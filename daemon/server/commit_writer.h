@@ -24,8 +24,8 @@
 // saw (from becoming idle to the next chunk). When that average is below
 // spin_max it spins for twice the average (at least spin_min); otherwise it
 // spins only spin_min and parks. The loop makes the wake-up syscall only when
-// the writer has said that it is parked (the `parked_` flag; a Dekker-style
-// pair of fences makes sure that one side always sees the other).
+// the writer has said that it is parked (the `parked_` flag; seq_cst on both
+// sides makes sure that one side always sees the other).
 //
 // Failure: a failed write or fdatasync stops the writer for good (the
 // LogWriter refuses all later work). The writer publishes failed() and

@@ -31,7 +31,9 @@ class SpscQueue {
       if (tail - head_cache_ > mask_) return false;
     }
     slots_[tail & mask_] = v;
-    tail_.store(tail + 1, std::memory_order_release);
+    // seq_cst, not just release: CommitWriter's park/wake handshake needs
+    // this store ordered before the producer's later load of `parked_`.
+    tail_.store(tail + 1, std::memory_order_seq_cst);
     return true;
   }
 
@@ -47,8 +49,8 @@ class SpscQueue {
     return true;
   }
 
-  // Either side; a snapshot.
-  bool Empty() const { return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire); }
+  // Either side; a snapshot (seq_cst loads: see Push).
+  bool Empty() const { return head_.load() == tail_.load(); }
 
  private:
   std::vector<T> slots_;

@@ -195,6 +195,41 @@ bool RawClient::WaitClosed(int timeout_ms) {
   return false;
 }
 
+int RunWald(const std::vector<std::string>& args, std::string* output, int timeout_ms) {
+  char tmpl[] = "/tmp/wald-run-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ::close(fd);
+  std::vector<std::string> argv = {WALD_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, tmpl, O_WRONLY | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  pid_t pid;
+  int rc = posix_spawn(&pid, WALD_BINARY, &fa, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("posix_spawn wald failed");
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (::waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::ifstream f(tmpl);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  *output = ss.str();
+  ::unlink(tmpl);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 std::string TestPayload(uint64_t conn, uint64_t i, size_t size) {
   std::string s = "c" + std::to_string(conn) + "-i" + std::to_string(i) + "-";
   while (s.size() < size) s += static_cast<char>('a' + (s.size() * 7 + i + conn) % 26);

@@ -72,6 +72,10 @@ class RawClient {
   proto::FrameBuilder fb_;
 };
 
+// Runs wald with `args` to completion (or kills it after `timeout_ms`);
+// returns its exit code and puts what it wrote to stderr in *output.
+int RunWald(const std::vector<std::string>& args, std::string* output, int timeout_ms = 20000);
+
 // The payload the tests append for (connection, index).
 std::string TestPayload(uint64_t conn, uint64_t i, size_t size = 100);
 

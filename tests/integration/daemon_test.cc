@@ -1,12 +1,16 @@
 // The real wald binary on a real socket and real files.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <sys/socket.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <map>
 #include <thread>
 
@@ -343,4 +347,79 @@ TEST_CASE("an fdatasync failure: no ack after it, errors to clients, exit non-ze
   auto log = ReadLog(d.data_dir());
   CheckAckedInLog(apps, log);
   CheckAckedInLog({after}, log);
+}
+
+TEST_CASE("a thousand connections that never read their acks: daemon memory stays bounded") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--max-connection-bytes", "64KiB"});
+  const long base = d.RssKiB();
+  std::vector<std::unique_ptr<RawClient>> hogs;
+  for (int i = 0; i < 1000; ++i) {
+    hogs.push_back(std::make_unique<RawClient>(d.socket()));
+    REQUIRE(hogs.back()->Handshake() != nullptr);
+    ::fcntl(hogs.back()->fd(), F_SETFL, O_NONBLOCK);  // our writes may not block
+    for (int j = 1; j <= 200; ++j) hogs.back()->QueueAppend(static_cast<uint64_t>(j), std::string(1024, 'h'));
+    (void)hogs.back()->Flush();  // partial writes are fine: the daemon stopped reading
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  Appender good;
+  good.conn = 7;
+  good.Run(d.socket(), 500, 8);
+  CHECK(good.acks.size() == 500);
+  const long rss = d.RssKiB();
+  MESSAGE("daemon RSS " << base << " KiB idle, " << rss << " KiB with 1,000 connections that never read");
+  CHECK(rss - base < 64 * 1024);  // stated bound: 64 MiB over the idle daemon
+  hogs.clear();
+  d.Signal(SIGTERM);
+  CHECK(d.Wait() == 0);
+}
+
+TEST_CASE("start-up errors are clear: socket in use, unusable directory, bad options") {
+  TempDir tmp;
+  std::string out;
+  SUBCASE("a socket in use by a live daemon") {
+    Daemon d(tmp.path());
+    CHECK(RunWald({"--dir", tmp.path() + "/other", "--socket", d.socket()}, &out) == 1);
+    CHECK(out.find("in use by a running daemon") != std::string::npos);
+  }
+  SUBCASE("a log directory locked by a live daemon") {
+    Daemon d(tmp.path());
+    CHECK(RunWald({"--dir", d.data_dir(), "--socket", tmp.path() + "/b.sock"}, &out) == 1);
+    CHECK(out.find("locked by another process (pid " + std::to_string(d.pid()) + ")") != std::string::npos);
+  }
+  SUBCASE("a directory path that is a file") {
+    { std::ofstream(tmp.path() + "/file") << "x"; }
+    CHECK(RunWald({"--dir", tmp.path() + "/file", "--socket", tmp.path() + "/s"}, &out) == 1);
+    CHECK(out.find("is not a directory") != std::string::npos);
+  }
+  SUBCASE("a directory that cannot be created") {
+    CHECK(RunWald({"--dir", "/proc/self/no/such", "--socket", tmp.path() + "/s"}, &out) == 1);
+    CHECK(out.find("mkdir /proc/self/no/such") != std::string::npos);
+  }
+  SUBCASE("bad options") {
+    CHECK(RunWald({"--max-inflight", "lots"}, &out) == 2);
+    CHECK(RunWald({"--no-such-flag"}, &out) == 2);
+    CHECK(out.find("no-such-flag") != std::string::npos);
+  }
+}
+
+TEST_CASE("--allow-uid: other peers get NotPermitted before they can append") {
+  TempDir tmp;
+  const std::string me = std::to_string(::getuid());
+  SUBCASE("our uid is allowed") {
+    Daemon d(tmp.path(), {"--allow-uid", me});
+    Appender a;
+    a.Run(d.socket(), 10, 1);
+    CHECK(a.acks.size() == 10);
+  }
+  SUBCASE("only another uid is allowed") {
+    Daemon d(tmp.path(), {"--allow-uid", std::to_string(::getuid() + 4242)});
+    RawClient c(d.socket());
+    const proto::Message* m = c.Next();
+    REQUIRE(m != nullptr);
+    REQUIRE(m->body_type() == proto::Body::Error);
+    CHECK(m->body_as_Error()->code() == proto::ErrorCode::NotPermitted);
+    CHECK(c.WaitClosed());
+    CHECK(d.Log().find("refused") != std::string::npos);
+  }
 }
