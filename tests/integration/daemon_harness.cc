@@ -196,11 +196,16 @@ bool RawClient::WaitClosed(int timeout_ms) {
 }
 
 int RunWald(const std::vector<std::string>& args, std::string* output, int timeout_ms) {
+  std::vector<std::string> argv = {WALD_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProgram(argv, output, timeout_ms);
+}
+
+int RunProgram(const std::vector<std::string>& argv_in, std::string* output, int timeout_ms) {
   char tmpl[] = "/tmp/wald-run-XXXXXX";
   int fd = ::mkstemp(tmpl);
   ::close(fd);
-  std::vector<std::string> argv = {WALD_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::string> argv = argv_in;
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
@@ -209,9 +214,9 @@ int RunWald(const std::vector<std::string>& args, std::string* output, int timeo
   posix_spawn_file_actions_addopen(&fa, 2, tmpl, O_WRONLY | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 2, 1);
   pid_t pid;
-  int rc = posix_spawn(&pid, WALD_BINARY, &fa, nullptr, cargv.data(), environ);
+  int rc = posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, cargv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn wald failed");
+  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (::waitpid(pid, &status, WNOHANG) != pid) {

@@ -75,6 +75,8 @@ class RawClient {
 // Runs wald with `args` to completion (or kills it after `timeout_ms`);
 // returns its exit code and puts what it wrote to stderr in *output.
 int RunWald(const std::vector<std::string>& args, std::string* output, int timeout_ms = 20000);
+// The same for any program: argv[0] is its path.
+int RunProgram(const std::vector<std::string>& argv, std::string* output, int timeout_ms = 20000);
 
 // The payload the tests append for (connection, index).
 std::string TestPayload(uint64_t conn, uint64_t i, size_t size = 100);

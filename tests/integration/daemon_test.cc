@@ -50,7 +50,10 @@ struct Appender {
         c.QueueAppend(sent, TestPayload(conn, sent, size));
       }
       if (!c.Flush()) {
+        // The server closed (drain, kill). Acks it sent before may still be
+        // in our receive buffer: take them.
         server_gone = true;
+        while (const proto::Message* m = c.Next(2000)) TakeAcks(m);
         return;
       }
       const proto::Message* m = c.Next(20000);
@@ -58,19 +61,25 @@ struct Appender {
         server_gone = true;
         return;
       }
-      if (m->body_type() == proto::Body::Acks) {
-        for (const proto::AckEntry* a : *m->body_as_Acks()->acks()) {
-          if (a->request_id() != acks.size() + errors.size() + 1) order_ok = false;
-          acks.push_back({a->request_id(), a->seq()});
-        }
-      } else if (m->body_type() == proto::Body::Error) {
-        errors.push_back(m->body_as_Error()->message()->str());
-        if (m->body_as_Error()->request_id() == 0) {
-          server_gone = true;
-          return;
-        }
+      if (!TakeAcks(m)) {
+        server_gone = true;
+        return;
       }
     }
+  }
+
+  // False on a connection-level error.
+  bool TakeAcks(const proto::Message* m) {
+    if (m->body_type() == proto::Body::Acks) {
+      for (const proto::AckEntry* a : *m->body_as_Acks()->acks()) {
+        if (a->request_id() != acks.size() + errors.size() + 1) order_ok = false;
+        acks.push_back({a->request_id(), a->seq()});
+      }
+    } else if (m->body_type() == proto::Body::Error) {
+      errors.push_back(m->body_as_Error()->message()->str());
+      if (m->body_as_Error()->request_id() == 0) return false;
+    }
+    return true;
   }
 };
 
@@ -85,6 +94,14 @@ void CheckAckedInLog(const std::vector<Appender>& apps, const std::vector<std::s
     }
   }
 }
+
+// Sanitizers multiply memory use (TSan's shadow alone is several times the
+// heap): memory bounds are asserted in ordinary builds only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
 
 struct StatsSnapshot {
   uint64_t records, syncs;
@@ -257,7 +274,7 @@ TEST_CASE("a client that never reads its acks: bounded daemon memory, others sti
   CHECK(good.acks.size() == 2000);
   const long rss = d.RssKiB();
   MESSAGE("daemon RSS " << base << " KiB at start, " << rss << " KiB with the hog; hog sent " << sent.load());
-  CHECK(rss - base < 48 * 1024);  // stated bound: 48 MiB over the idle daemon
+  if (!kSanitized) CHECK(rss - base < 48 * 1024);  // stated bound: 48 MiB over the idle daemon
   stop = true;
   ::shutdown(hog.fd(), SHUT_RDWR);
   writer.join();
@@ -368,7 +385,7 @@ TEST_CASE("a thousand connections that never read their acks: daemon memory stay
   CHECK(good.acks.size() == 500);
   const long rss = d.RssKiB();
   MESSAGE("daemon RSS " << base << " KiB idle, " << rss << " KiB with 1,000 connections that never read");
-  CHECK(rss - base < 64 * 1024);  // stated bound: 64 MiB over the idle daemon
+  if (!kSanitized) CHECK(rss - base < 64 * 1024);  // stated bound: 64 MiB over the idle daemon
   hogs.clear();
   d.Signal(SIGTERM);
   CHECK(d.Wait() == 0);

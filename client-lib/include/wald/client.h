@@ -1,0 +1,152 @@
+// wald client library: append records to a local wald daemon.
+//
+//   auto c = wald::connect("/run/wald/wald.sock");
+//   if (!c.ok()) { std::cerr << c.error().message << "\n"; return 1; }
+//   auto seq = c->append("hello");          // blocks until durable
+//   c->append_async("world", [](wald::Result<wald::Seq> r) { ... });
+//   c->wait_all();                            // runs the callback
+//
+// Guarantees (see protocol/PROTOCOL.md): a returned or called-back Seq means
+// the record is durable at that position in the log. An append that fails
+// with kOutcomeUnknown (the connection broke while it was in flight) may or
+// may not be in the log.
+//
+// Threads: a Client is used by one thread at a time, like a database
+// connection; give each thread its own. Callbacks run on the thread that
+// calls poll(), flush(), wait_all() or a blocking append, never elsewhere.
+//
+// Event loops: fd() is the connected socket (non-blocking). Wait for it to be
+// readable (and writable while wants_write()), then call poll(0). No libuv or
+// other dependency is needed.
+//
+// Depends only on the standard library (and, inside, on wald's protocol).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace wald {
+
+using Seq = uint64_t;
+
+enum class ErrorCode {
+  kOk = 0,
+  kDaemonGone,       // cannot connect, or the connection is closed
+  kOutcomeUnknown,   // the connection broke while this append was in flight
+  kProtocol,         // the daemon or this client broke the protocol
+  kRecordTooLarge,   // over the daemon's max record size; nothing was appended
+  kNotPermitted,     // the daemon refuses this peer (uid/gid)
+  kServerFailed,     // the daemon hit an I/O error and stopped (fail-stop)
+  kShuttingDown,     // the daemon is draining and takes no new work
+  kTimeout,          // a wait with a timeout ran out
+  kInvalidArgument,  // a bad argument to this library
+  kUnsupported,      // the daemon does not serve this request
+};
+
+const char* error_code_name(ErrorCode code);
+
+struct Error {
+  ErrorCode code = ErrorCode::kOk;
+  std::string message;
+  bool ok() const { return code == ErrorCode::kOk; }
+  explicit operator bool() const { return !ok(); }  // true if an error
+};
+
+// A value, or the Error that explains its absence.
+template <typename T>
+class Result {
+ public:
+  Result(T v) : v_(std::move(v)) {}      // NOLINT: implicit by design
+  Result(Error e) : v_(std::move(e)) {}  // NOLINT: must not be kOk
+  bool ok() const { return v_.index() == 0; }
+  T& value() { return std::get<0>(v_); }
+  const T& value() const { return std::get<0>(v_); }
+  T* operator->() { return &value(); }
+  T& operator*() { return value(); }
+  const Error& error() const {
+    static const Error kNone;
+    return ok() ? kNone : std::get<1>(v_);
+  }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+struct ClientOptions {
+  std::string client_name;        // shown in the daemon's log
+  int connect_timeout_ms = 5000;  // for the handshake
+};
+
+// Called once per append_async with the seq or the error. Runs on the thread
+// that drives the client.
+using AppendCallback = std::function<void(Result<Seq>)>;
+
+using LogId = std::array<uint8_t, 16>;
+
+class Client {
+ public:
+  // Connects to the daemon at `socket_path` and runs the Hello handshake.
+  friend Result<Client> connect(const std::string& socket_path, const ClientOptions& options);
+  // Adopts an already connected stream socket (tests, socketpair, inherited
+  // descriptors) and runs the handshake. Takes ownership of fd.
+  static Result<Client> adopt_fd(int fd, const ClientOptions& options = {});
+
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();  // closes; callbacks still pending get kOutcomeUnknown
+
+  // Blocks until the record is durable; returns its seq.
+  Result<Seq> append(std::span<const std::byte> payload);
+  Result<Seq> append(std::string_view payload) { return append(std::as_bytes(std::span(payload))); }
+
+  // Queues the append and returns; `cb` runs once it is acked or failed.
+  // Blocks (driving I/O and callbacks) only while max_inflight() appends are
+  // already in flight. An error returned here means `cb` will not run.
+  Error append_async(std::span<const std::byte> payload, AppendCallback cb);
+  Error append_async(std::string_view payload, AppendCallback cb) {
+    return append_async(std::as_bytes(std::span(payload)), std::move(cb));
+  }
+
+  // Appends every payload with one write; blocks until all are durable and
+  // returns their seqs (consecutive unless other clients interleave). Fails
+  // whole if any fails (those before may be durable: see their seqs in the log).
+  Result<std::vector<Seq>> append_many(std::span<const std::span<const std::byte>> payloads);
+
+  // Sends queued appends without waiting for acks.
+  Error flush();
+  // Drives I/O until every append in flight is acked or failed.
+  Error wait_all(int timeout_ms = -1);
+  // One round of I/O: sends what it can, waits up to timeout_ms (0: no wait,
+  // -1: forever) for the socket, reads and runs callbacks. Returns kOk on a
+  // timeout too; an Error only if the connection is unusable.
+  Error poll(int timeout_ms);
+
+  int fd() const;
+  bool wants_write() const;   // queued bytes not yet sent
+  size_t inflight() const;    // appends sent or queued, not yet acked or failed
+
+  const LogId& log_id() const;
+  Seq durable_seq() const;    // highest seq this client knows durable
+  uint32_t max_record_size() const;
+  uint32_t max_inflight() const;
+  bool connected() const;
+  void close();
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+Result<Client> connect(const std::string& socket_path, const ClientOptions& options = {});
+
+}  // namespace wald

@@ -1,0 +1,78 @@
+/* wald client library, C ABI. See <wald/client.h> for the semantics; this is
+ * a thin layer over it for C and for other languages' FFIs.
+ *
+ *   wald_client *c;
+ *   char err[256];
+ *   if (wald_connect("/run/wald/wald.sock", &c, err, sizeof err) != WALD_OK) ...
+ *   uint64_t seq;
+ *   if (wald_append(c, "hello", 5, &seq) != WALD_OK) puts(wald_last_error(c));
+ *   wald_close(c);
+ *
+ * Threads: one thread at a time per wald_client. Callbacks run inside
+ * wald_poll / wald_wait_all / wald_append on the calling thread.
+ * Every function returning int returns WALD_OK (0) or a negative WALD_E_*.
+ */
+#ifndef WALD_WALD_H
+#define WALD_WALD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  WALD_OK = 0,
+  WALD_E_DAEMON_GONE = -1,
+  WALD_E_OUTCOME_UNKNOWN = -2,
+  WALD_E_PROTOCOL = -3,
+  WALD_E_RECORD_TOO_LARGE = -4,
+  WALD_E_NOT_PERMITTED = -5,
+  WALD_E_SERVER_FAILED = -6,
+  WALD_E_SHUTTING_DOWN = -7,
+  WALD_E_TIMEOUT = -8,
+  WALD_E_INVALID_ARGUMENT = -9,
+  WALD_E_UNSUPPORTED = -10,
+};
+
+typedef struct wald_client wald_client;
+
+/* status is WALD_OK (seq valid) or a WALD_E_* code with a message. */
+typedef void (*wald_append_cb)(void *user, int status, uint64_t seq, const char *message);
+
+/* Connects and runs the handshake. On failure *out is NULL and errbuf (if
+ * not NULL) holds the reason. */
+int wald_connect(const char *socket_path, wald_client **out, char *errbuf, size_t errbuf_len);
+/* Closes the connection and frees the handle; pending callbacks run with
+ * WALD_E_OUTCOME_UNKNOWN. NULL is ignored. */
+void wald_close(wald_client *c);
+
+/* Blocks until durable; *seq_out (may be NULL) receives the record's seq. */
+int wald_append(wald_client *c, const void *data, size_t len, uint64_t *seq_out);
+/* Queues an append; cb(user, ...) runs once when it is acked or failed. */
+int wald_append_async(wald_client *c, const void *data, size_t len, wald_append_cb cb, void *user);
+/* Sends queued appends without waiting. */
+int wald_flush(wald_client *c);
+/* One round of I/O, waiting up to timeout_ms (-1: forever, 0: not at all). */
+int wald_poll(wald_client *c, int timeout_ms);
+/* Until nothing is in flight, or timeout_ms (-1: forever) passes. */
+int wald_wait_all(wald_client *c, int timeout_ms);
+
+int wald_fd(const wald_client *c);
+int wald_wants_write(const wald_client *c);
+size_t wald_inflight(const wald_client *c);
+uint64_t wald_durable_seq(const wald_client *c);
+/* 16 bytes. */
+const uint8_t *wald_log_id(const wald_client *c);
+
+/* The message of the last error this handle returned, or "". */
+const char *wald_last_error(const wald_client *c);
+/* A fixed description of a WALD_E_* code. */
+const char *wald_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WALD_WALD_H */

@@ -1,0 +1,111 @@
+// The C ABI over wald::Client. No exception crosses it: the C++ client does
+// not throw for wald errors, and allocation failure terminates.
+#include "wald/wald.h"
+
+#include <cstring>
+#include <string>
+
+#include "wald/client.h"
+
+struct wald_client {
+  explicit wald_client(wald::Client c) : client(std::move(c)) {}
+  wald::Client client;
+  std::string last_error;
+};
+
+namespace {
+
+int Code(wald::ErrorCode c) {
+  switch (c) {
+    case wald::ErrorCode::kOk: return WALD_OK;
+    case wald::ErrorCode::kDaemonGone: return WALD_E_DAEMON_GONE;
+    case wald::ErrorCode::kOutcomeUnknown: return WALD_E_OUTCOME_UNKNOWN;
+    case wald::ErrorCode::kProtocol: return WALD_E_PROTOCOL;
+    case wald::ErrorCode::kRecordTooLarge: return WALD_E_RECORD_TOO_LARGE;
+    case wald::ErrorCode::kNotPermitted: return WALD_E_NOT_PERMITTED;
+    case wald::ErrorCode::kServerFailed: return WALD_E_SERVER_FAILED;
+    case wald::ErrorCode::kShuttingDown: return WALD_E_SHUTTING_DOWN;
+    case wald::ErrorCode::kTimeout: return WALD_E_TIMEOUT;
+    case wald::ErrorCode::kInvalidArgument: return WALD_E_INVALID_ARGUMENT;
+    case wald::ErrorCode::kUnsupported: return WALD_E_UNSUPPORTED;
+  }
+  return WALD_E_PROTOCOL;
+}
+
+int Report(wald_client* c, const wald::Error& e) {
+  c->last_error = e.message;
+  return Code(e.code);
+}
+
+std::span<const std::byte> Bytes(const void* data, size_t len) {
+  return {static_cast<const std::byte*>(data), len};
+}
+
+}  // namespace
+
+extern "C" {
+
+int wald_connect(const char* socket_path, wald_client** out, char* errbuf, size_t errbuf_len) {
+  *out = nullptr;
+  if (socket_path == nullptr) return WALD_E_INVALID_ARGUMENT;
+  auto r = wald::connect(socket_path);
+  if (!r.ok()) {
+    if (errbuf != nullptr && errbuf_len > 0) {
+      std::strncpy(errbuf, r.error().message.c_str(), errbuf_len - 1);
+      errbuf[errbuf_len - 1] = '\0';
+    }
+    return Code(r.error().code);
+  }
+  *out = new wald_client(std::move(r.value()));
+  return WALD_OK;
+}
+
+void wald_close(wald_client* c) { delete c; }
+
+int wald_append(wald_client* c, const void* data, size_t len, uint64_t* seq_out) {
+  auto r = c->client.append(Bytes(data, len));
+  if (!r.ok()) return Report(c, r.error());
+  if (seq_out != nullptr) *seq_out = r.value();
+  return WALD_OK;
+}
+
+int wald_append_async(wald_client* c, const void* data, size_t len, wald_append_cb cb, void* user) {
+  if (cb == nullptr) return WALD_E_INVALID_ARGUMENT;
+  wald::Error e = c->client.append_async(Bytes(data, len), [cb, user](wald::Result<wald::Seq> r) {
+    if (r.ok()) {
+      cb(user, WALD_OK, r.value(), "");
+    } else {
+      cb(user, Code(r.error().code), 0, r.error().message.c_str());
+    }
+  });
+  return Report(c, e);
+}
+
+int wald_flush(wald_client* c) { return Report(c, c->client.flush()); }
+int wald_poll(wald_client* c, int timeout_ms) { return Report(c, c->client.poll(timeout_ms)); }
+int wald_wait_all(wald_client* c, int timeout_ms) { return Report(c, c->client.wait_all(timeout_ms)); }
+int wald_fd(const wald_client* c) { return c->client.fd(); }
+int wald_wants_write(const wald_client* c) { return c->client.wants_write() ? 1 : 0; }
+size_t wald_inflight(const wald_client* c) { return c->client.inflight(); }
+uint64_t wald_durable_seq(const wald_client* c) { return c->client.durable_seq(); }
+const uint8_t* wald_log_id(const wald_client* c) { return c->client.log_id().data(); }
+const char* wald_last_error(const wald_client* c) { return c->last_error.c_str(); }
+
+const char* wald_strerror(int code) {
+  switch (code) {
+    case WALD_OK: return "ok";
+    case WALD_E_DAEMON_GONE: return "daemon gone";
+    case WALD_E_OUTCOME_UNKNOWN: return "outcome unknown";
+    case WALD_E_PROTOCOL: return "protocol error";
+    case WALD_E_RECORD_TOO_LARGE: return "record too large";
+    case WALD_E_NOT_PERMITTED: return "not permitted";
+    case WALD_E_SERVER_FAILED: return "server failed";
+    case WALD_E_SHUTTING_DOWN: return "shutting down";
+    case WALD_E_TIMEOUT: return "timeout";
+    case WALD_E_INVALID_ARGUMENT: return "invalid argument";
+    case WALD_E_UNSUPPORTED: return "unsupported";
+    default: return "unknown error";
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,416 @@
+#include "wald/client.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "framing.h"
+
+namespace wald {
+namespace {
+
+constexpr size_t kReadSize = 64 << 10;
+
+Error Err(ErrorCode code, std::string msg) { return Error{code, std::move(msg)}; }
+
+ErrorCode FromWire(proto::ErrorCode c) {
+  switch (c) {
+    case proto::ErrorCode::RecordTooLarge: return ErrorCode::kRecordTooLarge;
+    case proto::ErrorCode::NotPermitted: return ErrorCode::kNotPermitted;
+    case proto::ErrorCode::ServerFailed: return ErrorCode::kServerFailed;
+    case proto::ErrorCode::ShuttingDown: return ErrorCode::kShuttingDown;
+    case proto::ErrorCode::Unsupported: return ErrorCode::kUnsupported;
+    default: return ErrorCode::kProtocol;
+  }
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kOk: return "ok";
+    case ErrorCode::kDaemonGone: return "daemon gone";
+    case ErrorCode::kOutcomeUnknown: return "outcome unknown";
+    case ErrorCode::kProtocol: return "protocol error";
+    case ErrorCode::kRecordTooLarge: return "record too large";
+    case ErrorCode::kNotPermitted: return "not permitted";
+    case ErrorCode::kServerFailed: return "server failed";
+    case ErrorCode::kShuttingDown: return "shutting down";
+    case ErrorCode::kTimeout: return "timeout";
+    case ErrorCode::kInvalidArgument: return "invalid argument";
+    case ErrorCode::kUnsupported: return "unsupported";
+  }
+  return "unknown";
+}
+
+// Appends in flight, indexed by request id: ids are assigned 1, 2, 3... so
+// slot = (id - first_id) from the head of a ring that grows by doubling.
+struct Slot {
+  AppendCallback cb;
+  bool done = false;
+};
+
+struct Client::Impl {
+  ~Impl() { Close(); }
+
+  Error Handshake(int timeout_ms);
+  Error Queue(std::span<const std::byte> payload, AppendCallback cb);
+  Error Poll(int timeout_ms);
+  Error WriteSome();
+  Error ReadSome();
+  void Dispatch();
+  void Complete(uint64_t request_id, Result<Seq> r);
+  Error Break(Error why);  // marks the connection unusable, fails what is in flight
+  void Close();
+
+  Slot& At(uint64_t rid) { return ring[(head + (rid - first_id)) & (ring.size() - 1)]; }
+
+  int fd = -1;
+  ClientOptions options;
+  LogId log_id{};
+  Seq durable = 0;
+  uint32_t max_record = 0;
+  uint32_t max_frame = 0;
+  uint32_t max_inflight = 0;
+
+  proto::FrameBuilder fb{512};
+  std::vector<uint8_t> out;
+  size_t out_off = 0;
+  std::vector<uint8_t> in = std::vector<uint8_t>(kReadSize);
+  size_t in_off = 0, in_len = 0;
+  std::vector<uint8_t> scratch;
+
+  std::vector<Slot> ring = std::vector<Slot>(64);
+  size_t head = 0;
+  uint64_t first_id = 1;  // request id of ring[head]
+  uint64_t next_id = 1;
+  bool dispatching = false;
+  bool hello_done = false;
+  Error broken;  // kOk while usable
+};
+
+Error Client::Impl::Break(Error why) {
+  if (broken.ok()) broken = why;
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+  }
+  // Fail what is still in flight: sent but not acked means unknown outcome.
+  for (uint64_t id = first_id; id < next_id; ++id) {
+    Slot& s = At(id);
+    if (!s.done) {
+      s.done = true;
+      AppendCallback cb = std::move(s.cb);
+      if (cb) cb(Err(ErrorCode::kOutcomeUnknown, "the connection broke with this append in flight (" +
+                                                      broken.message + "): it may or may not be in the log"));
+    }
+  }
+  head = 0;
+  first_id = next_id;
+  return broken;
+}
+
+void Client::Impl::Close() {
+  if (fd >= 0) Break(Err(ErrorCode::kDaemonGone, "the client was closed"));
+}
+
+Error Client::Impl::WriteSome() {
+  while (out_off < out.size()) {
+    ssize_t n = ::send(fd, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
+    return Break(Err(ErrorCode::kDaemonGone, std::string("write to the daemon: ") + std::strerror(errno)));
+  }
+  out.clear();
+  out_off = 0;
+  return {};
+}
+
+Error Client::Impl::ReadSome() {
+  if (in_off > 0) {  // keep an incomplete frame at the front
+    std::memmove(in.data(), in.data() + in_off, in_len - in_off);
+    in_len -= in_off;
+    in_off = 0;
+  }
+  if (in.size() - in_len < kReadSize / 2) in.resize(in_len + kReadSize);
+  for (;;) {
+    ssize_t n = ::recv(fd, in.data() + in_len, in.size() - in_len, MSG_DONTWAIT);
+    if (n > 0) {
+      in_len += static_cast<size_t>(n);
+      return {};
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
+    if (!broken.ok()) return broken;
+    return Break(Err(ErrorCode::kDaemonGone, n == 0 ? "the daemon closed the connection"
+                                                    : std::string("read from the daemon: ") + std::strerror(errno)));
+  }
+}
+
+void Client::Impl::Complete(uint64_t rid, Result<Seq> r) {
+  Slot& s = At(rid);
+  s.done = true;
+  AppendCallback cb = std::move(s.cb);  // the callback may append: the ring may move
+  while (first_id < next_id && At(first_id).done) {
+    At(first_id) = Slot{};
+    head = (head + 1) & (ring.size() - 1);
+    ++first_id;
+  }
+  if (cb) cb(std::move(r));
+}
+
+void Client::Impl::Dispatch() {
+  dispatching = true;
+  while (fd >= 0) {
+    auto f = proto::ParseFrame({in.data() + in_off, in_len - in_off}, max_frame ? max_frame + 1024 : 64u << 20,
+                               &scratch);
+    if (f.kind == proto::ParsedFrame::kNeedMore) break;
+    if (f.kind != proto::ParsedFrame::kFrame) {
+      Break(Err(ErrorCode::kProtocol, "the daemon sent a frame that fails verification or is too large"));
+      break;
+    }
+    in_off += f.consumed;
+    const proto::Message* m = f.msg;
+    switch (m->body_type()) {
+      case proto::Body::Acks: {
+        const auto* acks = m->body_as_Acks()->acks();
+        if (acks == nullptr) break;
+        for (const proto::AckEntry* a : *acks) {
+          if (a->request_id() < first_id || a->request_id() >= next_id || At(a->request_id()).done) {
+            Break(Err(ErrorCode::kProtocol, "ack for unknown request " + std::to_string(a->request_id())));
+            break;
+          }
+          if (a->seq() > durable) durable = a->seq();
+          Complete(a->request_id(), a->seq());
+        }
+        break;
+      }
+      case proto::Body::Error: {
+        const proto::Error* e = m->body_as_Error();
+        std::string msg = e->message() ? e->message()->str() : proto::ErrorCodeName(e->code());
+        if (e->request_id() == 0) {
+          Break(Err(FromWire(e->code()), msg));
+        } else if (e->request_id() >= first_id && e->request_id() < next_id && !At(e->request_id()).done) {
+          Complete(e->request_id(), Err(FromWire(e->code()), msg));
+        }
+        break;
+      }
+      case proto::Body::HelloAck: {
+        const proto::HelloAck* h = m->body_as_HelloAck();
+        if (hello_done || h->log_id() == nullptr || h->log_id()->size() != log_id.size()) {
+          Break(Err(ErrorCode::kProtocol, "unexpected or malformed HelloAck"));
+          break;
+        }
+        std::memcpy(log_id.data(), h->log_id()->data(), log_id.size());
+        durable = h->durable_seq();
+        max_record = h->max_record_size();
+        max_frame = h->max_frame_size();
+        max_inflight = h->max_inflight() ? h->max_inflight() : 1;
+        hello_done = true;
+        break;
+      }
+      default: break;  // replies to requests this client did not make: ignore
+    }
+  }
+  if (in_off == in_len) in_off = in_len = 0;
+  dispatching = false;
+}
+
+Error Client::Impl::Poll(int timeout_ms) {
+  if (!broken.ok()) return broken;
+  if (dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (out_off < out.size()) {
+    if (Error e = WriteSome(); !e.ok()) return e;
+  }
+  // Wait in poll, never in a blocking read: a reader blocked in read() is
+  // woken once when the daemon reads the request and again for the ack.
+  pollfd p{fd, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
+  int n = ::poll(&p, 1, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return {};
+    return Err(ErrorCode::kDaemonGone, std::string("poll: ") + std::strerror(errno));
+  }
+  if (n == 0) return {};
+  if ((p.revents & POLLOUT) != 0) {
+    if (Error e = WriteSome(); !e.ok()) return e;
+  }
+  if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    if (Error e = ReadSome(); !e.ok()) {
+      Dispatch();  // frames read before the close still count
+      return e;
+    }
+    Dispatch();
+  }
+  return broken;
+}
+
+Error Client::Impl::Queue(std::span<const std::byte> payload, AppendCallback cb) {
+  if (!broken.ok()) return broken;
+  if (payload.size() > max_record) {
+    return Err(ErrorCode::kRecordTooLarge, "record of " + std::to_string(payload.size()) +
+                                               " bytes exceeds the daemon's max record size " +
+                                               std::to_string(max_record));
+  }
+  // Respect the daemon's window, except inside a callback (we cannot wait
+  // there; the daemon just reads more slowly).
+  while (!dispatching && next_id - first_id >= max_inflight) {
+    if (Error e = Poll(-1); !e.ok()) return e;
+  }
+  if (next_id - first_id == ring.size()) {  // grow the ring, keeping id order
+    std::vector<Slot> bigger(ring.size() * 2);
+    for (uint64_t id = first_id; id < next_id; ++id) bigger[id - first_id] = std::move(At(id));
+    ring.swap(bigger);
+    head = 0;
+  }
+  const uint64_t rid = next_id++;
+  At(rid) = Slot{std::move(cb), false};
+  auto frame = fb.Append(rid, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()});
+  out.insert(out.end(), frame.begin(), frame.end());
+  return {};
+}
+
+Error Client::Impl::Handshake(int timeout_ms) {
+  int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  auto hello = fb.Hello(options.client_name);
+  out.assign(hello.begin(), hello.end());
+  const int64_t deadline = NowMs() + timeout_ms;
+  while (!hello_done) {
+    const int64_t left = deadline - NowMs();
+    if (left <= 0) return Break(Err(ErrorCode::kTimeout, "no HelloAck from the daemon in time"));
+    if (Error e = Poll(static_cast<int>(left)); !e.ok()) return e;
+  }
+  return {};
+}
+
+// ---- Client ----
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
+
+Result<Client> Client::adopt_fd(int fd, const ClientOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->fd = fd;
+  impl->options = options;
+  if (Error e = impl->Handshake(options.connect_timeout_ms); !e.ok()) return e;
+  return Client(std::move(impl));
+}
+
+Result<Client> connect(const std::string& socket_path, const ClientOptions& options) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) {
+    return Err(ErrorCode::kInvalidArgument, "socket path too long: " + socket_path);
+  }
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Err(ErrorCode::kDaemonGone, std::string("socket: ") + std::strerror(errno));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Err(ErrorCode::kDaemonGone, "cannot connect to wald at " + socket_path + ": " + std::strerror(e));
+  }
+  return Client::adopt_fd(fd, options);
+}
+
+Result<Seq> Client::append(std::span<const std::byte> payload) {
+  struct Out {
+    bool done = false;
+    Result<Seq> r = Error{ErrorCode::kOutcomeUnknown, "not completed"};
+  } o;
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (Error e = impl_->Queue(payload, [&o](Result<Seq> r) {
+        o.r = std::move(r);
+        o.done = true;
+      });
+      !e.ok()) {
+    return e;
+  }
+  while (!o.done) {
+    if (Error e = impl_->Poll(-1); !e.ok() && !o.done) return e;
+  }
+  return std::move(o.r);
+}
+
+Error Client::append_async(std::span<const std::byte> payload, AppendCallback cb) {
+  if (!cb) return Err(ErrorCode::kInvalidArgument, "append_async needs a callback");
+  return impl_->Queue(payload, std::move(cb));
+}
+
+Result<std::vector<Seq>> Client::append_many(std::span<const std::span<const std::byte>> payloads) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  struct Out {
+    std::vector<Seq> seqs;
+    Error first_error;
+    size_t left;
+  } o{std::vector<Seq>(payloads.size()), {}, payloads.size()};
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    Error e = impl_->Queue(payloads[i], [&o, i](Result<Seq> r) {
+      if (r.ok()) {
+        o.seqs[i] = r.value();
+      } else if (o.first_error.ok()) {
+        o.first_error = r.error();
+      }
+      --o.left;
+    });
+    if (!e.ok()) {
+      o.left -= payloads.size() - i;  // never queued
+      if (o.first_error.ok()) o.first_error = e;
+      break;
+    }
+  }
+  while (o.left > 0) {
+    if (Error e = impl_->Poll(-1); !e.ok() && o.left > 0) return e;
+  }
+  if (!o.first_error.ok()) return o.first_error;
+  return std::move(o.seqs);
+}
+
+Error Client::flush() {
+  if (!impl_->broken.ok()) return impl_->broken;
+  return impl_->WriteSome();
+}
+
+Error Client::wait_all(int timeout_ms) {
+  const int64_t deadline = timeout_ms < 0 ? 0 : NowMs() + timeout_ms;
+  while (impl_->next_id != impl_->first_id) {
+    int wait = -1;
+    if (timeout_ms >= 0) {
+      const int64_t left = deadline - NowMs();
+      if (left <= 0) return Err(ErrorCode::kTimeout, std::to_string(inflight()) + " appends still in flight");
+      wait = static_cast<int>(left);
+    }
+    if (Error e = impl_->Poll(wait); !e.ok()) return e;
+  }
+  return impl_->broken;
+}
+
+Error Client::poll(int timeout_ms) { return impl_->Poll(timeout_ms); }
+int Client::fd() const { return impl_->fd; }
+bool Client::wants_write() const { return impl_->out_off < impl_->out.size(); }
+size_t Client::inflight() const { return impl_->next_id - impl_->first_id; }
+const LogId& Client::log_id() const { return impl_->log_id; }
+Seq Client::durable_seq() const { return impl_->durable; }
+uint32_t Client::max_record_size() const { return impl_->max_record; }
+uint32_t Client::max_inflight() const { return impl_->max_inflight; }
+bool Client::connected() const { return impl_->broken.ok(); }
+void Client::close() { impl_->Close(); }
+
+}  // namespace wald

@@ -1,0 +1,74 @@
+/* The C ABI, compiled as C: connect, blocking append, async appends with a C
+ * callback driven by wald_poll, errors. Usage: c_api_test SOCKET */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wald/wald.h>
+
+static int failures = 0;
+#define EXPECT(cond)                                              \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      fprintf(stderr, "%s:%d: EXPECT(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                 \
+    }                                                             \
+  } while (0)
+
+struct acks {
+  int count;
+  uint64_t last_seq;
+  int in_order;
+};
+
+static void on_ack(void *user, int status, uint64_t seq, const char *message) {
+  struct acks *a = (struct acks *)user;
+  (void)message;
+  if (status != WALD_OK) return;
+  if (a->last_seq != 0 && seq != a->last_seq + 1) a->in_order = 0;
+  a->last_seq = seq;
+  a->count++;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: c_api_test SOCKET\n");
+    return 2;
+  }
+  char err[256];
+  wald_client *c = NULL;
+  EXPECT(wald_connect("/nonexistent.sock", &c, err, sizeof err) == WALD_E_DAEMON_GONE);
+  EXPECT(c == NULL && strstr(err, "/nonexistent.sock") != NULL);
+
+  if (wald_connect(argv[1], &c, err, sizeof err) != WALD_OK) {
+    fprintf(stderr, "connect: %s\n", err);
+    return 1;
+  }
+  EXPECT(wald_fd(c) >= 0);
+  uint64_t seq = 0;
+  EXPECT(wald_append(c, "hello from C", 12, &seq) == WALD_OK);
+  EXPECT(seq >= 1);
+  EXPECT(wald_durable_seq(c) >= seq);
+
+  struct acks a = {0, 0, 1};
+  for (int i = 0; i < 100; ++i) {
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "async %d", i);
+    EXPECT(wald_append_async(c, buf, (size_t)n, on_ack, &a) == WALD_OK);
+  }
+  EXPECT(wald_flush(c) == WALD_OK);
+  while (wald_inflight(c) > 0) EXPECT(wald_poll(c, 1000) == WALD_OK);
+  EXPECT(a.count == 100);
+  EXPECT(a.last_seq == seq + 100); /* this test is the only client */
+  EXPECT(a.in_order);
+
+  char *big = calloc(1, 2u << 20);
+  EXPECT(wald_append(c, big, 2u << 20, NULL) == WALD_E_RECORD_TOO_LARGE);
+  EXPECT(strlen(wald_last_error(c)) > 0);
+  free(big);
+  EXPECT(strcmp(wald_strerror(WALD_E_OUTCOME_UNKNOWN), "outcome unknown") == 0);
+  wald_close(c);
+  wald_close(NULL);
+  if (failures == 0) printf("c_api_test: all passed\n");
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,239 @@
+// The client library against a fake server on a socketpair: framing,
+// pipelining, a server that closes or talks garbage.
+#include <doctest/doctest.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "framing.h"
+#include "wald/client.h"
+
+using namespace wald;
+
+namespace {
+
+// The server end of a socketpair, driven by the test.
+class FakeServer {
+ public:
+  FakeServer() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) throw std::runtime_error("socketpair");
+    fd_ = sv[0];
+    client_fd = sv[1];
+  }
+  ~FakeServer() { Close(); }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  void Send(std::span<const uint8_t> b) {
+    REQUIRE(::write(fd_, b.data(), b.size()) == static_cast<ssize_t>(b.size()));
+  }
+  void HelloAck(uint64_t durable = 41, uint32_t max_inflight = 1000) {
+    uint8_t id[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    Send(fb.HelloAck(id, durable, 4096 + 128, 4096, max_inflight, "test"));
+  }
+  void Acks(std::vector<proto::AckEntry> acks) { Send(fb.Acks(acks)); }
+  // The next frame the client sent (waits up to 5 s).
+  const proto::Message* Next() {
+    for (;;) {
+      auto f = proto::ParseFrame({in_.data() + off_, in_.size() - off_}, 1 << 20, &scratch_);
+      if (f.kind == proto::ParsedFrame::kFrame) {
+        off_ += f.consumed;
+        return f.msg;
+      }
+      REQUIRE(f.kind == proto::ParsedFrame::kNeedMore);
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 5000) <= 0) return nullptr;
+      uint8_t buf[65536];
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) return nullptr;
+      in_.insert(in_.end(), buf, buf + n);
+    }
+  }
+
+  int client_fd = -1;
+  proto::FrameBuilder fb;
+
+ private:
+  int fd_ = -1;
+  std::vector<uint8_t> in_;
+  size_t off_ = 0;
+  std::vector<uint8_t> scratch_;
+};
+
+Client Connected(FakeServer& s, uint32_t max_inflight = 1000) {
+  s.HelloAck(41, max_inflight);  // waits in the socket buffer for the handshake
+  auto c = Client::adopt_fd(s.client_fd, {"unit", 2000});
+  REQUIRE(c.ok());
+  const proto::Message* hello = s.Next();
+  REQUIRE(hello != nullptr);
+  REQUIRE(hello->body_type() == proto::Body::Hello);
+  CHECK(hello->body_as_Hello()->protocol_version() == proto::kProtocolVersion);
+  CHECK(hello->body_as_Hello()->client_name()->str() == "unit");
+  return std::move(c.value());
+}
+
+}  // namespace
+
+TEST_CASE("the handshake exposes log id, durable seq and limits") {
+  FakeServer s;
+  Client c = Connected(s);
+  CHECK(c.log_id()[0] == 1);
+  CHECK(c.log_id()[15] == 16);
+  CHECK(c.durable_seq() == 41);
+  CHECK(c.max_record_size() == 4096);
+  CHECK(c.connected());
+}
+
+TEST_CASE("a server that never answers Hello times out the handshake") {
+  FakeServer s;
+  auto c = Client::adopt_fd(s.client_fd, {"unit", 100});
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().code == ErrorCode::kTimeout);
+}
+
+TEST_CASE("pipelined appends: frames in order, callbacks in order with their seqs") {
+  FakeServer s;
+  Client c = Connected(s);
+  std::vector<Seq> got;
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(c.append_async("rec-" + std::to_string(i), [&got](Result<Seq> r) {
+      REQUIRE(r.ok());
+      got.push_back(r.value());
+    }).ok());
+  }
+  CHECK(c.inflight() == 100);
+  REQUIRE(c.flush().ok());
+  for (uint64_t i = 0; i < 100; ++i) {
+    const proto::Message* m = s.Next();
+    REQUIRE(m != nullptr);
+    REQUIRE(m->body_type() == proto::Body::Append);
+    CHECK(m->body_as_Append()->request_id() == i + 1);
+    auto* p = m->body_as_Append()->payload();
+    CHECK(std::string(reinterpret_cast<const char*>(p->data()), p->size()) == "rec-" + std::to_string(i));
+  }
+  std::vector<proto::AckEntry> acks;
+  for (uint64_t i = 1; i <= 100; ++i) acks.emplace_back(i, 1000 + i);
+  s.Acks({acks.begin(), acks.begin() + 30});
+  s.Acks({acks.begin() + 30, acks.end()});
+  REQUIRE(c.wait_all(2000).ok());
+  REQUIRE(got.size() == 100);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == 1001 + i);
+  CHECK(c.durable_seq() == 1100);
+  CHECK(c.inflight() == 0);
+}
+
+TEST_CASE("append_many sends every record in one write and returns all seqs") {
+  FakeServer s;
+  Client c = Connected(s);
+  std::string a = "one", b = "two", d = "three";
+  std::vector<std::span<const std::byte>> ps = {std::as_bytes(std::span(a)), std::as_bytes(std::span(b)),
+                                                std::as_bytes(std::span(d))};
+  std::thread server([&] {
+    for (uint64_t i = 1; i <= 3; ++i) REQUIRE(s.Next() != nullptr);
+    s.Acks({{1, 7}, {2, 8}, {3, 9}});
+  });
+  auto r = c.append_many(ps);
+  server.join();
+  REQUIRE(r.ok());
+  CHECK(r.value() == std::vector<Seq>{7, 8, 9});
+}
+
+TEST_CASE("a server that closes mid-stream: acked ones succeed, the rest are outcome unknown") {
+  FakeServer s;
+  Client c = Connected(s);
+  std::vector<Result<Seq>> results;
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(c.append_async("x", [&](Result<Seq> r) { results.push_back(std::move(r)); }).ok());
+  }
+  REQUIRE(c.flush().ok());
+  s.Acks({{1, 1}, {2, 2}, {3, 3}, {4, 4}});
+  s.Close();
+  Error e = c.wait_all(2000);
+  CHECK(e.code == ErrorCode::kDaemonGone);
+  REQUIRE(results.size() == 10);
+  for (int i = 0; i < 4; ++i) CHECK(results[i].ok());
+  for (int i = 4; i < 10; ++i) CHECK(results[i].error().code == ErrorCode::kOutcomeUnknown);
+  CHECK_FALSE(c.connected());
+  CHECK(c.append("more").error().code == ErrorCode::kDaemonGone);
+}
+
+TEST_CASE("garbage or an oversized frame from the server is a protocol error") {
+  FakeServer s;
+  Client c = Connected(s);
+  Result<Seq> r = Error{};
+  REQUIRE(c.append_async("x", [&](Result<Seq> res) { r = std::move(res); }).ok());
+  SUBCASE("garbage") {
+    std::vector<uint8_t> junk(64, 0xab);
+    junk[0] = 60;
+    junk[1] = junk[2] = junk[3] = 0;
+    s.Send(junk);
+  }
+  SUBCASE("oversized") {
+    uint8_t big[8] = {0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0};
+    s.Send(big);
+  }
+  Error e = c.wait_all(2000);
+  CHECK(e.code == ErrorCode::kProtocol);
+  CHECK(r.error().code == ErrorCode::kOutcomeUnknown);
+}
+
+TEST_CASE("per-request errors reach their own callback, even ahead of earlier acks") {
+  FakeServer s;
+  Client c = Connected(s);
+  std::vector<Result<Seq>> results(3, Error{});
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(c.append_async("x", [&results, i](Result<Seq> r) { results[i] = std::move(r); }).ok());
+  }
+  REQUIRE(c.flush().ok());
+  s.Send(s.fb.Error(2, proto::ErrorCode::RecordTooLarge, "too big"));
+  s.Acks({{1, 50}, {3, 51}});
+  REQUIRE(c.wait_all(2000).ok());
+  CHECK(results[0].value() == 50);
+  CHECK(results[1].error().code == ErrorCode::kRecordTooLarge);
+  CHECK(results[1].error().message == "too big");
+  CHECK(results[2].value() == 51);
+}
+
+TEST_CASE("a server failure (fail-stop) reaches every pending append") {
+  FakeServer s;
+  Client c = Connected(s);
+  std::vector<Result<Seq>> results;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(c.append_async("x", [&](Result<Seq> r) { results.push_back(std::move(r)); }).ok());
+  }
+  REQUIRE(c.flush().ok());
+  s.Send(s.fb.Error(1, proto::ErrorCode::ServerFailed, "server failed: EIO"));
+  s.Send(s.fb.Error(0, proto::ErrorCode::ServerFailed, "server failed: EIO"));
+  Error e = c.wait_all(2000);
+  CHECK(e.code == ErrorCode::kServerFailed);
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].error().code == ErrorCode::kServerFailed);
+  CHECK(results[1].error().code == ErrorCode::kOutcomeUnknown);
+}
+
+TEST_CASE("client-side checks: record size, blocking call inside a callback") {
+  FakeServer s;
+  Client c = Connected(s);
+  CHECK(c.append(std::string(5000, 'x')).error().code == ErrorCode::kRecordTooLarge);
+  Error inner;
+  REQUIRE(c.append_async("x", [&](Result<Seq>) { inner = c.append("nested").error(); }).ok());
+  REQUIRE(c.flush().ok());
+  REQUIRE(s.Next() != nullptr);
+  s.Acks({{1, 1}});
+  (void)c.wait_all(2000);
+  CHECK(inner.code == ErrorCode::kInvalidArgument);
+}
+
+TEST_CASE("connect to a missing socket says the daemon is gone") {
+  auto c = wald::connect("/nonexistent/wald.sock");
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().code == ErrorCode::kDaemonGone);
+  CHECK(c.error().message.find("/nonexistent/wald.sock") != std::string::npos);
+}
