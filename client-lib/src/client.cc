@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "framing.h"
 
@@ -35,7 +36,46 @@ int64_t NowMs() {
       .count();
 }
 
+HistogramSnapshot ToSnapshot(const proto::Histogram* h) {
+  HistogramSnapshot s;
+  if (h == nullptr) return s;
+  if (h->bounds()) s.bounds.assign(h->bounds()->begin(), h->bounds()->end());
+  if (h->counts()) s.counts.assign(h->counts()->begin(), h->counts()->end());
+  s.counts.resize(s.bounds.size());
+  s.count = h->count();
+  s.sum = h->sum();
+  return s;
+}
+
+ServerStats ToStats(const proto::StatsReply* r) {
+  ServerStats s;
+  s.uptime_us = r->uptime_us();
+  s.connections = r->connections();
+  s.records = r->records();
+  s.bytes = r->bytes();
+  s.syncs = r->syncs();
+  s.durable_seq = r->durable_seq();
+  s.next_seq = r->next_seq();
+  s.rejected_frames = r->rejected_frames();
+  s.backpressure_events = r->backpressure_events();
+  s.records_per_sync = ToSnapshot(r->records_per_sync());
+  s.sync_latency_us = ToSnapshot(r->sync_latency_us());
+  s.ack_latency_us = ToSnapshot(r->ack_latency_us());
+  return s;
+}
+
 }  // namespace
+
+uint64_t HistogramSnapshot::percentile(double p) const {
+  if (count == 0) return 0;
+  const uint64_t rank = static_cast<uint64_t>(p * static_cast<double>(count - 1)) + 1;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    seen += counts[i];
+    if (seen >= rank) return bounds[i];
+  }
+  return bounds.empty() ? 0 : bounds.back();
+}
 
 const char* error_code_name(ErrorCode code) {
   switch (code) {
@@ -97,6 +137,8 @@ struct Client::Impl {
   uint64_t next_id = 1;
   bool dispatching = false;
   bool hello_done = false;
+  uint64_t stats_id = 0;                     // of the StatsRequest awaiting its reply
+  std::optional<ServerStats> stats_reply;
   Error broken;  // kOk while usable
 };
 
@@ -222,6 +264,11 @@ void Client::Impl::Dispatch() {
         max_frame = h->max_frame_size();
         max_inflight = h->max_inflight() ? h->max_inflight() : 1;
         hello_done = true;
+        break;
+      }
+      case proto::Body::StatsReply: {
+        const proto::StatsReply* r = m->body_as_StatsReply();
+        if (r->request_id() == stats_id) stats_reply = ToStats(r);
         break;
       }
       default: break;  // replies to requests this client did not make: ignore
@@ -400,6 +447,21 @@ Error Client::wait_all(int timeout_ms) {
     if (Error e = impl_->Poll(wait); !e.ok()) return e;
   }
   return impl_->broken;
+}
+
+Result<ServerStats> Client::stats(int timeout_ms) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!impl_->broken.ok()) return impl_->broken;
+  impl_->stats_reply.reset();
+  auto frame = impl_->fb.StatsRequest(++impl_->stats_id);
+  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
+  const int64_t deadline = NowMs() + timeout_ms;
+  while (!impl_->stats_reply) {
+    const int64_t left = deadline - NowMs();
+    if (left <= 0) return Err(ErrorCode::kTimeout, "no StatsReply from the daemon in time");
+    if (Error e = impl_->Poll(static_cast<int>(left)); !e.ok()) return e;
+  }
+  return std::move(*impl_->stats_reply);
 }
 
 Error Client::poll(int timeout_ms) { return impl_->Poll(timeout_ms); }

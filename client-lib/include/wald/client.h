@@ -92,6 +92,33 @@ using AppendCallback = std::function<void(Result<Seq>)>;
 
 using LogId = std::array<uint8_t, 16>;
 
+// A histogram from the daemon: counts[i] values at or above bounds[i] (and
+// below the next bucket of the protocol's log-linear layout).
+struct HistogramSnapshot {
+  std::vector<uint64_t> bounds;
+  std::vector<uint64_t> counts;
+  uint64_t count = 0;
+  uint64_t sum = 0;
+  uint64_t percentile(double p) const;  // a bucket's lower bound; 0 if empty
+  double mean() const { return count ? static_cast<double>(sum) / static_cast<double>(count) : 0.0; }
+};
+
+// The daemon's counters since it started (protocol/PROTOCOL.md, StatsReply).
+struct ServerStats {
+  uint64_t uptime_us = 0;
+  uint64_t connections = 0;
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+  uint64_t syncs = 0;
+  uint64_t durable_seq = 0;
+  uint64_t next_seq = 0;
+  uint64_t rejected_frames = 0;
+  uint64_t backpressure_events = 0;
+  HistogramSnapshot records_per_sync;
+  HistogramSnapshot sync_latency_us;
+  HistogramSnapshot ack_latency_us;
+};
+
 class Client {
  public:
   // Connects to the daemon at `socket_path` and runs the Hello handshake.
@@ -129,6 +156,9 @@ class Client {
   // -1: forever) for the socket, reads and runs callbacks. Returns kOk on a
   // timeout too; an Error only if the connection is unusable.
   Error poll(int timeout_ms);
+
+  // Asks the daemon for its counters; blocks up to timeout_ms.
+  Result<ServerStats> stats(int timeout_ms = 5000);
 
   int fd() const;
   bool wants_write() const;   // queued bytes not yet sent

@@ -1,0 +1,35 @@
+// The bucket layout of wald's histograms (StatsReply and wal-bench): exact
+// below 16, then 8 buckets per power of two (at most 12.5% relative error),
+// up to 2^40. Part of the protocol: a StatsReply histogram lists bucket lower
+// bounds from this layout.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+
+namespace wald::proto::buckets {
+
+inline constexpr int kSubBits = 3;
+inline constexpr int kLinear = 16;
+inline constexpr int kMaxExp = 40;
+inline constexpr int kCount = kLinear + (kMaxExp - 4) * (1 << kSubBits);
+
+constexpr int Index(uint64_t v) {
+  if (v < kLinear) return static_cast<int>(v);
+  const int e = std::bit_width(v) - 1;  // >= 4
+  if (e >= kMaxExp) return kCount - 1;
+  const int sub = static_cast<int>((v >> (e - kSubBits)) & ((1 << kSubBits) - 1));
+  return kLinear + (e - 4) * (1 << kSubBits) + sub;
+}
+
+// The smallest value that falls in bucket i.
+constexpr uint64_t Lower(int i) {
+  if (i < kLinear) return static_cast<uint64_t>(i);
+  const int e = (i - kLinear) / (1 << kSubBits) + 4;
+  const int sub = (i - kLinear) % (1 << kSubBits);
+  return (uint64_t{1} << e) + (static_cast<uint64_t>(sub) << (e - kSubBits));
+}
+
+static_assert(Index(Lower(100)) == 100 && Index(Lower(100) - 1) == 99);
+
+}  // namespace wald::proto::buckets
