@@ -167,7 +167,7 @@ TEST_CASE("a single serial client gets exactly one record per fdatasync") {
   CHECK(s.syncs == 300);
 }
 
-TEST_CASE("bad input gets an Error and a close; a concurrent good client is not disturbed") {
+TEST_CASE("bad input gets an Error and a close while a concurrent good client is not disturbed") {
   TempDir tmp;
   Daemon d(tmp.path(), {"--max-record", "4096"});
   Appender good;
