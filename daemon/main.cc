@@ -5,12 +5,16 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "server/server.h"
+#include "server/systemd.h"
 #include "stats_command.h"
 
 namespace {
@@ -47,7 +51,9 @@ int main(int argc, char** argv) {
   CLI::App app{"wald: a local write-ahead-log daemon (group commit over a Unix socket)"};
   app.footer(kExamples);
   app.set_config("--config", "", "Read options from this TOML or INI file");
-  app.add_option("--dir", o.dir, "Log directory (created if missing)")->capture_default_str();
+  auto* dir_opt = app.add_option("--dir", o.dir, "Log directory (created if missing; default under systemd: "
+                                                 "$STATE_DIRECTORY)")
+                      ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket path to listen on")->capture_default_str();
   app.add_option("--socket-mode", o.socket_mode, "Permissions of the socket file (octal, e.g. 0660)")
       ->transform([](std::string s) { return std::to_string(std::stoul(s, nullptr, 8)); });
@@ -101,10 +107,31 @@ int main(int argc, char** argv) {
   if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
   o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;
 
-  auto logger = spdlog::stderr_color_mt("wald");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  // Under journald, log through its native protocol (priorities, fields);
+  // otherwise to stderr with timestamps.
+  if (wald::server::systemd::StderrIsJournal()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "wald", std::make_shared<spdlog::sinks::systemd_sink_mt>("wald")));
+    spdlog::set_pattern("%v");
+  } else {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("wald"));
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
+
+  // Socket activation first: a socket from systemd is used as it is (and
+  // never unlinked); --socket then only names it in messages.
+  auto listen_fd = wald::server::systemd::ListenFd();
+  if (!listen_fd.ok()) {
+    spdlog::critical("cannot start: {}", listen_fd.status().ToString());
+    return 1;
+  }
+  o.listen_fd = listen_fd.value();
+  if (dir_opt->count() == 0) {
+    if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
+      o.dir = std::string(state).substr(0, std::string(state).find(':'));  // the first of a list
+    }
+  }
 
   wald::server::Server server(o);
   if (wald::storage::Status st = server.Start(); !st.ok()) {

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/socket_util.h"
+#include "server/systemd.h"
 #include "storage/fault_env.h"
 #include "storage/log_writer.h"
 
@@ -87,6 +88,9 @@ storage::Status Server::Start() {
   };
   static LogReporter reporter;
   lo.recovery.reporter = &reporter;
+  // Recovery scans the newest segment (all of them with --verify-on-open all):
+  // ask systemd for time, and say what we are doing.
+  systemd::Notify("EXTEND_TIMEOUT_USEC=120000000\nSTATUS=recovering the log in " + options_.dir);
   auto log = storage::LogWriter::Open(env, options_.dir, lo);
   if (!log.ok()) return log.take_status();
   next_seq_ = (*log)->next_seq();
@@ -103,7 +107,8 @@ storage::Status Server::Start() {
     free_chunks_.push_back(chunks_.back().get());
   }
 
-  async_.data = check_.data = sigterm_.data = sigint_.data = stats_timer_.data = listener_.data = this;
+  async_.data = check_.data = sigterm_.data = sigint_.data = stats_timer_.data = watchdog_timer_.data =
+      listener_.data = this;
   uv_async_init(&loop_, &async_, OnAsync);
   uv_check_init(&loop_, &check_);
   uv_check_start(&check_, OnCheck);
@@ -112,6 +117,11 @@ storage::Status Server::Start() {
   uv_signal_init(&loop_, &sigint_);
   uv_signal_start(&sigint_, OnSignal, SIGINT);
   uv_timer_init(&loop_, &stats_timer_);
+  uv_timer_init(&loop_, &watchdog_timer_);
+  if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
+    const uint64_t ms = std::max<uint64_t>(1, usec / 2000);  // ping at half the interval
+    uv_timer_start(&watchdog_timer_, OnWatchdogTimer, ms, ms);
+  }
   if (options_.stats_interval_s > 0) {
     uint64_t ms = uint64_t{options_.stats_interval_s} * 1000;
     uv_timer_start(&stats_timer_, OnStatsTimer, ms, ms);
@@ -149,11 +159,13 @@ storage::Status Server::Listen() {
 
 std::string Server::ReadyLine() const {
   return "log " + log_id_hex_ + ", durable seq " + std::to_string(writer_->durable_seq()) + ", dir " +
-         options_.dir + ", socket " + options_.socket;
+         options_.dir + ", socket " + (options_.listen_fd >= 0 ? "fd " + std::to_string(options_.listen_fd) + " from systemd" : options_.socket);
 }
 
 int Server::Run() {
   spdlog::info("ready: {}", ReadyLine());
+  // READY only now: recovery is done and the socket listens.
+  systemd::Notify("READY=1\nSTATUS=ready: " + ReadyLine());
   uv_run(&loop_, UV_RUN_DEFAULT);
   handles_open_ = false;
   return exit_code_;
@@ -351,8 +363,7 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a, uint
   const size_t need = storage::EncodedSize(size);
   if (current_ == nullptr || current_->room() < need) {
     if (current_ != nullptr && !current_->empty()) {
-      writer_->Submit(current_);
-      writer_->Wake();
+      Submit(current_);
       current_ = nullptr;
     }
     if (current_ == nullptr) current_ = TakeChunk();
@@ -407,12 +418,23 @@ void Server::HandleStats(Connection* c, const proto::StatsRequest* r) {
 
 // ---- Staging and hand-off ----
 
-Chunk* Server::TakeChunk() {
+void Server::Recycle() {
   while (Chunk* c = writer_->TakeFree()) {
     staged_bytes_ -= c->used;
     c->Reset();
     free_chunks_.push_back(c);
+    ++recycled_chunks_;
   }
+}
+
+void Server::Submit(Chunk* c) {
+  writer_->Submit(c);
+  ++submitted_chunks_;
+  writer_->Wake();
+}
+
+Chunk* Server::TakeChunk() {
+  Recycle();
   if (free_chunks_.empty()) return nullptr;
   Chunk* c = free_chunks_.back();
   free_chunks_.pop_back();
@@ -421,9 +443,8 @@ Chunk* Server::TakeChunk() {
 
 void Server::HandOff() {
   if (current_ == nullptr || current_->empty()) return;
-  writer_->Submit(current_);
+  Submit(current_);
   current_ = nullptr;
-  writer_->Wake();
 }
 
 void Server::OnCheck(uv_check_t* h) {
@@ -455,11 +476,7 @@ void Server::OnWriterProgress() {
     return;
   }
   // Recycle chunks, then let stalled and paused connections go on.
-  while (Chunk* c = writer_->TakeFree()) {
-    staged_bytes_ -= c->used;
-    c->Reset();
-    free_chunks_.push_back(c);
-  }
+  Recycle();
   RetryStalled(now);
   if (global_paused_ && !GlobalPaused()) UpdateAllReading();
   if (state_ == State::kDraining) CheckDrained();
@@ -657,6 +674,10 @@ void Server::OnStatsTimer(uv_timer_t* h) {
                syncs ? static_cast<double>(ws.records_per_sync.sum()) / static_cast<double>(syncs) : 0.0,
                ws.sync_latency_us.Percentile(0.5), ws.sync_latency_us.Percentile(0.99),
                s->stats_.ack_latency_us.Percentile(0.5), s->stats_.ack_latency_us.Percentile(0.99));
+  systemd::Notify(fmt::format("STATUS={:.0f} records/s, durable seq {}, {} connections",
+                              static_cast<double>(s->stats_.records - s->last_logged_records_) /
+                                  (s->last_logged_ns_ ? secs : 1e9),
+                              s->writer_->durable_seq(), s->all_.size()));
   s->last_logged_records_ = s->stats_.records;
   s->last_logged_ns_ = now;
 }
@@ -672,7 +693,25 @@ void Server::OnSignal(uv_signal_t* h, int signum) {
   s->BeginDrain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+void Server::OnWatchdogTimer(uv_timer_t* h) {
+  Server* s = Of(reinterpret_cast<uv_handle_t*>(h));
+  // WATCHDOG=1 only while both threads are healthy: this loop is running (we
+  // are here), and the writer is either idle or has finished a batch since
+  // the last ping. A stuck fdatasync stops the pings, and systemd restarts us.
+  const uint64_t syncs = s->writer_->stats().syncs.load(std::memory_order_relaxed);
+  s->Recycle();
+  const bool idle = s->submitted_chunks_ == s->recycled_chunks_;
+  const bool healthy = !s->writer_->failed() && (idle || syncs != s->watchdog_syncs_);
+  s->watchdog_syncs_ = syncs;
+  if (healthy) {
+    systemd::Notify("WATCHDOG=1");
+  } else {
+    spdlog::warn("watchdog: the writer made no progress for half a watchdog interval; not pinging systemd");
+  }
+}
+
 void Server::BeginDrain(const char* why) {
+  systemd::Notify("STOPPING=1\nSTATUS=draining: making everything received durable");
   spdlog::info("{}: draining: no new connections or appends; making {} staged records durable", why,
                next_seq_ - 1 - writer_->durable_seq());
   state_ = State::kDraining;
@@ -708,6 +747,7 @@ void Server::FailStop() {
                    "exiting so that recovery runs on restart",
                    why);
   state_ = State::kFailed;
+  systemd::Notify("STATUS=failed: " + why);
   if (listener_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     listener_open_ = false;
@@ -732,7 +772,8 @@ void Server::Shutdown(int exit_code) {
   writer_->Stop();  // before closing async_: the writer may still send on it
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&check_),
                          reinterpret_cast<uv_handle_t*>(&sigterm_), reinterpret_cast<uv_handle_t*>(&sigint_),
-                         reinterpret_cast<uv_handle_t*>(&stats_timer_)}) {
+                         reinterpret_cast<uv_handle_t*>(&stats_timer_),
+                         reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }
   if (listener_open_) {

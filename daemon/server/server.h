@@ -75,6 +75,7 @@ class Server {
   static void OnAsync(uv_async_t* h);
   static void OnSignal(uv_signal_t* h, int signum);
   static void OnStatsTimer(uv_timer_t* h);
+  static void OnWatchdogTimer(uv_timer_t* h);
 
   storage::Status Listen();
   void Accept();
@@ -89,6 +90,8 @@ class Server {
   void HandleStats(Connection* c, const proto::StatsRequest* r);
 
   Chunk* TakeChunk();
+  void Recycle();           // takes back every chunk the writer is done with
+  void Submit(Chunk* c);    // hands a chunk to the writer and wakes it
   void HandOff();
   void OnWriterProgress();
   void AckUpTo(Connection* c, uint64_t durable, uint64_t now_ns);
@@ -115,6 +118,7 @@ class Server {
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
   uv_timer_t stats_timer_{};
+  uv_timer_t watchdog_timer_{};
   bool listener_open_ = false;
   bool handles_open_ = false;
   bool owns_socket_file_ = false;
@@ -134,6 +138,9 @@ class Server {
   uint64_t next_seq_ = 1;     // seq of the next accepted Append
   uint64_t staged_bytes_ = 0; // encoded bytes handed out but not yet recycled
   uint64_t acked_seq_ = 0;    // durable seq the acks were sent for
+  uint64_t submitted_chunks_ = 0;  // handed to the writer (watchdog: idle?)
+  uint64_t recycled_chunks_ = 0;   // handed back
+  uint64_t watchdog_syncs_ = 0;    // writer syncs at the last watchdog tick
 
   // Connections.
   uint64_t next_conn_id_ = 1;

@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
-# Installs the build tree into a temporary prefix, then builds and runs a
-# find_package(wald) consumer and a pkg-config consumer against it.
+# Installs the build tree with DESTDIR into a temporary root, checks the tree
+# (binaries, library, headers, CMake package, pkg-config file, systemd units),
+# then builds and runs a find_package(wald) consumer and a pkg-config consumer
+# against it.
 #   run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-cmake -S "$src/tests/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+root="$tmp/root"
+DESTDIR="$root" cmake --install "$build" >/dev/null
+prefix="$root$(cmake -L -N "$build" | sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p')"
+unitdir="$root$(cmake -L -N "$build" | sed -n 's/^WALD_SYSTEMD_UNITDIR:PATH=//p')"
+missing=0
+for f in "$prefix/bin/wald" "$prefix/bin/wal-bench" "$prefix/include/wald/client.h" "$prefix/include/wald/wald.h" \
+         "$unitdir/wald.service" "$unitdir/wald.socket"; do
+  [ -e "$f" ] || { echo "missing from the install tree: ${f#"$root"}"; missing=1; }
+done
+for pat in 'libwald.so*' 'waldConfig.cmake' 'waldTargets.cmake' 'wald.pc'; do
+  [ -n "$(find "$root" -name "$pat" | head -1)" ] || { echo "missing from the install tree: $pat"; missing=1; }
+done
+[ -n "$(find "$root" -path '*sysusers.d/wald.conf')" ] || { echo "missing: sysusers.d/wald.conf"; missing=1; }
+grep -q "^ExecStart=$(cmake -L -N "$build" | sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p')/bin/wald " "$unitdir/wald.service" ||
+  { echo "wald.service's ExecStart does not point at the installed binary"; missing=1; }
+[ $missing -eq 0 ] || exit 1
+echo "install tree: ok"
+
+cmake -S "$src/tests/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$tmp/build" >/dev/null
-libdir=$(dirname "$(find "$tmp/prefix" -name 'libwald.so' | head -1)")
+libdir=$(dirname "$(find "$root" -name 'libwald.so' | head -1)")
 LD_LIBRARY_PATH="$libdir" "$tmp/build/consumer"
 echo "find_package(wald) consumer: ok"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
