@@ -76,6 +76,8 @@ class Env {
   virtual Status CreateDir(const std::string& dir) = 0;  // mode 0750
   // lstat: does not follow a final symlink.
   virtual FileKind Kind(const std::string& path) = 0;
+  // Bytes of storage allocated to the file (st_blocks * 512); 0 if unknown.
+  virtual uint64_t DiskUsage(const std::string& path) = 0;
   // flock(LOCK_EX | LOCK_NB) on `path` (created if missing); the holder's pid
   // is written into it so that a refused opener can name the holder: Busy.
   virtual Result<std::unique_ptr<DirLock>> Lock(const std::string& path) = 0;

@@ -257,4 +257,70 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta,
   return out;
 }
 
+Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
+  LogSummary sum;
+  auto meta = ReadMeta(env, dir);
+  if (!meta.ok()) return meta.take_status();
+  sum.meta = *meta;
+  auto segs = ListSegments(env, dir);
+  if (!segs.ok()) return segs.take_status();
+  sum.segments = segs->size();
+  for (size_t i = 0; i < segs->size(); ++i) {
+    const SegmentFile& seg = (*segs)[i];
+    const bool last = i + 1 == segs->size();
+    auto f = env->Open(seg.path, OpenMode::kRead);
+    if (!f.ok()) return f.take_status();
+    SegmentScanner sc(std::move(*f), seg.first_seq);
+    SegmentHeader h;
+    Status st = sc.ReadHeader(&sum.meta.log_id, &h);
+    if (!st.ok()) {
+      // Only an incomplete roll may leave the newest header invalid.
+      if (last && st.code() == Code::kCorruption) {
+        auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, seg.first_seq);
+        if (!probe.ok()) return probe.take_status();
+        if (!probe->found_valid || probe->valid_end <= kMaxUnsyncedWrite) {
+          sum.torn_tail_bytes += probe->nonzero_end;
+          break;
+        }
+      }
+      return st;
+    }
+    if (i > 0 && seg.first_seq != sum.last_seq + 1) {
+      return Status::Corruption(seg.path + " offset 0: starts at seq " + std::to_string(seg.first_seq) +
+                                " but the previous segment ends at seq " + std::to_string(sum.last_seq));
+    }
+    RecordView rec;
+    SegmentScanner::Step step;
+    while ((step = sc.Next(&rec)) == SegmentScanner::Step::kRecord) {
+      if (sum.first_seq == 0) sum.first_seq = rec.seq;
+      sum.last_seq = rec.seq;
+      ++sum.records;
+      sum.payload_bytes += rec.payload.size();
+      sum.record_bytes += rec.encoded_size;
+    }
+    if (step == SegmentScanner::Step::kError) return sc.status();
+    if (sum.first_seq == 0) sum.last_seq = seg.first_seq - 1;  // an empty log so far
+    const uint64_t stop = sc.offset();
+    if (!last) {
+      if (sc.next_seq() == (*segs)[i + 1].first_seq) continue;
+      return Status::Corruption(At(sc.path(), stop) + ": " + sc.stop_reason() + " before seq " +
+                                std::to_string(sc.next_seq()) + ", but the next segment starts at seq " +
+                                std::to_string((*segs)[i + 1].first_seq));
+    }
+    auto probe = ProbeAfter(sc.file(), stop, sc.next_seq());
+    if (!probe.ok()) return probe.take_status();
+    if (probe->found_valid && probe->valid_end - stop > kMaxUnsyncedWrite) {
+      return Status::Corruption(At(sc.path(), stop) + ": " + sc.stop_reason() + ", but a valid record (seq >= " +
+                                std::to_string(sc.next_seq()) + ") follows at offset " +
+                                std::to_string(probe->valid_offset));
+    }
+    sum.torn_tail_bytes += probe->nonzero_end > stop ? probe->nonzero_end - stop : 0;
+  }
+  auto names = env->ListDir(dir);
+  if (names.ok()) {
+    for (const std::string& n : *names) sum.disk_bytes += env->DiskUsage(JoinPath(dir, n));
+  }
+  return sum;
+}
+
 }  // namespace wald::storage

@@ -82,4 +82,24 @@ struct RecoveredLog {
 // offset, unless options.salvage. Creates no segment: a new log has none.
 Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta, const RecoveryOptions& options);
 
+// What VerifyLog found.
+struct LogSummary {
+  Meta meta;
+  size_t segments = 0;
+  uint64_t first_seq = 0;        // first record held (0 if none)
+  uint64_t last_seq = 0;         // last valid record (0 if none)
+  uint64_t records = 0;
+  uint64_t payload_bytes = 0;
+  uint64_t record_bytes = 0;     // encoded: headers, payloads, padding
+  uint64_t torn_tail_bytes = 0;  // non-zero bytes after the last valid record
+  uint64_t disk_bytes = 0;       // allocated blocks of every file in the directory
+};
+
+// Reads and checks every record of the log at `dir` without writing or
+// locking (safe while a writer runs): headers, checksums, seq continuity
+// within and across segments, and the same torn-tail rule as recovery. The
+// first problem comes back as Corruption naming the file and offset; a torn
+// tail is the normal end (counted in torn_tail_bytes).
+Result<LogSummary> VerifyLog(Env* env, const std::string& dir);
+
 }  // namespace wald::storage

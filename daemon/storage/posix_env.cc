@@ -168,6 +168,11 @@ class PosixEnv final : public Env {
     return FileKind::kOther;
   }
 
+  uint64_t DiskUsage(const std::string& path) override {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+  }
+
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) return Status::IoError("open lock file " + path, errno);
