@@ -86,10 +86,27 @@ std::span<const uint8_t> FrameBuilder::Acks(std::span<const AckEntry> acks) {
   return Finish(Body::Acks, CreateAcks(fbb_, v).Union());
 }
 
-std::span<const uint8_t> FrameBuilder::Error(uint64_t request_id, ErrorCode code, std::string_view message) {
+std::span<const uint8_t> FrameBuilder::Error(uint64_t request_id, ErrorCode code, std::string_view message,
+                                             uint64_t first_seq) {
   fbb_.Clear();
   auto m = fbb_.CreateString(message.data(), message.size());
-  return Finish(Body::Error, CreateError(fbb_, request_id, code, m).Union());
+  return Finish(Body::Error, CreateError(fbb_, request_id, code, m, first_seq).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records,
+                                            bool follow) {
+  fbb_.Clear();
+  return Finish(Body::Read, CreateRead(fbb_, request_id, from_seq, max_records, follow).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Trim(uint64_t request_id, uint64_t up_to_seq) {
+  fbb_.Clear();
+  return Finish(Body::Trim, CreateTrim(fbb_, request_id, up_to_seq).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::TrimAck(uint64_t request_id, uint64_t released_up_to) {
+  fbb_.Clear();
+  return Finish(Body::TrimAck, CreateTrimAck(fbb_, request_id, released_up_to).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::StatsRequest(uint64_t request_id) {

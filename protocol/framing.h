@@ -21,6 +21,9 @@ inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr size_t kPrefixSize = 4;
 // Bytes a frame needs beyond an Append's payload (tables, offsets, padding).
 inline constexpr uint32_t kAppendOverhead = 128;
+// A Records frame carries up to this much payload (or one record, if larger);
+// so frames from the server are at most max_frame_size + kRecordsChunk.
+inline constexpr uint32_t kRecordsChunk = 256 << 10;
 
 struct ParsedFrame {
   enum Kind {
@@ -51,7 +54,11 @@ class FrameBuilder {
                                     uint32_t max_record, uint32_t max_inflight, std::string_view server_version);
   std::span<const uint8_t> Append(uint64_t request_id, std::span<const uint8_t> payload);
   std::span<const uint8_t> Acks(std::span<const AckEntry> acks);
-  std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message);
+  std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message,
+                                 uint64_t first_seq = 0);
+  std::span<const uint8_t> Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow);
+  std::span<const uint8_t> Trim(uint64_t request_id, uint64_t up_to_seq);
+  std::span<const uint8_t> TrimAck(uint64_t request_id, uint64_t released_up_to);
   std::span<const uint8_t> StatsRequest(uint64_t request_id);
 
   // For messages built by hand (StatsReply): finish `body` and return the frame.

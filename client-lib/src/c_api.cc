@@ -28,6 +28,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kTimeout: return WALD_E_TIMEOUT;
     case wald::ErrorCode::kInvalidArgument: return WALD_E_INVALID_ARGUMENT;
     case wald::ErrorCode::kUnsupported: return WALD_E_UNSUPPORTED;
+    case wald::ErrorCode::kTrimmed: return WALD_E_TRIMMED;
   }
   return WALD_E_PROTOCOL;
 }
@@ -81,6 +82,27 @@ int wald_append_async(wald_client* c, const void* data, size_t len, wald_append_
   return Report(c, e);
 }
 
+int wald_read(wald_client* c, uint64_t from, wald_record_cb cb, void* user) {
+  if (cb == nullptr) return WALD_E_INVALID_ARGUMENT;
+  return Report(c, c->client.read(from, [cb, user](wald::Seq seq, std::span<const std::byte> p) {
+    return cb(user, seq, p.data(), p.size()) == 0;
+  }));
+}
+
+int wald_subscribe(wald_client* c, uint64_t from, wald_record_cb cb, void* user) {
+  if (cb == nullptr) return WALD_E_INVALID_ARGUMENT;
+  return Report(c, c->client.subscribe(from, [cb, user](wald::Seq seq, std::span<const std::byte> p) {
+    return cb(user, seq, p.data(), p.size()) == 0;
+  }));
+}
+
+int wald_trim(wald_client* c, uint64_t up_to, uint64_t* released) {
+  auto r = c->client.trim(up_to);
+  if (!r.ok()) return Report(c, r.error());
+  if (released != nullptr) *released = r.value();
+  return WALD_OK;
+}
+
 int wald_flush(wald_client* c) { return Report(c, c->client.flush()); }
 int wald_poll(wald_client* c, int timeout_ms) { return Report(c, c->client.poll(timeout_ms)); }
 int wald_wait_all(wald_client* c, int timeout_ms) { return Report(c, c->client.wait_all(timeout_ms)); }
@@ -104,6 +126,7 @@ const char* wald_strerror(int code) {
     case WALD_E_TIMEOUT: return "timeout";
     case WALD_E_INVALID_ARGUMENT: return "invalid argument";
     case WALD_E_UNSUPPORTED: return "unsupported";
+    case WALD_E_TRIMMED: return "trimmed";
     default: return "unknown error";
   }
 }

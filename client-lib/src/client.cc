@@ -27,6 +27,7 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::ServerFailed: return ErrorCode::kServerFailed;
     case proto::ErrorCode::ShuttingDown: return ErrorCode::kShuttingDown;
     case proto::ErrorCode::Unsupported: return ErrorCode::kUnsupported;
+    case proto::ErrorCode::Trimmed: return ErrorCode::kTrimmed;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -90,6 +91,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kTimeout: return "timeout";
     case ErrorCode::kInvalidArgument: return "invalid argument";
     case ErrorCode::kUnsupported: return "unsupported";
+    case ErrorCode::kTrimmed: return "trimmed";
   }
   return "unknown";
 }
@@ -138,6 +140,15 @@ struct Client::Impl {
   bool dispatching = false;
   bool hello_done = false;
   uint64_t stats_id = 0;                     // of the StatsRequest awaiting its reply
+  // Reads and trims use request ids above this, apart from appends' 1, 2, 3...
+  static constexpr uint64_t kControlIds = uint64_t{1} << 63;
+  uint64_t control_id = kControlIds;
+  uint64_t read_id = 0;                      // the Read being served, or 0
+  const RecordCallback* read_cb = nullptr;
+  bool read_done = false;
+  Error read_error;
+  uint64_t trim_id = 0;
+  std::optional<Result<Seq>> trim_result;
   std::optional<ServerStats> stats_reply;
   Error broken;  // kOk while usable
 };
@@ -219,8 +230,8 @@ void Client::Impl::Complete(uint64_t rid, Result<Seq> r) {
 void Client::Impl::Dispatch() {
   dispatching = true;
   while (fd >= 0) {
-    auto f = proto::ParseFrame({in.data() + in_off, in_len - in_off}, max_frame ? max_frame + 1024 : 64u << 20,
-                               &scratch);
+    auto f = proto::ParseFrame({in.data() + in_off, in_len - in_off},
+                               max_frame ? max_frame + proto::kRecordsChunk : 64u << 20, &scratch);
     if (f.kind == proto::ParsedFrame::kNeedMore) break;
     if (f.kind != proto::ParsedFrame::kFrame) {
       Break(Err(ErrorCode::kProtocol, "the daemon sent a frame that fails verification or is too large"));
@@ -247,6 +258,15 @@ void Client::Impl::Dispatch() {
         std::string msg = e->message() ? e->message()->str() : proto::ErrorCodeName(e->code());
         if (e->request_id() == 0) {
           Break(Err(FromWire(e->code()), msg));
+        } else if (e->request_id() >= kControlIds) {
+          Error err = Err(FromWire(e->code()), msg);
+          err.first_seq = e->first_seq();
+          if (e->request_id() == read_id) {
+            read_error = err;
+            read_done = true;
+          } else if (e->request_id() == trim_id) {
+            trim_result = err;
+          }
         } else if (e->request_id() >= first_id && e->request_id() < next_id && !At(e->request_id()).done) {
           Complete(e->request_id(), Err(FromWire(e->code()), msg));
         }
@@ -264,6 +284,28 @@ void Client::Impl::Dispatch() {
         max_frame = h->max_frame_size();
         max_inflight = h->max_inflight() ? h->max_inflight() : 1;
         hello_done = true;
+        break;
+      }
+      case proto::Body::Records: {
+        const proto::Records* r = m->body_as_Records();
+        if (r->request_id() != read_id || read_done) break;
+        if (r->records() != nullptr) {
+          for (const proto::Record* rec : *r->records()) {
+            const auto* p = rec->payload();
+            std::span<const std::byte> bytes;
+            if (p != nullptr) bytes = {reinterpret_cast<const std::byte*>(p->data()), p->size()};
+            if (!(*read_cb)(rec->seq(), bytes)) {
+              read_done = true;  // the caller stopped
+              break;
+            }
+          }
+        }
+        if (r->done()) read_done = true;
+        break;
+      }
+      case proto::Body::TrimAck: {
+        const proto::TrimAck* t = m->body_as_TrimAck();
+        if (t->request_id() == trim_id) trim_result = Result<Seq>(t->released_up_to());
         break;
       }
       case proto::Body::StatsReply: {
@@ -462,6 +504,57 @@ Result<ServerStats> Client::stats(int timeout_ms) {
     if (Error e = impl_->Poll(static_cast<int>(left)); !e.ok()) return e;
   }
   return std::move(*impl_->stats_reply);
+}
+
+Error Client::read(Seq from, const RecordCallback& cb, uint64_t max_records) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!impl_->broken.ok()) return impl_->broken;
+  if (impl_->read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
+  impl_->read_id = ++impl_->control_id;
+  impl_->read_cb = &cb;
+  impl_->read_done = false;
+  impl_->read_error = {};
+  auto frame = impl_->fb.Read(impl_->read_id, from, max_records, false);
+  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
+  Error e;
+  while (!impl_->read_done && e.ok()) e = impl_->Poll(-1);
+  impl_->read_id = 0;
+  impl_->read_cb = nullptr;
+  return impl_->read_error.ok() ? e : impl_->read_error;
+}
+
+Error Client::subscribe(Seq from, const RecordCallback& cb) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!impl_->broken.ok()) return impl_->broken;
+  if (impl_->read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
+  impl_->read_id = ++impl_->control_id;
+  impl_->read_cb = &cb;
+  impl_->read_done = false;
+  impl_->read_error = {};
+  auto frame = impl_->fb.Read(impl_->read_id, from, 0, true);
+  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
+  Error e;
+  while (!impl_->read_done && e.ok()) e = impl_->Poll(-1);
+  const Error result = impl_->read_error.ok() ? e : impl_->read_error;
+  impl_->read_id = 0;
+  impl_->read_cb = nullptr;
+  // The daemon keeps following until the connection ends: end it.
+  if (result.ok()) impl_->Close();
+  return result;
+}
+
+Result<Seq> Client::trim(Seq up_to) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!impl_->broken.ok()) return impl_->broken;
+  impl_->trim_id = ++impl_->control_id;
+  impl_->trim_result.reset();
+  auto frame = impl_->fb.Trim(impl_->trim_id, up_to);
+  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
+  while (!impl_->trim_result) {
+    if (Error e = impl_->Poll(-1); !e.ok()) return e;
+  }
+  impl_->trim_id = 0;
+  return std::move(*impl_->trim_result);
 }
 
 Error Client::poll(int timeout_ms) { return impl_->Poll(timeout_ms); }

@@ -27,6 +27,7 @@ CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_c
       full_(max_chunks),
       free_(max_chunks),
       durable_seq_(log_->durable_seq()),
+      trim_seq_(log_->first_seq() - 1),
       gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {}
 
 CommitWriter::~CommitWriter() { Stop(); }
@@ -59,6 +60,19 @@ Chunk* CommitWriter::TakeFree() {
   return free_.Pop(&c) ? c : nullptr;
 }
 
+uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
+  uint64_t cur = trim_target_.load();
+  while (cur < up_to && !trim_target_.compare_exchange_weak(cur, up_to)) {
+  }
+  const uint64_t n = trim_requests_.fetch_add(1) + 1;
+  Wake();
+  return n;
+}
+
+bool CommitWriter::HasWork() const {
+  return !full_.Empty() || trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) || stop_.load();
+}
+
 std::string CommitWriter::failure() const {
   std::lock_guard lk(failure_mu_);
   return failure_;
@@ -73,7 +87,7 @@ void CommitWriter::IdleWait() {
   bool arrived = false;
   do {
     for (int i = 0; i < 32; ++i) {
-      if (!full_.Empty() || stop_.load(std::memory_order_relaxed)) {
+      if (HasWork()) {
         arrived = true;
         break;
       }
@@ -82,7 +96,7 @@ void CommitWriter::IdleWait() {
   } while (!arrived && NowNs() < until);
   if (!arrived) {
     parked_.store(1);  // seq_cst: see Wake()
-    if (full_.Empty() && !stop_.load()) {
+    if (!HasWork()) {
       stats_.parks.fetch_add(1, std::memory_order_relaxed);
       parked_.wait(1, std::memory_order_acquire);
     }
@@ -92,6 +106,22 @@ void CommitWriter::IdleWait() {
   // up and the next idle period parks early.
   const double gap = static_cast<double>(NowNs() - start);
   gap_avg_ns_ = 0.75 * gap_avg_ns_ + 0.25 * std::min(gap, 100 * max_ns);
+}
+
+// Fail-stop: publish the cause, then write nothing more and wait for Stop().
+// Keeps the chunks; the process exits. Returns true (for `return` at callers).
+bool CommitWriter::Fail(const storage::Status& st) {
+  {
+    std::lock_guard lk(failure_mu_);
+    failure_ = st.ToString();
+  }
+  failed_.store(true, std::memory_order_release);
+  notify_();
+  for (;;) {
+    parked_.store(1);
+    if (stop_.load()) return true;  // seq_cst: see Stop()
+    parked_.wait(1);
+  }
 }
 
 void CommitWriter::Run() {
@@ -105,28 +135,24 @@ void CommitWriter::Run() {
       batch.push_back(c);
       spans.push_back({std::span<const std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
     }
+    // Trims are rare and run between batches, on this thread, which owns
+    // every file.
+    if (const uint64_t req = trim_requests_.load(); req != trims_done_.load(std::memory_order_relaxed)) {
+      storage::Status st = log_->Trim(trim_target_.load());
+      if (!st.ok() && Fail(st)) return;
+      trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
+      trims_done_.store(req, std::memory_order_release);
+      notify_();
+    }
     if (batch.empty()) {
       if (stop_.load(std::memory_order_acquire) && full_.Empty()) return;
-      IdleWait();
+      if (!HasWork()) IdleWait();
       continue;
     }
     const uint64_t t0 = NowNs();
     storage::Status st = log_->Append(spans);
     if (st.ok()) st = log_->Sync();
-    if (!st.ok()) {
-      {
-        std::lock_guard lk(failure_mu_);
-        failure_ = st.ToString();
-      }
-      failed_.store(true, std::memory_order_release);
-      notify_();
-      // Fail-stop: write nothing more. Keep the chunks; the process exits.
-      for (;;) {
-        parked_.store(1);
-        if (stop_.load()) return;  // seq_cst: see Stop()
-        parked_.wait(1);
-      }
-    }
+    if (!st.ok() && Fail(st)) return;
     const uint64_t durable = log_->durable_seq();
     uint64_t bytes = 0;
     for (const auto& s : spans) bytes += s.bytes.size();

@@ -81,6 +81,13 @@ class CommitWriter {
   void Wake();
   // Loop thread: an empty chunk handed back, or nullptr.
   Chunk* TakeFree();
+  // Loop thread: asks the writer to release whole segments at or below
+  // `up_to` (LogWriter::Trim) and wakes it. Returns the request's number;
+  // trims_done() reaches it once the trim is durable (or failed()).
+  uint64_t RequestTrim(uint64_t up_to);
+  uint64_t trims_done() const { return trims_done_.load(std::memory_order_acquire); }
+  // Every seq <= trim_seq() is released.
+  uint64_t trim_seq() const { return trim_seq_.load(std::memory_order_acquire); }
 
   uint64_t durable_seq() const { return durable_seq_.load(std::memory_order_acquire); }
   bool failed() const { return failed_.load(std::memory_order_acquire); }
@@ -91,6 +98,8 @@ class CommitWriter {
  private:
   void Run();
   void IdleWait();
+  bool HasWork() const;  // writer thread: chunks, a trim request, or stop
+  bool Fail(const storage::Status& st);
 
   std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
   const storage::LogId log_id_;
@@ -104,6 +113,10 @@ class CommitWriter {
   std::string failure_;  // guarded by failure_mu_
   alignas(64) std::atomic<uint32_t> parked_{0};  // 1 while the writer sleeps or is about to
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> trim_target_{0};    // highest seq asked for (loop writes)
+  std::atomic<uint64_t> trim_requests_{0};  // requests made (loop writes)
+  std::atomic<uint64_t> trims_done_{0};     // requests served (writer writes)
+  std::atomic<uint64_t> trim_seq_{0};       // released up to (writer writes)
   double gap_avg_ns_;  // writer thread: moving average of idle gaps
   WriterStats stats_;
   std::thread thread_;

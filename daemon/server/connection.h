@@ -11,6 +11,7 @@
 namespace wald::server {
 
 class Server;
+struct ReadCursor;
 
 // An Append that has a seq and waits to be durable.
 struct PendingAck {
@@ -89,6 +90,8 @@ struct Connection {
   std::vector<uint8_t> out;
   std::vector<uint8_t> writing;
   bool write_in_flight = false;
+
+  std::vector<ReadCursor*> cursors;  // Reads being served on this connection
 };
 
 }  // namespace wald::server

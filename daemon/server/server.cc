@@ -318,14 +318,8 @@ Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg, uint6
   switch (msg->body_type()) {
     case Body::Append: return HandleAppend(c, msg->body_as_Append(), now_ns);
     case Body::StatsRequest: HandleStats(c, msg->body_as_StatsRequest()); return Outcome::kDone;
-    case Body::Read:
-      Send(c, fb_.Error(msg->body_as_Read()->request_id(), proto::ErrorCode::Unsupported,
-                        "Read is not served by this version"));
-      return Outcome::kDone;
-    case Body::Trim:
-      Send(c, fb_.Error(msg->body_as_Trim()->request_id(), proto::ErrorCode::Unsupported,
-                        "Trim is not served by this version"));
-      return Outcome::kDone;
+    case Body::Read: HandleRead(c, msg->body_as_Read()); return Outcome::kDone;
+    case Body::Trim: HandleTrim(c, msg->body_as_Trim()); return Outcome::kDone;
     default:
       ++stats_.rejected_frames;
       SendErrorAndClose(c, 0, proto::ErrorCode::ProtocolError,
@@ -416,6 +410,91 @@ void Server::HandleStats(Connection* c, const proto::StatsRequest* r) {
   Send(c, fb_.Finish(proto::Body::StatsReply, b.Finish().Union()));
 }
 
+// ---- Reading and trimming ----
+
+void Server::HandleRead(Connection* c, const proto::Read* r) {
+  auto* cur = new ReadCursor;
+  cur->conn = c;
+  cur->request_id = r->request_id();
+  cur->next_seq = std::max<uint64_t>(1, r->from_seq());
+  cur->remaining = r->max_records();
+  cur->limited = r->max_records() != 0;
+  cur->follow = r->follow();
+  cur->dir = &options_.dir;
+  c->cursors.push_back(cur);
+  ContinueRead(cur);
+}
+
+void Server::HandleTrim(Connection* c, const proto::Trim* t) {
+  trims_.push_back({c, t->request_id(), writer_->RequestTrim(t->up_to_seq())});
+}
+
+void Server::ContinueRead(ReadCursor* r) {
+  Connection* c = r->conn;
+  if (c->state == Connection::State::kClosing) return;
+  if (r->follow && r->next_seq > writer_->durable_seq()) {
+    r->parked = true;
+    parked_.push_back(r);
+  } else if (c->out.size() + c->writing.size() > options_.max_connection_bytes) {
+    r->blocked = true;  // OnWrite resumes it
+  } else {
+    QueueRead(r);
+  }
+}
+
+void Server::QueueRead(ReadCursor* r) {
+  r->durable_cap = writer_->durable_seq();
+  r->in_flight = true;
+  r->work.data = r;
+  uv_queue_work(&loop_, &r->work, OnReadWork, OnReadDone);
+}
+
+void Server::OnReadWork(uv_work_t* w) {
+  auto* r = static_cast<ReadCursor*>(w->data);
+  r->Fill(*r->dir);
+}
+
+void Server::OnReadDone(uv_work_t* w, int) {
+  auto* r = static_cast<ReadCursor*>(w->data);
+  r->in_flight = false;
+  Connection* c = r->conn;
+  if (c == nullptr) {  // the connection closed meanwhile
+    delete r;
+    return;
+  }
+  Server* s = c->server;
+  if (r->trimmed) {
+    s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::Trimmed,
+                            "seq " + std::to_string(r->next_seq) + " is trimmed; the first seq held is " +
+                                std::to_string(r->first_held),
+                            r->first_held));
+    s->EndRead(r);
+    return;
+  }
+  if (!r->error.ok()) {
+    spdlog::error("read for connection {}: {}", c->id, r->error.ToString());
+    s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::ServerFailed, "read failed: " + r->error.ToString()));
+    s->EndRead(r);
+    return;
+  }
+  if (!r->frame.empty()) s->Send(c, r->frame);
+  if (r->done) {
+    s->EndRead(r);
+    return;
+  }
+  s->ContinueRead(r);
+}
+
+void Server::EndRead(ReadCursor* r) {
+  if (r->conn != nullptr) EraseValue(r->conn->cursors, r);
+  if (r->parked) EraseValue(parked_, r);
+  if (r->in_flight) {
+    r->conn = nullptr;  // OnReadDone deletes it
+  } else {
+    delete r;
+  }
+}
+
 // ---- Staging and hand-off ----
 
 void Server::Recycle() {
@@ -474,6 +553,33 @@ void Server::OnWriterProgress() {
   if (writer_->failed()) {
     FailStop();
     return;
+  }
+  // Followers waiting at the durable end go on.
+  if (!parked_.empty()) {
+    std::vector<ReadCursor*> ready;
+    size_t keep = 0;
+    for (ReadCursor* r : parked_) {
+      if (r->next_seq <= durable) {
+        r->parked = false;
+        ready.push_back(r);
+      } else {
+        parked_[keep++] = r;
+      }
+    }
+    parked_.resize(keep);
+    for (ReadCursor* r : ready) ContinueRead(r);
+  }
+  if (!trims_.empty()) {
+    const uint64_t done = writer_->trims_done();
+    size_t keep = 0;
+    for (const PendingTrim& t : trims_) {
+      if (t.number <= done) {
+        Send(t.conn, fb_.TrimAck(t.request_id, writer_->trim_seq()));
+      } else {
+        trims_[keep++] = t;
+      }
+    }
+    trims_.resize(keep);
   }
   // Recycle chunks, then let stalled and paused connections go on.
   Recycle();
@@ -611,7 +717,17 @@ void Server::OnWrite(uv_write_t* req, int status) {
     s->Close(c);
     return;
   }
-  if (c->state == Connection::State::kOpen) s->UpdateReading(c);
+  if (c->state == Connection::State::kOpen) {
+    s->UpdateReading(c);
+    std::vector<ReadCursor*> blocked;
+    for (ReadCursor* r : c->cursors) {
+      if (r->blocked) blocked.push_back(r);
+    }
+    for (ReadCursor* r : blocked) {
+      r->blocked = false;
+      s->ContinueRead(r);
+    }
+  }
   if (s->state_ == State::kDraining) s->CheckDrained();
 }
 
@@ -643,6 +759,8 @@ void Server::Close(Connection* c) {
     EraseValue(stalled_, c);
     c->stalled = false;
   }
+  for (ReadCursor* r : std::vector<ReadCursor*>(c->cursors)) EndRead(r);
+  std::erase_if(trims_, [c](const PendingTrim& t) { return t.conn == c; });
   // Swap-remove from all_.
   all_[c->all_index] = all_.back();
   all_[c->all_index]->all_index = c->all_index;

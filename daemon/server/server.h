@@ -33,6 +33,7 @@
 #include "server/commit_writer.h"
 #include "server/connection.h"
 #include "server/options.h"
+#include "server/read_cursor.h"
 #include "storage/env.h"
 
 namespace wald::server {
@@ -88,6 +89,16 @@ class Server {
   Outcome HandleAppend(Connection* c, const proto::Append* a, uint64_t now_ns);
   void HandleHello(Connection* c, const proto::Hello* h);
   void HandleStats(Connection* c, const proto::StatsRequest* r);
+  void HandleRead(Connection* c, const proto::Read* r);
+  void HandleTrim(Connection* c, const proto::Trim* t);
+
+  // Reads (read_cursor.h): queue a chunk on the pool, park at the durable
+  // end, or wait for the connection's output to drain.
+  static void OnReadWork(uv_work_t* w);
+  static void OnReadDone(uv_work_t* w, int status);
+  void ContinueRead(ReadCursor* r);
+  void QueueRead(ReadCursor* r);
+  void EndRead(ReadCursor* r);
 
   Chunk* TakeChunk();
   void Recycle();           // takes back every chunk the writer is done with
@@ -147,6 +158,13 @@ class Server {
   std::vector<Connection*> all_;
   std::vector<Connection*> ack_list_;  // connections with pending acks
   std::vector<Connection*> stalled_;
+  std::vector<ReadCursor*> parked_;  // following cursors at the durable end
+  struct PendingTrim {
+    Connection* conn;
+    uint64_t request_id;
+    uint64_t number;  // CommitWriter::RequestTrim's
+  };
+  std::vector<PendingTrim> trims_;
   bool global_paused_ = false;
 
   std::vector<uint8_t> read_buf_;       // shared by all connections

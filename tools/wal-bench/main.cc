@@ -7,6 +7,7 @@
 // appends outstanding. Latency is measured per record from append_async to
 // its callback, into a full log-linear histogram (no sampling).
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -39,6 +40,7 @@ struct Options {
   double duration = 0;
   uint64_t count = 0;
   int threads = 1;
+  int followers = 0;
   bool json = false;
 };
 
@@ -165,6 +167,8 @@ Examples:
   app.add_option("--threads", o.threads, "Event-loop threads the connections are spread over")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  app.add_option("--followers", o.followers, "Extra connections that follow the log (subscribe) during the run")
+      ->capture_default_str();
   app.add_flag("--json", o.json, "Print one JSON object");
   CLI11_PARSE(app, argc, argv);
   if (o.duration <= 0 && o.count == 0) o.duration = 10;
@@ -197,6 +201,26 @@ Examples:
     l.conns.back()->loop = &l;
   }
 
+  // Followers: each subscribes from the end and counts what it receives.
+  std::atomic<uint64_t> followed{0};
+  std::vector<int> follower_fds;
+  std::vector<std::thread> follower_threads;
+  for (int i = 0; i < o.followers; ++i) {
+    auto f = wald::connect(o.socket, {"wal-bench follower"});
+    if (!f.ok()) {
+      std::fprintf(stderr, "wal-bench: follower: %s\n", f.error().message.c_str());
+      return 1;
+    }
+    follower_fds.push_back(f->fd());
+    const wald::Seq from = f->durable_seq() + 1;
+    follower_threads.emplace_back([&followed, from, c = std::move(f.value())]() mutable {
+      (void)c.subscribe(from, [&followed](wald::Seq, std::span<const std::byte>) {
+        followed.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      });
+    });
+  }
+
   const uint64_t t0 = NowNs();
   std::vector<std::thread> threads;
   for (auto& l : loops) threads.emplace_back([&l] { l.Run(); });
@@ -219,6 +243,13 @@ Examples:
   }
   for (auto& t : threads) t.join();
   const double secs = static_cast<double>(NowNs() - t0) / 1e9;
+  // Let followers catch up with what was acked, then cut their connections
+  // (a subscription ends with its connection).
+  for (int i = 0; i < 100 && o.followers > 0 && followed.load() < shared.done.load() * o.followers; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int fd : follower_fds) ::shutdown(fd, SHUT_RDWR);
+  for (auto& t : follower_threads) t.join();
   if (tty) std::fprintf(stderr, "\r%70s\r", "");
   for (auto& l : loops) {
     if (!l.error.empty()) std::fprintf(stderr, "wal-bench: %s\n", l.error.c_str());
@@ -244,9 +275,10 @@ Examples:
   if (o.json) {
     std::printf("{\"records\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
                 "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
-                ",\"records_per_sync\":%.2f,\"clients\":%d,\"inflight\":%d,\"size\":%zu,\"threads\":%zu}\n",
+                ",\"records_per_sync\":%.2f,\"clients\":%d,\"inflight\":%d,\"size\":%zu,\"threads\":%zu,"
+                "\"followers\":%d,\"followed_records\":%" PRIu64 "}\n",
                 records, secs, rate, mbs, p50, p99, p999, mx, shared.errors.load(), rps_sync, o.clients,
-                o.inflight, o.size, loops.size());
+                o.inflight, o.size, loops.size(), o.followers, followed.load());
   } else {
     std::printf("clients %d x inflight %d, %zu-byte records, %zu thread(s)\n", o.clients, o.inflight, o.size,
                 loops.size());
@@ -255,6 +287,7 @@ Examples:
     std::printf("throughput     %.0f records/s, %.2f MB/s\n", rate, mbs);
     std::printf("latency        p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us\n", p50, p99, p999, mx);
     std::printf("per fdatasync  %.2f records\n", rps_sync);
+    if (o.followers > 0) std::printf("followers      %d received %" PRIu64 " records\n", o.followers, followed.load());
   }
   return shared.errors.load() == 0 ? 0 : 1;
 }

@@ -50,6 +50,7 @@ enum class ErrorCode {
   kTimeout,          // a wait with a timeout ran out
   kInvalidArgument,  // a bad argument to this library
   kUnsupported,      // the daemon does not serve this request
+  kTrimmed,          // a read below the first seq still held (Error::first_seq)
 };
 
 const char* error_code_name(ErrorCode code);
@@ -57,6 +58,7 @@ const char* error_code_name(ErrorCode code);
 struct Error {
   ErrorCode code = ErrorCode::kOk;
   std::string message;
+  uint64_t first_seq = 0;  // kTrimmed: the first seq the log still holds
   bool ok() const { return code == ErrorCode::kOk; }
   explicit operator bool() const { return !ok(); }  // true if an error
 };
@@ -89,6 +91,10 @@ struct ClientOptions {
 // Called once per append_async with the seq or the error. Runs on the thread
 // that drives the client.
 using AppendCallback = std::function<void(Result<Seq>)>;
+
+// Called for each record of a read or subscription, in seq order; the payload
+// is valid during the call only. Return false to stop.
+using RecordCallback = std::function<bool(Seq seq, std::span<const std::byte> payload)>;
 
 using LogId = std::array<uint8_t, 16>;
 
@@ -156,6 +162,20 @@ class Client {
   // -1: forever) for the socket, reads and runs callbacks. Returns kOk on a
   // timeout too; an Error only if the connection is unusable.
   Error poll(int timeout_ms);
+
+  // Reads the durable log from `from` to its end (the durable seq when the
+  // daemon reaches it), calling cb per record; blocks. A `from` below the
+  // first seq still held fails with kTrimmed (and Error::first_seq).
+  // max_records 0: no limit.
+  Error read(Seq from, const RecordCallback& cb, uint64_t max_records = 0);
+  // Follows the log from `from`: cb runs for every record as soon as it is
+  // durable (never before: a subscriber never sees a record its writer could
+  // not yet have had acked), until cb returns false or an error. Stopping
+  // closes this connection: a subscription owns its Client.
+  Error subscribe(Seq from, const RecordCallback& cb);
+  // Releases whole segments whose records are all <= up_to; returns the seq
+  // up to which records are gone (durably: a restart does not bring them back).
+  Result<Seq> trim(Seq up_to);
 
   // Asks the daemon for its counters; blocks up to timeout_ms.
   Result<ServerStats> stats(int timeout_ms = 5000);

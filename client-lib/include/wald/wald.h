@@ -34,9 +34,14 @@ enum {
   WALD_E_TIMEOUT = -8,
   WALD_E_INVALID_ARGUMENT = -9,
   WALD_E_UNSUPPORTED = -10,
+  WALD_E_TRIMMED = -11,
 };
 
 typedef struct wald_client wald_client;
+
+/* A record of a read or subscription; the data is valid during the call.
+ * Return 0 to go on, non-zero to stop. */
+typedef int (*wald_record_cb)(void *user, uint64_t seq, const void *data, size_t len);
 
 /* status is WALD_OK (seq valid) or a WALD_E_* code with a message. */
 typedef void (*wald_append_cb)(void *user, int status, uint64_t seq, const char *message);
@@ -58,6 +63,16 @@ int wald_flush(wald_client *c);
 int wald_poll(wald_client *c, int timeout_ms);
 /* Until nothing is in flight, or timeout_ms (-1: forever) passes. */
 int wald_wait_all(wald_client *c, int timeout_ms);
+
+/* Reads the durable log from `from` to its end; blocks. WALD_E_TRIMMED if
+ * `from` was trimmed (wald_last_error names the first seq held). */
+int wald_read(wald_client *c, uint64_t from, wald_record_cb cb, void *user);
+/* Follows the log from `from` until cb returns non-zero (which closes the
+ * connection: use a handle of its own) or an error. */
+int wald_subscribe(wald_client *c, uint64_t from, wald_record_cb cb, void *user);
+/* Releases whole segments at or below up_to; *released (may be NULL) gets
+ * the seq up to which records are gone. */
+int wald_trim(wald_client *c, uint64_t up_to, uint64_t *released);
 
 int wald_fd(const wald_client *c);
 int wald_wants_write(const wald_client *c);

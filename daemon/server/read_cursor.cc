@@ -1,0 +1,48 @@
+#include "server/read_cursor.h"
+
+namespace wald::server {
+
+void ReadCursor::Fill(const std::string& log_dir) {
+  frame.clear();
+  if (reader == nullptr) {
+    auto r = storage::LogReader::Open(storage::Env::Posix(), log_dir, next_seq);
+    if (!r.ok()) {
+      if (r.status().code() == storage::Code::kNotFound) {
+        trimmed = true;
+        auto segs = storage::ListSegments(storage::Env::Posix(), log_dir);
+        first_held = segs.ok() && !segs->empty() ? segs->front().first_seq : next_seq;
+      } else {
+        error = r.take_status();
+      }
+      return;
+    }
+    reader = std::move(r.value());
+  }
+  auto& fbb = fb.fbb();
+  fbb.Clear();
+  std::vector<flatbuffers::Offset<proto::Record>> recs;
+  size_t bytes = 0;
+  storage::RecordView rec;
+  // Never read past durable_cap: LogReader would hand out records that are
+  // written but not yet synced.
+  while (reader->next_seq() <= durable_cap && bytes < kReadChunkBytes && !(limited && remaining == 0)) {
+    auto step = reader->Next(&rec);
+    if (step == storage::LogReader::Step::kError) {
+      error = reader->status();
+      return;
+    }
+    if (step == storage::LogReader::Step::kEnd) break;  // durable but not visible yet: retry later
+    auto payload = fbb.CreateVector(reinterpret_cast<const uint8_t*>(rec.payload.data()), rec.payload.size());
+    recs.push_back(proto::CreateRecord(fbb, rec.seq, payload));
+    bytes += rec.payload.size() + 32;
+    next_seq = rec.seq + 1;
+    if (limited) --remaining;
+  }
+  done = (limited && remaining == 0) || (!follow && next_seq > durable_cap);
+  if (recs.empty() && !done) return;
+  auto v = fbb.CreateVector(recs);
+  auto span = fb.Finish(proto::Body::Records, proto::CreateRecords(fbb, request_id, v, done).Union());
+  frame.assign(span.begin(), span.end());
+}
+
+}  // namespace wald::server

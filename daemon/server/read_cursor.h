@@ -1,0 +1,60 @@
+// ReadCursor: one Read request being served. Reading segments happens on
+// libuv's thread pool (uv_queue_work), never on the loop thread; one chunk of
+// at most kReadChunkBytes is read per work item, and the next is queued only
+// when the connection's unsent output is under its cap (per-reader
+// backpressure). A following cursor parks at the durable end and is queued
+// again when the writer publishes a larger durable seq, so a follower never
+// receives a record before its writer could have had the ack.
+//
+// Threads: `reader`, `fb`, `frame`, `error` and the Fill outputs belong to
+// the pool thread while `in_flight`; everything else to the loop thread.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framing.h"
+#include "storage/log_reader.h"
+
+namespace wald::server {
+
+struct Connection;
+
+inline constexpr size_t kReadChunkBytes = proto::kRecordsChunk - 4096;  // headroom for the tables
+
+struct ReadCursor {
+  ReadCursor() { work.data = this; }
+
+  // Pool thread: reads records from next_seq up to durable_cap (and at most
+  // kReadChunkBytes of payload, and `remaining` records if non-zero) into one
+  // Records frame in `frame`.
+  void Fill(const std::string& log_dir);
+
+  uv_work_t work;
+  Connection* conn = nullptr;  // null once the connection closed
+  uint64_t request_id = 0;
+  uint64_t next_seq = 1;
+  uint64_t remaining = 0;      // records still allowed; 0: unlimited
+  bool limited = false;        // max_records was given
+  bool follow = false;
+  bool in_flight = false;      // queued on the pool
+  bool parked = false;         // following, waiting for a larger durable seq
+  bool blocked = false;        // waiting for the connection's output to drain
+  uint64_t durable_cap = 0;    // set by the loop before queueing
+  const std::string* dir = nullptr;  // the log directory (the server's options)
+
+  // Pool thread's.
+  std::unique_ptr<storage::LogReader> reader;
+  proto::FrameBuilder fb{64 << 10};
+  std::vector<uint8_t> frame;  // the Records frame, if any
+  bool done = false;           // nothing more to send
+  bool trimmed = false;        // next_seq was trimmed away
+  uint64_t first_held = 0;     // ...and this is the first seq held
+  storage::Status error;
+};
+
+}  // namespace wald::server
