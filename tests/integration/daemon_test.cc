@@ -440,3 +440,14 @@ TEST_CASE("--allow-uid: other peers get NotPermitted before they can append") {
     CHECK(d.Log().find("refused") != std::string::npos);
   }
 }
+
+TEST_CASE("options from a config file (CLI11 TOML)") {
+  TempDir tmp;
+  { std::ofstream(tmp.path() + "/wald.toml") << "max-record = 1000\nmax-inflight = 7\n"; }
+  Daemon d(tmp.path(), {"--config", tmp.path() + "/wald.toml"});
+  RawClient c(d.socket());
+  const proto::HelloAck* h = c.Handshake();
+  REQUIRE(h != nullptr);
+  CHECK(h->max_record_size() == 1000);
+  CHECK(h->max_inflight() == 7);
+}

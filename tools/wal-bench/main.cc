@@ -7,6 +7,7 @@
 // appends outstanding. Latency is measured per record from append_async to
 // its callback, into a full log-linear histogram (no sampling).
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -221,6 +222,8 @@ Examples:
     });
   }
 
+  rusage ru0;
+  getrusage(RUSAGE_SELF, &ru0);
   const uint64_t t0 = NowNs();
   std::vector<std::thread> threads;
   for (auto& l : loops) threads.emplace_back([&l] { l.Run(); });
@@ -243,6 +246,10 @@ Examples:
   }
   for (auto& t : threads) t.join();
   const double secs = static_cast<double>(NowNs() - t0) / 1e9;
+  rusage ru1;
+  getrusage(RUSAGE_SELF, &ru1);
+  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec); };
+  const double client_cpu_us = tv(ru1.ru_utime) - tv(ru0.ru_utime) + tv(ru1.ru_stime) - tv(ru0.ru_stime);
   // Let followers catch up with what was acked, then cut their connections
   // (a subscription ends with its connection).
   for (int i = 0; i < 100 && o.followers > 0 && followed.load() < shared.done.load() * o.followers; ++i) {
@@ -276,9 +283,10 @@ Examples:
     std::printf("{\"records\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
                 "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
                 ",\"records_per_sync\":%.2f,\"clients\":%d,\"inflight\":%d,\"size\":%zu,\"threads\":%zu,"
-                "\"followers\":%d,\"followed_records\":%" PRIu64 "}\n",
+                "\"followers\":%d,\"followed_records\":%" PRIu64 ",\"client_cpu_us_per_record\":%.3f}\n",
                 records, secs, rate, mbs, p50, p99, p999, mx, shared.errors.load(), rps_sync, o.clients,
-                o.inflight, o.size, loops.size(), o.followers, followed.load());
+                o.inflight, o.size, loops.size(), o.followers, followed.load(),
+                client_cpu_us / static_cast<double>(std::max<uint64_t>(1, records)));
   } else {
     std::printf("clients %d x inflight %d, %zu-byte records, %zu thread(s)\n", o.clients, o.inflight, o.size,
                 loops.size());
