@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--spin-max-us", o.spin.spin_max_us, "Writer: longest spin before parking when idle")
       ->capture_default_str();
+  app.add_option("--ack-spin-us", o.ack_spin_us,
+                 "Loop: wait this long for a lone record's fdatasync instead of sleeping (0: never)")
+      ->capture_default_str();
   app.add_option("--allow-uid", o.allow_uids, "Only these peer uids may connect (repeatable)");
   app.add_option("--allow-gid", o.allow_gids, "Only these peer gids may connect (repeatable)");
   app.add_option("--verify-on-open", verify, "Records scanned at open: last (segment) or all")

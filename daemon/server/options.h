@@ -22,6 +22,10 @@ struct ServerOptions {
   uint32_t max_inflight = 4096;                 // unacked Appends per connection
   uint64_t max_connection_bytes = 4ull << 20;   // unacked payload + unsent output per connection
   SpinOptions spin;
+  // Low-load latency: after handing the writer a batch of at most
+  // kAckSpinMaxBatch records, the loop thread waits up to this long for it
+  // to become durable instead of sleeping in epoll (see Server::AwaitDurable).
+  uint32_t ack_spin_us = 400;
   std::vector<uint32_t> allow_uids;  // empty: anyone who can open the socket
   std::vector<uint32_t> allow_gids;
   storage::VerifyMode verify = storage::VerifyMode::kLastSegment;

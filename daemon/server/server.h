@@ -103,7 +103,9 @@ class Server {
   Chunk* TakeChunk();
   void Recycle();           // takes back every chunk the writer is done with
   void Submit(Chunk* c);    // hands a chunk to the writer and wakes it
-  void HandOff();
+  // Returns the number of records handed to the writer (0: none).
+  uint64_t HandOff();
+  void AwaitDurable(uint64_t target);
   void OnWriterProgress();
   void AckUpTo(Connection* c, uint64_t durable, uint64_t now_ns);
   void RetryStalled(uint64_t now_ns);
