@@ -95,6 +95,15 @@ int main(int argc, char** argv) {
   app.add_option("--fault-sync-eio-after", o.fault_sync_eio_after,
                  "TEST BUILDS: fdatasync fails with EIO after this many succeed")
       ->group("");
+  app.add_option("--fault-write-error-after", o.fault_write_error_after,
+                 "TEST BUILDS: a write stops half-way and fails after this many succeed")
+      ->group("");
+  app.add_option("--fault-write-errno", o.fault_write_errno, "TEST BUILDS: errno of that write failure")->group("");
+  app.add_flag("--fault-alloc-enospc", o.fault_alloc_enospc, "TEST BUILDS: preallocation fails with ENOSPC")
+      ->group("");
+  app.add_option("--fault-power-cut-after", o.fault_power_cut_after,
+                 "TEST BUILDS: lose unsynced data and exit 137 at the N-th file operation")
+      ->group("");
 #endif
 
   bool stats_json = false;

@@ -66,12 +66,21 @@ storage::Status Server::Start() {
   }
 
   storage::Env* env = storage::Env::Posix();
-  if (options_.fault_sync_eio_after >= 0) {
+  if (options_.fault_sync_eio_after >= 0 || options_.fault_write_error_after >= 0 || options_.fault_alloc_enospc ||
+      options_.fault_power_cut_after >= 0) {
     auto* f = new storage::FaultEnv(env);
-    f->FailSyncAfter(options_.fault_sync_eio_after, EIO);
+    if (options_.fault_sync_eio_after >= 0) f->FailSyncAfter(options_.fault_sync_eio_after, EIO);
+    if (options_.fault_write_error_after >= 0) {
+      f->FailWriteAfter(options_.fault_write_error_after, options_.fault_write_errno);
+    }
+    if (options_.fault_alloc_enospc) f->FailAllocate(ENOSPC);
+    if (options_.fault_power_cut_after >= 0) f->PowerCutAfterOps(options_.fault_power_cut_after);
     fault_env_.reset(f);
     env = f;
-    spdlog::warn("fault injection: fdatasync fails with EIO after {} more", options_.fault_sync_eio_after);
+    spdlog::warn("fault injection on: sync-eio-after {}, write-error-after {} (errno {}), alloc-enospc {}, "
+                 "power-cut-after {}",
+                 options_.fault_sync_eio_after, options_.fault_write_error_after, options_.fault_write_errno,
+                 options_.fault_alloc_enospc, options_.fault_power_cut_after);
   }
   storage::LogOptions lo;
   lo.segment_size = options_.segment_size;

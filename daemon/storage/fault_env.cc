@@ -1,5 +1,7 @@
 #include "storage/fault_env.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 namespace wald::storage {
@@ -120,7 +122,16 @@ int64_t FaultEnv::syncs() const {
   return syncs_;
 }
 
+void FaultEnv::PowerCutAfterOps(int64_t n) {
+  std::lock_guard lk(mu_);
+  power_cut_at_ = ops_ + n;
+}
+
 bool FaultEnv::Tick() {
+  if (power_cut_at_ >= 0 && ops_ >= power_cut_at_) {
+    (void)DropLocked();
+    ::_exit(137);
+  }
   if (crash_after_ >= 0 && ops_ >= crash_after_) return false;
   ++ops_;
   return true;
@@ -200,6 +211,10 @@ Status FaultEnv::SyncDir(const std::string& dir) {
 
 Status FaultEnv::DropUnsyncedData() {
   std::lock_guard lk(mu_);
+  return DropLocked();
+}
+
+Status FaultEnv::DropLocked() {
   auto write_file = [&](const std::string& path, const std::vector<std::byte>& content) -> Status {
     auto f = base_->Open(path, OpenMode::kCreate);
     if (!f.ok()) return f.take_status();
@@ -238,7 +253,7 @@ Status FaultEnv::DropUnsyncedData() {
     }
   }
   dir_ops_.clear();
-  crash_after_ = sync_ok_left_ = write_ok_left_ = -1;
+  crash_after_ = sync_ok_left_ = write_ok_left_ = power_cut_at_ = -1;
   alloc_err_ = 0;
   return Status::OK();
 }

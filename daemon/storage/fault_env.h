@@ -43,6 +43,10 @@ class FaultEnv : public Env {
   void CrashAfterOps(int64_t n);
   // Power loss: see above. Also clears every fault and crash setting.
   Status DropUnsyncedData();
+  // A power cut inside a running process: when the `n`-th further mutating
+  // operation is attempted, drop unsynced data as above and _exit(137) at
+  // once, as if the machine had lost power (for daemon tests).
+  void PowerCutAfterOps(int64_t n);
 
   int64_t ops() const;          // mutating operations so far
   int64_t syncs() const;        // successful DataSyncs so far
@@ -75,6 +79,7 @@ class FaultEnv : public Env {
 
   // Counts one mutating operation; false if the machine has "crashed".
   bool Tick();  // requires mu_
+  Status DropLocked();  // requires mu_
   Result<std::vector<std::byte>> Slurp(const std::string& path);
   static std::string Parent(const std::string& path);
 
@@ -83,6 +88,7 @@ class FaultEnv : public Env {
   int64_t ops_ = 0;
   int64_t syncs_ = 0;
   int64_t crash_after_ = -1;
+  int64_t power_cut_at_ = -1;
   int64_t sync_ok_left_ = -1;
   int sync_err_ = 0;
   int64_t write_ok_left_ = -1;
