@@ -45,6 +45,17 @@ ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::ve
     r.kind = ParsedFrame::kInvalid;
     return r;
   }
+  // The verifier checks a vector's 4-byte length for alignment, not that its
+  // 8-byte structs are 8-aligned (found by frame_fuzz). A builder always
+  // aligns them; reject a frame that does not, so that reading one is never
+  // a misaligned access.
+  if (msg->body_type() == Body::Acks) {
+    const auto* acks = msg->body_as_Acks()->acks();
+    if (acks != nullptr && reinterpret_cast<uintptr_t>(acks->Data()) % alignof(AckEntry) != 0) {
+      r.kind = ParsedFrame::kInvalid;
+      return r;
+    }
+  }
   r.kind = ParsedFrame::kFrame;
   r.consumed = total;
   r.msg = msg;
