@@ -34,8 +34,12 @@ bool CanConnect(const std::string& path) {
 }
 }  // namespace
 
-Daemon::Daemon(const std::string& dir, std::vector<std::string> args)
-    : dir_(dir), socket_(dir + "/wald.sock"), data_(dir + "/data"), log_(dir + "/wald.log"), args_(std::move(args)) {
+Daemon::Daemon(const std::string& dir, std::vector<std::string> args, const std::string& data_dir)
+    : dir_(dir),
+      socket_(dir + "/wald.sock"),
+      data_(data_dir.empty() ? dir + "/data" : data_dir),
+      log_(dir + "/wald.log"),
+      args_(std::move(args)) {
   Start();
 }
 

@@ -15,9 +15,9 @@ namespace wald::test {
 
 class Daemon {
  public:
-  // Starts wald with --dir DIR/data --socket DIR/wald.sock plus `args`, and
-  // waits until the socket accepts connections.
-  Daemon(const std::string& dir, std::vector<std::string> args = {});
+  // Starts wald with --dir DIR/data (or data_dir) --socket DIR/wald.sock plus
+  // `args`, and waits until the socket accepts connections.
+  Daemon(const std::string& dir, std::vector<std::string> args = {}, const std::string& data_dir = "");
   ~Daemon();  // SIGKILLs it if still running
 
   // Starts it again after it exited, with the same arguments or new ones.
