@@ -114,6 +114,8 @@ struct Client::Impl {
   void Dispatch();
   void Complete(uint64_t request_id, Result<Seq> r);
   Error Break(Error why);  // marks the connection unusable, fails what is in flight
+  // Sends a Read and drives I/O until it is done, stopped or failed.
+  Error RunRead(Seq from, uint64_t max_records, bool follow, const RecordCallback& cb);
   void Close();
 
   Slot& At(uint64_t rid) { return ring[(head + (rid - first_id)) & (ring.size() - 1)]; }
@@ -506,38 +508,29 @@ Result<ServerStats> Client::stats(int timeout_ms) {
   return std::move(*impl_->stats_reply);
 }
 
-Error Client::read(Seq from, const RecordCallback& cb, uint64_t max_records) {
-  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
-  if (!impl_->broken.ok()) return impl_->broken;
-  if (impl_->read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
-  impl_->read_id = ++impl_->control_id;
-  impl_->read_cb = &cb;
-  impl_->read_done = false;
-  impl_->read_error = {};
-  auto frame = impl_->fb.Read(impl_->read_id, from, max_records, false);
-  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
+Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const RecordCallback& cb) {
+  if (dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!broken.ok()) return broken;
+  if (read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
+  read_id = ++control_id;
+  read_cb = &cb;
+  read_done = false;
+  read_error = {};
+  auto frame = fb.Read(read_id, from, max_records, follow);
+  out.insert(out.end(), frame.begin(), frame.end());
   Error e;
-  while (!impl_->read_done && e.ok()) e = impl_->Poll(-1);
-  impl_->read_id = 0;
-  impl_->read_cb = nullptr;
-  return impl_->read_error.ok() ? e : impl_->read_error;
+  while (!read_done && e.ok()) e = Poll(-1);
+  read_id = 0;
+  read_cb = nullptr;
+  return read_error.ok() ? e : read_error;
+}
+
+Error Client::read(Seq from, const RecordCallback& cb, uint64_t max_records) {
+  return impl_->RunRead(from, max_records, false, cb);
 }
 
 Error Client::subscribe(Seq from, const RecordCallback& cb) {
-  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
-  if (!impl_->broken.ok()) return impl_->broken;
-  if (impl_->read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
-  impl_->read_id = ++impl_->control_id;
-  impl_->read_cb = &cb;
-  impl_->read_done = false;
-  impl_->read_error = {};
-  auto frame = impl_->fb.Read(impl_->read_id, from, 0, true);
-  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
-  Error e;
-  while (!impl_->read_done && e.ok()) e = impl_->Poll(-1);
-  const Error result = impl_->read_error.ok() ? e : impl_->read_error;
-  impl_->read_id = 0;
-  impl_->read_cb = nullptr;
+  Error result = impl_->RunRead(from, 0, true, cb);
   // The daemon keeps following until the connection ends: end it.
   if (result.ok()) impl_->Close();
   return result;

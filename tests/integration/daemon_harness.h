@@ -13,6 +13,14 @@
 
 namespace wald::test {
 
+// Sanitizers multiply memory use (TSan's shadow alone is several times the
+// heap): memory bounds are asserted in ordinary builds only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 class Daemon {
  public:
   // Starts wald with --dir DIR/data (or data_dir) --socket DIR/wald.sock plus

@@ -95,14 +95,6 @@ void CheckAckedInLog(const std::vector<Appender>& apps, const std::vector<std::s
   }
 }
 
-// Sanitizers multiply memory use (TSan's shadow alone is several times the
-// heap): memory bounds are asserted in ordinary builds only.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
 struct StatsSnapshot {
   uint64_t records, syncs;
   double mean_rps;

@@ -27,12 +27,6 @@ using namespace wald::test;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
 // p99 of `n` blocking appends, in µs; every seq recorded in *acked.
 double GoodClientP99(const std::string& socket, int n, std::vector<std::pair<Seq, std::string>>* acked) {
   auto c = wald::connect(socket, {"good"});

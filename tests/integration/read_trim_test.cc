@@ -19,12 +19,6 @@ using namespace wald::test;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
 std::string Str(std::span<const std::byte> p) { return {reinterpret_cast<const char*>(p.data()), p.size()}; }
 
 uint64_t DirBytes(const std::string& dir) {
