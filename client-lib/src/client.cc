@@ -110,6 +110,7 @@ struct Client::Impl {
   Error Queue(std::span<const std::byte> payload, AppendCallback cb);
   Error Poll(int timeout_ms);
   Error WriteSome();
+  void TakeLastWords();  // reads and dispatches what a closing daemon sent
   Error ReadSome();
   void Dispatch();
   void Complete(uint64_t request_id, Result<Seq> r);
@@ -189,11 +190,27 @@ Error Client::Impl::WriteSome() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
-    return Break(Err(ErrorCode::kDaemonGone, std::string("write to the daemon: ") + std::strerror(errno)));
+    const int err = errno;
+    // The daemon closed the connection, perhaps right after saying why (an
+    // Error frame: not permitted, shutting down, server failed). Its reason
+    // beats "connection reset".
+    TakeLastWords();
+    if (!broken.ok()) return broken;
+    return Break(Err(ErrorCode::kDaemonGone, std::string("write to the daemon: ") + std::strerror(err)));
   }
   out.clear();
   out_off = 0;
   return {};
+}
+
+void Client::Impl::TakeLastWords() {
+  while (fd >= 0) {
+    if (in.size() - in_len < kReadSize / 2) in.resize(in_len + kReadSize);
+    ssize_t n = ::recv(fd, in.data() + in_len, in.size() - in_len, MSG_DONTWAIT);
+    if (n <= 0) return;
+    in_len += static_cast<size_t>(n);
+    if (!dispatching) Dispatch();
+  }
 }
 
 Error Client::Impl::ReadSome() {
