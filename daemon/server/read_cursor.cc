@@ -5,7 +5,9 @@ namespace wald::server {
 void ReadCursor::Fill(const std::string& log_dir) {
   frame.clear();
   if (reader == nullptr) {
-    auto r = storage::LogReader::Open(storage::Env::Posix(), log_dir, next_seq);
+    // A cursor lives as long as its follower: keep its buffer small (64 KiB,
+    // not the 1 MiB default), so that many followers cost little memory.
+    auto r = storage::LogReader::Open(storage::Env::Posix(), log_dir, next_seq, nullptr, 64 << 10);
     if (!r.ok()) {
       if (r.status().code() == storage::Code::kNotFound) {
         trimmed = true;

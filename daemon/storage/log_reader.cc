@@ -3,7 +3,7 @@
 namespace wald::storage {
 
 Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& dir, uint64_t from_seq,
-                                                   Reporter* reporter) {
+                                                   Reporter* reporter, size_t read_size) {
   FileKind kind = env->Kind(dir);
   if (kind == FileKind::kMissing) return Status::NotFound("log directory " + dir + " does not exist");
   if (kind != FileKind::kDirectory) return Status::NotALog(dir + " is not a directory");
@@ -14,7 +14,7 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& 
     }
     return meta.take_status();
   }
-  std::unique_ptr<LogReader> r(new LogReader(env, dir, reporter));
+  std::unique_ptr<LogReader> r(new LogReader(env, dir, reporter, read_size));
   r->meta_ = *meta;
   r->from_seq_ = from_seq == 0 ? 1 : from_seq;
   auto segs = ListSegments(env, dir);
@@ -36,7 +36,7 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& 
 Status LogReader::OpenSegment(const SegmentFile& seg) {
   auto f = env_->Open(seg.path, OpenMode::kRead);
   if (!f.ok()) return f.take_status();
-  auto sc = std::make_unique<SegmentScanner>(std::move(*f), seg.first_seq);
+  auto sc = std::make_unique<SegmentScanner>(std::move(*f), seg.first_seq, read_size_);
   SegmentHeader h;
   Status st = sc->ReadHeader(&meta_.log_id, &h);
   if (!st.ok()) {

@@ -27,9 +27,12 @@ namespace wald::storage {
 class LogReader {
  public:
   // Positions the reader at `from_seq` (1 for the start). kNotFound if that
-  // seq was trimmed, naming the first seq still held.
+  // seq was trimmed, naming the first seq still held. `read_size` bounds the
+  // usual read and so the buffer this reader keeps (see SegmentScanner):
+  // small for many long-lived readers, large for one fast scan.
   static Result<std::unique_ptr<LogReader>> Open(Env* env, const std::string& dir, uint64_t from_seq,
-                                                 Reporter* reporter = nullptr);
+                                                 Reporter* reporter = nullptr,
+                                                 size_t read_size = SegmentScanner::kDefaultReadSize);
 
   enum class Step { kRecord, kEnd, kError };
   // kRecord: *rec is the next record, valid until the next call.
@@ -43,13 +46,15 @@ class LogReader {
   uint64_t trim_seq() const { return meta_.trim_seq; }
 
  private:
-  LogReader(Env* env, std::string dir, Reporter* reporter) : env_(env), dir_(std::move(dir)), reporter_(reporter) {}
+  LogReader(Env* env, std::string dir, Reporter* reporter, size_t read_size)
+      : env_(env), dir_(std::move(dir)), reporter_(reporter), read_size_(read_size) {}
   Status OpenSegment(const SegmentFile& seg);
   Step Error(Status st);
 
   Env* const env_;
   const std::string dir_;
   Reporter* const reporter_;
+  const size_t read_size_;
   Meta meta_;
   uint64_t from_seq_ = 1;
   std::unique_ptr<SegmentScanner> scanner_;

@@ -4,12 +4,8 @@
 #include <cstring>
 
 namespace wald::storage {
-namespace {
-constexpr size_t kReadSize = 1 << 20;  // one read per MiB of log
-}
-
-SegmentScanner::SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq)
-    : file_(std::move(file)), next_seq_(first_seq) {}
+SegmentScanner::SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq, size_t read_size)
+    : file_(std::move(file)), next_seq_(first_seq), read_size_(read_size) {}
 
 Status SegmentScanner::ReadHeader(const LogId* log_id, SegmentHeader* out) {
   std::byte hdr[kSegmentHeaderSize];
@@ -39,7 +35,7 @@ Result<size_t> SegmentScanner::Fill(size_t need) {
     buf_len_ -= pos;
     buf_offset_ = offset_;
   }
-  size_t want = std::max(need, kReadSize);
+  size_t want = std::max(need, read_size_);
   if (buf_.size() < want) buf_.resize(want);
   auto n = file_->ReadAt(buf_offset_ + buf_len_, buf_.data() + buf_len_, buf_.size() - buf_len_);
   if (!n.ok()) return n.take_status();

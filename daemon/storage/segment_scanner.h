@@ -24,8 +24,11 @@ namespace wald::storage {
 
 class SegmentScanner {
  public:
-  // `first_seq` is the seq that the file's name announces.
-  SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq);
+  static constexpr size_t kDefaultReadSize = 1 << 20;  // one read per MiB of log
+
+  // `first_seq` is the seq that the file's name announces. `read_size` is the
+  // usual size of one read, and so of the buffer (a larger record grows it).
+  SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq, size_t read_size = kDefaultReadSize);
   SegmentScanner(const SegmentScanner&) = delete;
   SegmentScanner& operator=(const SegmentScanner&) = delete;
 
@@ -57,6 +60,7 @@ class SegmentScanner {
 
   std::unique_ptr<File> file_;
   uint64_t next_seq_;
+  const size_t read_size_;
   uint64_t offset_ = kSegmentHeaderSize;
   uint64_t record_offset_ = 0;
   std::vector<std::byte> buf_;
