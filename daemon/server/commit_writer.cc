@@ -97,7 +97,6 @@ void CommitWriter::IdleWait() {
   if (!arrived) {
     parked_.store(1);  // seq_cst: see Wake()
     if (!HasWork()) {
-      stats_.parks.fetch_add(1, std::memory_order_relaxed);
       parked_.wait(1, std::memory_order_acquire);
     }
     parked_.store(0, std::memory_order_relaxed);
@@ -154,11 +153,8 @@ void CommitWriter::Run() {
     if (st.ok()) st = log_->Sync();
     if (!st.ok() && Fail(st)) return;
     const uint64_t durable = log_->durable_seq();
-    uint64_t bytes = 0;
-    for (const auto& s : spans) bytes += s.bytes.size();
     stats_.syncs.fetch_add(1, std::memory_order_relaxed);
     stats_.records_per_sync.Add(durable - durable_seq_.load(std::memory_order_relaxed));
-    stats_.bytes_per_sync.Add(bytes);
     stats_.sync_latency_us.Add((NowNs() - t0) / 1000);
     // Only now, after fdatasync returned 0, is the new seq published.
     durable_seq_.store(durable, std::memory_order_release);

@@ -61,9 +61,7 @@ struct SpinOptions {
 
 struct WriterStats {
   std::atomic<uint64_t> syncs{0};
-  std::atomic<uint64_t> parks{0};
   Histogram records_per_sync;
-  Histogram bytes_per_sync;
   Histogram sync_latency_us;  // Append (pwritev) + Sync (fdatasync) of one batch
 };
 

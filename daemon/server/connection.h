@@ -62,8 +62,6 @@ struct Connection {
     write_req.data = this;
   }
 
-  uint64_t memory() const { return pending_bytes + out.size() + writing.size() + partial.capacity(); }
-
   uv_pipe_t pipe;       // the socket; pipe.data == this
   uv_write_t write_req;  // the one uv_write in flight, if any
   Server* const server;

@@ -203,7 +203,6 @@ void Server::Accept() {
   }
   c->all_index = all_.size();
   all_.push_back(c);
-  ++stats_.connections_total;
   uv_os_fd_t fd;
   uv_fileno(reinterpret_cast<uv_handle_t*>(&c->pipe), &fd);
   std::string who = PeerCredentials(fd, &c->peer) ? "pid " + std::to_string(c->peer.pid) + " uid " +

@@ -41,7 +41,6 @@ namespace wald::server {
 struct LoopStats {
   uint64_t records = 0;
   uint64_t bytes = 0;
-  uint64_t connections_total = 0;
   uint64_t rejected_frames = 0;
   uint64_t backpressure_events = 0;
   Histogram ack_latency_us;

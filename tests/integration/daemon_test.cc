@@ -83,6 +83,16 @@ struct Appender {
   }
 };
 
+// Runs each appender on its own thread until the server goes away.
+std::vector<std::thread> StartLoad(const std::string& socket, std::vector<Appender>& apps, size_t window) {
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < apps.size(); ++i) {
+    apps[i].conn = i;
+    threads.emplace_back([&apps, &socket, i, window] { apps[i].Run(socket, 1000000, window); });
+  }
+  return threads;
+}
+
 // Checks every ack against the log: the acked seq holds exactly the payload
 // that was appended with that request id.
 void CheckAckedInLog(const std::vector<Appender>& apps, const std::vector<std::string>& log, size_t size = 100) {
@@ -278,11 +288,7 @@ TEST_CASE("SIGTERM under load drains: exit 0, every ack in the log, seqs continu
   TempDir tmp;
   Daemon d(tmp.path());
   std::vector<Appender> apps(8);
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < apps.size(); ++i) {
-    apps[i].conn = i;
-    threads.emplace_back([&, i] { apps[i].Run(d.socket(), 1000000, 16); });
-  }
+  std::vector<std::thread> threads = StartLoad(d.socket(), apps, 16);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   d.Signal(SIGTERM);
   CHECK(d.Wait() == 0);
@@ -306,11 +312,7 @@ TEST_CASE("SIGKILL under load: after restart every acked record is there and seq
   TempDir tmp;
   Daemon d(tmp.path());
   std::vector<Appender> apps(8);
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < apps.size(); ++i) {
-    apps[i].conn = i;
-    threads.emplace_back([&, i] { apps[i].Run(d.socket(), 1000000, 16); });
-  }
+  std::vector<std::thread> threads = StartLoad(d.socket(), apps, 16);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   d.Signal(SIGKILL);
   CHECK(d.Wait() == 128 + SIGKILL);
@@ -333,11 +335,7 @@ TEST_CASE("an fdatasync failure: no ack after it, errors to clients, exit non-ze
   // The first syncs prepare segments and create the log; fail a little later.
   Daemon d(tmp.path(), {"--fault-sync-eio-after", "40", "--segment-size", "1MiB", "--max-record", "64KiB"});
   std::vector<Appender> apps(4);
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < apps.size(); ++i) {
-    apps[i].conn = i;
-    threads.emplace_back([&, i] { apps[i].Run(d.socket(), 1000000, 8); });
-  }
+  std::vector<std::thread> threads = StartLoad(d.socket(), apps, 8);
   const int code = d.Wait();
   for (auto& t : threads) t.join();
   CHECK(code == 1);
