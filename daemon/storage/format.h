@@ -21,14 +21,14 @@ std::string LogIdToString(const LogId& id);  // 32 lowercase hex digits
 
 // ---- Records ----
 // [0,4)   length word: bits 0..23 payload length, bits 24..31 flags
-// [4,8)   masked CRC32C over seq [8,16), the length word [0,4), the payload
+// [4,8)   masked CRC32C of the record's bytes [0, 16+n) with [4,8) read as zero
 // [8,16)  seq
 // [16,..) payload, then zero padding to a multiple of 8
 inline constexpr size_t kRecordHeaderSize = 16;
 inline constexpr size_t kRecordAlign = 8;
 inline constexpr uint32_t kLengthBits = 24;
 inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1;  // 16 MiB - 1
-// No flag is defined by format version 1; a record with any flag set is
+// No flag is defined by format version 2; a record with any flag set is
 // invalid to this version (a later version announces metadata this way).
 inline constexpr uint32_t kKnownFlags = 0;
 
@@ -66,14 +66,14 @@ uint64_t PeekSeq(std::span<const std::byte> bytes);
 
 // ---- Segment header ----
 // [0,8)   magic "WALDSEG\x1a"
-// [8,12)  format version (1)
+// [8,12)  format version (2)
 // [12,16) header size (64): records start here
 // [16,32) log id
 // [32,40) first seq
 // [40,60) reserved, zero
 // [60,64) masked CRC32C of [0,60)
 inline constexpr size_t kSegmentHeaderSize = 64;
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr std::string_view kSegmentMagic{"WALDSEG\x1a", 8};
 
 struct SegmentHeader {
@@ -86,7 +86,7 @@ std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader*
 
 // ---- Meta file (wald.meta) ----
 // [0,8)   magic "WALDMETA"
-// [8,12)  format version (1)
+// [8,12)  format version (2)
 // [12,16) reserved, zero
 // [16,32) log id
 // [32,40) trim seq: records at or below it are released

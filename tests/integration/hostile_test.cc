@@ -46,7 +46,7 @@ double GoodClientP99(const std::string& socket, int n, std::vector<std::pair<Seq
 
 }  // namespace
 
-TEST_CASE("hostile clients: slowloris, connect-close storms, never-readers, huge lengths; a good client is served") {
+TEST_CASE("hostile clients: slowloris, connect-close storms, never-readers, huge lengths, and a good client is served") {
   TempDir tmp;
   Daemon d(tmp.path());
   std::vector<std::pair<Seq, std::string>> acked;
@@ -107,9 +107,12 @@ TEST_CASE("hostile clients: slowloris, connect-close storms, never-readers, huge
   for (auto& t : hostile) t.join();
   MESSAGE("good client p99: " << unloaded << " us unloaded, " << loaded << " us under attack (" << storms.load()
                               << " connect-close storms); daemon RSS " << base_rss << " -> " << rss << " KiB");
-  // The latency bound is reported, not enforced: on this shared 2-core VM a
-  // p99 of 400 samples moves by more than 2x between quiet runs.
+  // The issue's bound is 2x. On this shared 2-core VM the p99 of 400 samples
+  // moves by up to 2x between quiet runs, so 2x is reported (WARN) and 4x is
+  // enforced: a hostile client that blocks the loop or the writer shows up as
+  // 10-100x, and that must fail.
   WARN(loaded <= 2 * unloaded);
+  if (!kSanitized) CHECK(loaded <= 4 * unloaded);
   if (!kSanitized) CHECK(rss - base_rss < 64 * 1024);
   d.Signal(SIGTERM);
   REQUIRE(d.Wait() == 0);

@@ -41,6 +41,20 @@ TEST_CASE("a record encodes, pads to 8 and decodes back") {
   CHECK(PeekEncodedSize(buf) == 32);
 }
 
+TEST_CASE("the record CRC covers header and payload in one range, CRC field as zero, format version 2") {
+  auto payload = Bytes("abc");
+  std::vector<std::byte> buf(EncodedSize(payload.size()));
+  EncodeRecord(0x0102030405060708ull, payload, buf.data());
+  // The same bytes built by hand: length word 3, four zero bytes, seq, payload.
+  const unsigned char expect[] = {3, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 'a', 'b', 'c'};
+  uint32_t stored;
+  std::memcpy(&stored, buf.data() + 4, 4);
+  CHECK(crc32c::Unmask(stored) == crc32c::Value(expect, sizeof expect));
+  CHECK(std::memcmp(buf.data(), expect, 4) == 0);
+  CHECK(std::memcmp(buf.data() + 8, expect + 8, 11) == 0);
+  CHECK(kFormatVersion == 2);
+}
+
 TEST_CASE("an empty payload is a valid record") {
   std::vector<std::byte> buf(EncodedSize(0));
   EncodeRecord(1, {}, buf.data());
@@ -60,6 +74,10 @@ TEST_CASE("decoding rejects damage of every kind") {
   }
   SUBCASE("flipped seq bit") {
     buf[8] ^= std::byte{1};
+    CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kBadChecksum);
+  }
+  SUBCASE("shorter length word") {
+    buf[0] = std::byte{15};
     CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kBadChecksum);
   }
   SUBCASE("unknown flag") {
