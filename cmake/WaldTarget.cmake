@@ -16,4 +16,9 @@ function(wald_target target)
                                              -fno-sanitize-recover=all)
     target_link_options(${target} PRIVATE -fsanitize=${WALD_SANITIZE})
   endif()
+  if(WALD_FUZZ)
+    # Coverage feedback from the code under test, not just the fuzz target's
+    # own file: without it libFuzzer mutates blind inside the libraries.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
+  endif()
 endfunction()

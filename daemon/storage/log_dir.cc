@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "storage/segment_scanner.h"
 
 namespace wald::storage {
 namespace {
 
-constexpr size_t kProbeChunk = 1 << 20;
+constexpr size_t kProbeChunk = 64 << 10;
 
 void Tell(const RecoveryOptions& o, Reporter::Kind kind, const std::string& file, uint64_t offset,
           uint64_t bytes, std::string_view reason) {
@@ -32,19 +33,20 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
   p.nonzero_end = from;
   auto size = file->Size();
   if (!size.ok()) return size.take_status();
-  std::vector<std::byte> buf(kProbeChunk + kRecordHeaderSize);
-  std::vector<std::byte> rec_buf;
+  const size_t buf_size = kProbeChunk + kRecordHeaderSize;
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(buf_size);
+  std::vector<std::byte> rec_buf;  // for a record that crosses the end of buf
   uint64_t buf_off = 0;
   size_t buf_len = 0;
   for (uint64_t off = from; off + 8 <= *size;) {
     if (off < buf_off || off + kRecordHeaderSize > buf_off + buf_len) {
-      auto n = file->ReadAt(off, buf.data(), buf.size());
+      auto n = file->ReadAt(off, buf.get(), buf_size);
       if (!n.ok()) return n.take_status();
       buf_off = off;
       buf_len = *n;
       if (buf_len < 8) break;
     }
-    const std::byte* at = buf.data() + (off - buf_off);
+    const std::byte* at = buf.get() + (off - buf_off);
     const size_t have = static_cast<size_t>(buf_off + buf_len - off);
     uint64_t word;
     std::memcpy(&word, at, 8);
@@ -54,11 +56,19 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
       continue;
     }
     const size_t need = PeekEncodedSize(std::span(at, kRecordHeaderSize));
-    rec_buf.resize(need);
-    auto got = file->ReadAt(off, rec_buf.data(), need);
-    if (!got.ok()) return got.take_status();
+    if (need > *size - off) {  // a damaged length word: no record fits
+      off += kRecordAlign;
+      continue;
+    }
+    std::span<const std::byte> bytes(at, have);
+    if (need > have) {
+      rec_buf.resize(need);
+      auto got = file->ReadAt(off, rec_buf.data(), need);
+      if (!got.ok()) return got.take_status();
+      bytes = std::span<const std::byte>(rec_buf.data(), *got);
+    }
     RecordView rec;
-    if (DecodeRecord(std::span(rec_buf.data(), *got), &rec) == DecodeStatus::kOk) {
+    if (DecodeRecord(bytes, &rec) == DecodeStatus::kOk) {
       p.found_valid = true;
       p.valid_offset = off;
       p.valid_end = off + rec.encoded_size;

@@ -31,13 +31,17 @@ Result<size_t> SegmentScanner::Fill(size_t need) {
   if (buf_len_ - pos >= need) return buf_len_ - pos;
   // Move the unread bytes to the front and read more behind them.
   if (pos > 0) {
-    std::memmove(buf_.data(), buf_.data() + pos, buf_len_ - pos);
+    std::memmove(buf_.get(), buf_.get() + pos, buf_len_ - pos);
     buf_len_ -= pos;
     buf_offset_ = offset_;
   }
-  size_t want = std::max(need, read_size_);
-  if (buf_.size() < want) buf_.resize(want);
-  auto n = file_->ReadAt(buf_offset_ + buf_len_, buf_.data() + buf_len_, buf_.size() - buf_len_);
+  if (const size_t want = std::max(need, read_size_); buf_cap_ < want) {
+    auto bigger = std::make_unique_for_overwrite<std::byte[]>(want);
+    if (buf_len_ > 0) std::memcpy(bigger.get(), buf_.get(), buf_len_);
+    buf_ = std::move(bigger);
+    buf_cap_ = want;
+  }
+  auto n = file_->ReadAt(buf_offset_ + buf_len_, buf_.get() + buf_len_, buf_cap_ - buf_len_);
   if (!n.ok()) return n.take_status();
   buf_len_ += *n;
   return buf_len_;
@@ -60,7 +64,21 @@ SegmentScanner::Step SegmentScanner::Next(RecordView* rec) {
     return Step::kStop;
   }
   const size_t pos = static_cast<size_t>(offset_ - buf_offset_);
-  const size_t size = PeekEncodedSize(std::span(buf_.data() + pos, kRecordHeaderSize));
+  const size_t size = PeekEncodedSize(std::span(buf_.get() + pos, kRecordHeaderSize));
+  if (size > *avail && size > read_size_) {
+    // Only a record larger than the buffer makes it grow: first check that
+    // the file holds that much, so that a damaged length word (up to 16 MiB)
+    // costs no allocation.
+    auto file_size = file_->Size();
+    if (!file_size.ok()) {
+      status_ = file_size.take_status();
+      return Step::kError;
+    }
+    if (offset_ + size > *file_size) {
+      Stop(DecodeStatusName(DecodeStatus::kTruncated));
+      return Step::kStop;
+    }
+  }
   if (size > kRecordHeaderSize) {
     avail = Fill(size);
     if (!avail.ok()) {
@@ -69,7 +87,7 @@ SegmentScanner::Step SegmentScanner::Next(RecordView* rec) {
     }
   }
   const size_t at = static_cast<size_t>(offset_ - buf_offset_);
-  DecodeStatus ds = DecodeRecord(std::span(buf_.data() + at, buf_len_ - at), rec);
+  DecodeStatus ds = DecodeRecord(std::span(buf_.get() + at, buf_len_ - at), rec);
   if (ds != DecodeStatus::kOk) {
     Stop(DecodeStatusName(ds));
     return Step::kStop;

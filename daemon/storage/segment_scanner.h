@@ -24,7 +24,10 @@ namespace wald::storage {
 
 class SegmentScanner {
  public:
-  static constexpr size_t kDefaultReadSize = 1 << 20;  // one read per MiB of log
+  // 64 KiB: as fast as 1 MiB from the page cache (wal-tail --verify of 385 MB:
+  // 0.06 s both), and small enough that opening a scanner per segment per
+  // reader costs little.
+  static constexpr size_t kDefaultReadSize = 64 << 10;
 
   // `first_seq` is the seq that the file's name announces. `read_size` is the
   // usual size of one read, and so of the buffer (a larger record grows it).
@@ -63,7 +66,11 @@ class SegmentScanner {
   const size_t read_size_;
   uint64_t offset_ = kSegmentHeaderSize;
   uint64_t record_offset_ = 0;
-  std::vector<std::byte> buf_;
+  // Uninitialised: it is always read into before use, and a scanner is
+  // opened per segment per reader (zero-filling 1 MiB each time showed in
+  // profiles).
+  std::unique_ptr<std::byte[]> buf_;
+  size_t buf_cap_ = 0;
   uint64_t buf_offset_ = 0;  // file offset of buf_[0]
   size_t buf_len_ = 0;       // valid bytes in buf_
   std::string stop_reason_;
