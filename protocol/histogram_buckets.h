@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <span>
 
 namespace wald::proto::buckets {
 
@@ -31,5 +32,18 @@ constexpr uint64_t Lower(int i) {
 }
 
 static_assert(Index(Lower(100)) == 100 && Index(Lower(100) - 1) == 99);
+
+// The lower bound of the bucket holding the p-quantile (0 <= p <= 1) of
+// `total` samples counted per bucket in `counts`; 0 when there are none.
+inline uint64_t Percentile(std::span<const uint64_t> counts, uint64_t total, double p) {
+  if (total == 0) return 0;
+  const uint64_t rank = static_cast<uint64_t>(p * static_cast<double>(total - 1)) + 1;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    seen += counts[i];
+    if (seen >= rank) return Lower(static_cast<int>(i));
+  }
+  return 0;
+}
 
 }  // namespace wald::proto::buckets

@@ -134,17 +134,6 @@ struct Loop {
   }
 };
 
-uint64_t Percentile(const std::vector<uint64_t>& h, uint64_t total, double p) {
-  if (total == 0) return 0;
-  const uint64_t rank = static_cast<uint64_t>(p * static_cast<double>(total - 1)) + 1;
-  uint64_t seen = 0;
-  for (int i = 0; i < buckets::kCount; ++i) {
-    seen += h[static_cast<size_t>(i)];
-    if (seen >= rank) return buckets::Lower(i);
-  }
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -277,8 +266,8 @@ Examples:
   }
   const double rate = static_cast<double>(records) / secs;
   const double mbs = rate * static_cast<double>(o.size) / 1e6;
-  const double p50 = Percentile(hist, records, 0.5) / 1e3, p99 = Percentile(hist, records, 0.99) / 1e3,
-               p999 = Percentile(hist, records, 0.999) / 1e3, mx = static_cast<double>(max_ns) / 1e3;
+  const double p50 = buckets::Percentile(hist, records, 0.5) / 1e3, p99 = buckets::Percentile(hist, records, 0.99) / 1e3,
+               p999 = buckets::Percentile(hist, records, 0.999) / 1e3, mx = static_cast<double>(max_ns) / 1e3;
   if (o.json) {
     std::printf("{\"records\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
                 "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
