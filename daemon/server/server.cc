@@ -541,7 +541,14 @@ void Server::OnCheck(uv_check_t* h) {
   // Once per loop iteration: whatever arrived in this iteration is one batch.
   Server* s = Of(reinterpret_cast<uv_handle_t*>(h));
   const uint64_t n = s->HandOff();
-  if (n > 0 && n <= kAckSpinMaxBatch && s->state_ == State::kRunning) s->AwaitDurable(s->next_seq_ - 1);
+  // Spin only for a small batch that the writer will take at once: with an
+  // earlier batch still syncing, the wait would span two fdatasyncs while
+  // other clients' records wait unread (at W4, 16x1, spinning then cost 37 us
+  // of CPU per record and a quarter of the throughput).
+  if (n > 0 && n <= kAckSpinMaxBatch && s->state_ == State::kRunning &&
+      s->writer_->durable_seq() + n + 1 >= s->next_seq_) {
+    s->AwaitDurable(s->next_seq_ - 1);
+  }
 }
 
 // At low load a batch is one record and its ack is one fdatasync away. The
