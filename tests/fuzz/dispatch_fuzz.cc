@@ -58,6 +58,11 @@ struct Harness {
       std::abort();
     }
     std::thread([s = server] { (void)s->Run(); }).detach();
+    // The server runs until the process ends. At libFuzzer's exit(), libuv's
+    // library destructor would join its thread pool while the loop still
+    // runs, and hang; end the process before the destructors instead (this
+    // handler runs first: it is registered last), keeping the exit status.
+    ::on_exit([](int status, void*) { std::_Exit(status); }, nullptr);
   }
 };
 
