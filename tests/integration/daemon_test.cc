@@ -403,6 +403,33 @@ TEST_CASE("start-up errors are clear: socket in use, unusable directory, bad opt
     CHECK(RunWald({"--dir", "/proc/self/no/such", "--socket", tmp.path() + "/s"}, &out) == 1);
     CHECK(out.find("mkdir /proc/self/no/such") != std::string::npos);
   }
+  SUBCASE("a read-only directory holding a log") {
+    // Root ignores permission bits: it gets an immutable directory instead
+    // (chattr +i, ext4 and most file systems); others get mode 0555.
+    {
+      Daemon d(tmp.path());
+      d.Signal(SIGTERM);
+      REQUIRE(d.Wait() == 0);
+    }
+    const std::string dir = tmp.path() + "/data";
+    const bool root = ::geteuid() == 0;
+    if (root && RunProgram({"/usr/bin/chattr", "+i", dir}, &out) != 0) {
+      MESSAGE("skipped: chattr +i failed here: " << out);
+      return;
+    }
+    if (!root) std::filesystem::permissions(dir, std::filesystem::perms(0555));
+    const int code = RunWald({"--dir", dir, "--socket", tmp.path() + "/s"}, &out);
+    std::string ignored;
+    if (root) RunProgram({"/usr/bin/chattr", "-i", dir}, &ignored);
+    std::filesystem::permissions(dir, std::filesystem::perms(0755));
+    CHECK(code == 1);
+    CHECK(out.find("cannot start") != std::string::npos);
+    CHECK(out.find(dir) != std::string::npos);
+    // Nothing was lost: the log opens and holds what it held.
+    Daemon again(tmp.path());
+    again.Signal(SIGTERM);
+    CHECK(again.Wait() == 0);
+  }
   SUBCASE("bad options") {
     CHECK(RunWald({"--max-inflight", "lots"}, &out) == 2);
     CHECK(RunWald({"--no-such-flag"}, &out) == 2);
