@@ -105,6 +105,11 @@ size_t PeekEncodedSize(std::span<const std::byte> bytes) {
   return EncodedSize(Get<uint32_t>(bytes.data()) & kMaxPayload);
 }
 
+size_t PeekUnpaddedSize(std::span<const std::byte> bytes) {
+  if (bytes.size() < kRecordHeaderSize) return 0;
+  return kRecordHeaderSize + (Get<uint32_t>(bytes.data()) & kMaxPayload);
+}
+
 uint64_t PeekSeq(std::span<const std::byte> bytes) {
   return bytes.size() < kRecordHeaderSize ? 0 : Get<uint64_t>(bytes.data() + 8);
 }

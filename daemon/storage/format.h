@@ -62,6 +62,8 @@ DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out);
 // Reads only the header fields (no CRC check): for splitting already-encoded
 // chunks at record boundaries. Returns 0 if bytes.size() < kRecordHeaderSize.
 size_t PeekEncodedSize(std::span<const std::byte> bytes);
+// The bytes DecodeRecord needs: the header and the payload, without padding.
+size_t PeekUnpaddedSize(std::span<const std::byte> bytes);
 uint64_t PeekSeq(std::span<const std::byte> bytes);
 
 // ---- Segment header ----

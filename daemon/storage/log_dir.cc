@@ -56,7 +56,7 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
       continue;
     }
     const size_t need = PeekEncodedSize(std::span(at, kRecordHeaderSize));
-    if (need > *size - off) {  // a damaged length word: no record fits
+    if (PeekUnpaddedSize(std::span(at, kRecordHeaderSize)) > *size - off) {  // no record fits: damaged length
       off += kRecordAlign;
       continue;
     }
@@ -82,9 +82,10 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
 }
 
 Status ZeroRange(File* file, uint64_t from, uint64_t to) {
-  static const std::vector<std::byte> kZeros(kProbeChunk);
-  for (uint64_t off = from; off < to; off += kProbeChunk) {
-    iovec iov{const_cast<std::byte*>(kZeros.data()), static_cast<size_t>(std::min<uint64_t>(kProbeChunk, to - off))};
+  static constexpr size_t kZeroChunk = 1 << 20;  // one static buffer, one write per MiB
+  static const std::vector<std::byte> kZeros(kZeroChunk);
+  for (uint64_t off = from; off < to; off += kZeroChunk) {
+    iovec iov{const_cast<std::byte*>(kZeros.data()), static_cast<size_t>(std::min<uint64_t>(kZeroChunk, to - off))};
     WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
   }
   return file->DataSync();

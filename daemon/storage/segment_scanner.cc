@@ -67,14 +67,14 @@ SegmentScanner::Step SegmentScanner::Next(RecordView* rec) {
   const size_t size = PeekEncodedSize(std::span(buf_.get() + pos, kRecordHeaderSize));
   if (size > *avail && size > read_size_) {
     // Only a record larger than the buffer makes it grow: first check that
-    // the file holds that much, so that a damaged length word (up to 16 MiB)
-    // costs no allocation.
+    // the file holds that much, so that a damaged length word near the end of
+    // a file (up to 16 MiB) costs no allocation.
     auto file_size = file_->Size();
     if (!file_size.ok()) {
       status_ = file_size.take_status();
       return Step::kError;
     }
-    if (offset_ + size > *file_size) {
+    if (offset_ + PeekUnpaddedSize(std::span(buf_.get() + pos, kRecordHeaderSize)) > *file_size) {
       Stop(DecodeStatusName(DecodeStatus::kTruncated));
       return Step::kStop;
     }

@@ -9,7 +9,8 @@
 // (10 s) fails the run.
 //
 // Input layout: byte 0 is control (bit 0: send a valid Hello first), the rest
-// goes to the socket as it is.
+// goes to the socket as it is. Every 256 inputs the harness trims the log to
+// its current 1 MiB segment, so the log inputs build up stays small.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -39,7 +40,11 @@ struct Harness {
   Harness() {
     std::string tmpl = std::filesystem::is_directory("/dev/shm") ? "/dev/shm/wald-dispatch-XXXXXX"
                                                                   : "/tmp/wald-dispatch-XXXXXX";
-    dir = ::mkdtemp(tmpl.data());
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      std::perror("dispatch_fuzz: mkdtemp");
+      std::abort();
+    }
+    dir = tmpl;
     socket = dir + "/s";
     spdlog::set_level(spdlog::level::off);  // a line per bad frame would be the whole profile
     ::signal(SIGPIPE, SIG_IGN);
@@ -53,16 +58,30 @@ struct Harness {
     o.stats_interval_s = 0;
     o.ack_spin_us = 0;
     server = new wald::server::Server(o);
+    // Start() takes SIGINT and SIGTERM for its drain; give them back to
+    // libFuzzer, or a Ctrl-C would stop the server and the next input would
+    // look like a crash.
+    struct sigaction old_int {}, old_term {};
+    ::sigaction(SIGINT, nullptr, &old_int);
+    ::sigaction(SIGTERM, nullptr, &old_term);
     if (auto st = server->Start(); !st.ok()) {
       std::fprintf(stderr, "dispatch_fuzz: cannot start the server: %s\n", st.ToString().c_str());
       std::abort();
     }
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
     std::thread([s = server] { (void)s->Run(); }).detach();
     // The server runs until the process ends. At libFuzzer's exit(), libuv's
     // library destructor would join its thread pool while the loop still
     // runs, and hang; end the process before the destructors instead (this
     // handler runs first: it is registered last), keeping the exit status.
-    ::on_exit([](int status, void*) { std::_Exit(status); }, nullptr);
+    ::on_exit(
+        [](int status, void* d) {
+          std::error_code ec;
+          std::filesystem::remove_all(*static_cast<std::string*>(d), ec);
+          std::_Exit(status);
+        },
+        &dir);
   }
 };
 
@@ -106,10 +125,26 @@ void Exchange(int fd, const uint8_t* data, size_t size) {
   }
 }
 
+// Every 256 inputs, trims the log to its current segment (1 MiB), so that
+// it stays small in /dev/shm and reads from seq 1 stay cheap.
+void TrimLog(const Harness& h) {
+  wald::proto::FrameBuilder fb;
+  std::string bytes;
+  auto hello = fb.Hello("fuzz-trim");
+  bytes.assign(reinterpret_cast<const char*>(hello.data()), hello.size());
+  auto trim = fb.Trim(1, UINT64_MAX);
+  bytes.append(reinterpret_cast<const char*>(trim.data()), trim.size());
+  int fd = Connect(h.socket);
+  Exchange(fd, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  ::close(fd);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Harness* h = new Harness;
+  static uint64_t inputs = 0;
+  if (++inputs % 256 == 0) TrimLog(*h);
   if (size == 0) return 0;
   int fd = Connect(h->socket);
   std::string bytes;
