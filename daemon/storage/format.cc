@@ -23,7 +23,7 @@ T Get(const std::byte* src) {
 // payload: bytes [0, 16 + n) of the record, one contiguous range, so that the
 // writer computes it in one call over what it just encoded. (Version 1 made
 // three calls, two of them under 16 bytes, which ISA-L serves through a
-// store-forwarding stall: 10% of the daemon's loop thread in a profile.)
+// store-forwarding stall: 10% of the daemon's CPU samples in a profile.)
 uint32_t HeaderAndPayloadCrc(const std::byte* header, std::span<const std::byte> payload) {
   std::byte h[kRecordHeaderSize];
   std::memcpy(h, header, sizeof h);
