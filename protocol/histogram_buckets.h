@@ -34,16 +34,24 @@ constexpr uint64_t Lower(int i) {
 static_assert(Index(Lower(100)) == 100 && Index(Lower(100) - 1) == 99);
 
 // The lower bound of the bucket holding the p-quantile (0 <= p <= 1) of
-// `total` samples counted per bucket in `counts`; 0 when there are none.
-inline uint64_t Percentile(std::span<const uint64_t> counts, uint64_t total, double p) {
+// `total` samples, where count_at(i) is the count of bucket i; 0 when there
+// are none. The last bucket's bound if the counts add up to less than total
+// (a histogram another thread is still adding to).
+template <typename CountAt>
+uint64_t PercentileBy(CountAt count_at, uint64_t total, double p) {
   if (total == 0) return 0;
   const uint64_t rank = static_cast<uint64_t>(p * static_cast<double>(total - 1)) + 1;
   uint64_t seen = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    seen += counts[i];
-    if (seen >= rank) return Lower(static_cast<int>(i));
+  for (int i = 0; i < kCount; ++i) {
+    seen += count_at(i);
+    if (seen >= rank) return Lower(i);
   }
-  return 0;
+  return Lower(kCount - 1);
+}
+
+// The same over plain counts, one per bucket (counts.size() == kCount).
+inline uint64_t Percentile(std::span<const uint64_t> counts, uint64_t total, double p) {
+  return PercentileBy([&](int i) { return counts[static_cast<size_t>(i)]; }, total, p);
 }
 
 }  // namespace wald::proto::buckets

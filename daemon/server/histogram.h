@@ -27,15 +27,7 @@ class Histogram {
 
   // The lower bound of the bucket holding the p-th quantile (0 <= p <= 1).
   uint64_t Percentile(double p) const {
-    const uint64_t total = count();
-    if (total == 0) return 0;
-    const uint64_t rank = static_cast<uint64_t>(p * static_cast<double>(total - 1)) + 1;
-    uint64_t seen = 0;
-    for (int i = 0; i < kBuckets; ++i) {
-      seen += bucket(i);
-      if (seen >= rank) return Lower(i);
-    }
-    return Lower(kBuckets - 1);
+    return proto::buckets::PercentileBy([this](int i) { return bucket(i); }, count(), p);
   }
 
  private:
