@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "framing.h"
+#include "histogram_buckets.h"
 
 using namespace wald::proto;
 
@@ -48,4 +49,19 @@ TEST_CASE("fuzz regression: an Acks vector whose 8-byte structs are misaligned i
   REQUIRE(!buf.empty());
   std::vector<uint8_t> scratch;
   CHECK(ParseFrame(buf, 1 << 20, &scratch).kind == ParsedFrame::kInvalid);
+}
+
+TEST_CASE("histogram percentiles over the shared bucket layout") {
+  namespace b = wald::proto::buckets;
+  std::vector<uint64_t> counts(b::kCount, 0);
+  CHECK(b::Percentile(counts, 0, 0.5) == 0);
+  counts[b::Index(10)] = 100;
+  counts[b::Index(1000)] = 1;
+  CHECK(b::Percentile(counts, 101, 0.5) == 10);
+  CHECK(b::Percentile(counts, 101, 0.99) == 10);
+  CHECK(b::Percentile(counts, 101, 1.0) == b::Lower(b::Index(1000)));
+  CHECK(b::Lower(b::Index(1000)) <= 1000);
+  CHECK(b::Lower(b::Index(1000)) > 1000 - 1000 / 8);  // within the 12.5% bucket width
+  // Counts short of the total (another thread still adding): the last bucket.
+  CHECK(b::Percentile(counts, 200, 1.0) == b::Lower(b::kCount - 1));
 }
