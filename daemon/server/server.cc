@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -53,11 +55,23 @@ Server::~Server() {
   }
   writer_.reset();
   uv_loop_close(&loop_);
+  if (signal_fd_ >= 0) ::close(signal_fd_);
 }
 
 storage::Status Server::Start() {
   start_ns_ = uv_hrtime();
   if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
+  // First, before the segment preparer, the writer or libuv's pool exist:
+  // threads inherit this mask (see signal_poll_).
+  sigset_t drain_signals;
+  sigemptyset(&drain_signals);
+  sigaddset(&drain_signals, SIGTERM);
+  sigaddset(&drain_signals, SIGINT);
+  if (int rc = pthread_sigmask(SIG_BLOCK, &drain_signals, nullptr); rc != 0) {
+    return storage::Status::IoError("blocking SIGTERM and SIGINT", rc);
+  }
+  signal_fd_ = ::signalfd(-1, &drain_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) return storage::Status::IoError("signalfd", errno);
   if (options_.max_record > storage::kMaxPayload ||
       storage::EncodedSize(options_.max_record) > options_.segment_size - storage::kSegmentHeaderSize) {
     return storage::Status::InvalidArgument("--max-record " + std::to_string(options_.max_record) +
@@ -117,15 +131,13 @@ storage::Status Server::Start() {
     free_chunks_.push_back(chunks_.back().get());
   }
 
-  async_.data = check_.data = sigterm_.data = sigint_.data = stats_timer_.data = watchdog_timer_.data =
+  async_.data = check_.data = signal_poll_.data = stats_timer_.data = watchdog_timer_.data =
       listener_.data = this;
   uv_async_init(&loop_, &async_, OnAsync);
   uv_check_init(&loop_, &check_);
   uv_check_start(&check_, OnCheck);
-  uv_signal_init(&loop_, &sigterm_);
-  uv_signal_start(&sigterm_, OnSignal, SIGTERM);
-  uv_signal_init(&loop_, &sigint_);
-  uv_signal_start(&sigint_, OnSignal, SIGINT);
+  uv_poll_init(&loop_, &signal_poll_, signal_fd_);
+  uv_poll_start(&signal_poll_, UV_READABLE, OnSignal);
   uv_timer_init(&loop_, &stats_timer_);
   uv_timer_init(&loop_, &watchdog_timer_);
   if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
@@ -847,13 +859,21 @@ void Server::OnStatsTimer(uv_timer_t* h) {
 
 // ---- Shutdown ----
 
-void Server::OnSignal(uv_signal_t* h, int signum) {
+void Server::OnSignal(uv_poll_t* h, int status, int /*events*/) {
   Server* s = Of(reinterpret_cast<uv_handle_t*>(h));
-  if (s->state_ != State::kRunning) {
-    spdlog::warn("{} again: still draining", strsignal(signum));
+  if (status < 0) {
+    spdlog::error("watching for SIGTERM/SIGINT: {}", uv_strerror(status));
     return;
   }
-  s->BeginDrain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  signalfd_siginfo si;
+  while (::read(s->signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    const int signum = static_cast<int>(si.ssi_signo);
+    if (s->state_ != State::kRunning) {
+      spdlog::warn("{} again: still draining", strsignal(signum));
+      continue;
+    }
+    s->BeginDrain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  }
 }
 
 void Server::OnWatchdogTimer(uv_timer_t* h) {
@@ -936,7 +956,7 @@ void Server::Shutdown(int exit_code) {
   state_ = State::kStopped;
   writer_->Stop();  // before closing async_: the writer may still send on it
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&check_),
-                         reinterpret_cast<uv_handle_t*>(&sigterm_), reinterpret_cast<uv_handle_t*>(&sigint_),
+                         reinterpret_cast<uv_handle_t*>(&signal_poll_),
                          reinterpret_cast<uv_handle_t*>(&stats_timer_),
                          reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
     if (!uv_is_closing(h)) uv_close(h, nullptr);

@@ -73,7 +73,7 @@ class Server {
   static void OnClose(uv_handle_t* h);
   static void OnCheck(uv_check_t* h);
   static void OnAsync(uv_async_t* h);
-  static void OnSignal(uv_signal_t* h, int signum);
+  static void OnSignal(uv_poll_t* h, int status, int events);
   static void OnStatsTimer(uv_timer_t* h);
   static void OnWatchdogTimer(uv_timer_t* h);
 
@@ -127,8 +127,14 @@ class Server {
   uv_pipe_t listener_{};
   uv_async_t async_{};
   uv_check_t check_{};
-  uv_signal_t sigterm_{};
-  uv_signal_t sigint_{};
+  // SIGTERM and SIGINT arrive through a signalfd, never through a handler:
+  // Start() blocks them in the calling thread before any other thread exists,
+  // so every thread inherits the block and the kernel keeps them queued for
+  // the loop to read. libuv's uv_signal runs a handler on whatever thread the
+  // kernel picks; under ThreadSanitizer such a SIGTERM was sometimes lost and
+  // wald never drained (a CI hang: the second SIGTERM always worked).
+  uv_poll_t signal_poll_{};
+  int signal_fd_ = -1;
   uv_timer_t stats_timer_{};
   uv_timer_t watchdog_timer_{};
   bool listener_open_ = false;
