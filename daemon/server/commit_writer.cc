@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "storage/thread.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define WALD_PAUSE() _mm_pause()
@@ -32,7 +34,7 @@ CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_c
 
 CommitWriter::~CommitWriter() { Stop(); }
 
-void CommitWriter::Start() { thread_ = std::thread([this] { Run(); }); }
+void CommitWriter::Start() { thread_ = storage::StartSignalFreeThread([this] { Run(); }); }
 
 void CommitWriter::Stop() {
   if (!thread_.joinable()) return;

@@ -31,6 +31,10 @@ struct ServerOptions {
   storage::VerifyMode verify = storage::VerifyMode::kLastSegment;
   bool salvage = false;
   uint32_t stats_interval_s = 5;
+  // SIGTERM/SIGINT start a drain (read from a signalfd). Off only where the
+  // Server runs inside another program that keeps its own signals (the
+  // dispatch fuzzer).
+  bool handle_stop_signals = true;
   // Test builds (WALD_FAULT_INJECTION) only: faults through storage::FaultEnv.
   int64_t fault_sync_eio_after = -1;    // fdatasync fails with EIO after N succeed
   int64_t fault_write_error_after = -1; // a write stops half-way and fails after N succeed

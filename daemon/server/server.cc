@@ -61,17 +61,6 @@ Server::~Server() {
 storage::Status Server::Start() {
   start_ns_ = uv_hrtime();
   if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
-  // First, before the segment preparer, the writer or libuv's pool exist:
-  // threads inherit this mask (see signal_poll_).
-  sigset_t drain_signals;
-  sigemptyset(&drain_signals);
-  sigaddset(&drain_signals, SIGTERM);
-  sigaddset(&drain_signals, SIGINT);
-  if (int rc = pthread_sigmask(SIG_BLOCK, &drain_signals, nullptr); rc != 0) {
-    return storage::Status::IoError("blocking SIGTERM and SIGINT", rc);
-  }
-  signal_fd_ = ::signalfd(-1, &drain_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd_ < 0) return storage::Status::IoError("signalfd", errno);
   if (options_.max_record > storage::kMaxPayload ||
       storage::EncodedSize(options_.max_record) > options_.segment_size - storage::kSegmentHeaderSize) {
     return storage::Status::InvalidArgument("--max-record " + std::to_string(options_.max_record) +
@@ -136,8 +125,6 @@ storage::Status Server::Start() {
   uv_async_init(&loop_, &async_, OnAsync);
   uv_check_init(&loop_, &check_);
   uv_check_start(&check_, OnCheck);
-  uv_poll_init(&loop_, &signal_poll_, signal_fd_);
-  uv_poll_start(&signal_poll_, UV_READABLE, OnSignal);
   uv_timer_init(&loop_, &stats_timer_);
   uv_timer_init(&loop_, &watchdog_timer_);
   if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
@@ -149,11 +136,37 @@ storage::Status Server::Start() {
     uv_timer_start(&stats_timer_, OnStatsTimer, ms, ms);
   }
   handles_open_ = true;
+  if (options_.handle_stop_signals) WALD_RETURN_IF_ERROR(WatchStopSignals());
 
   writer_ = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin,
                                            [this] { uv_async_send(&async_); });
   writer_->Start();
   return Listen();
+}
+
+// Until here (recovery included) SIGTERM and SIGINT keep their default
+// action and end the process: nothing has been acked yet. From here on they
+// stay queued until the loop reads them, before any client can connect.
+storage::Status Server::WatchStopSignals() {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  // Before libuv's pool exists (it starts on the first Read, from this
+  // thread, and inherits the mask); the writer and the segment preparer
+  // block every signal anyway (storage/thread.h).
+  if (int rc = pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr); rc != 0) {
+    return storage::Status::IoError("blocking SIGTERM and SIGINT", rc);
+  }
+  signal_fd_ = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) return storage::Status::IoError("signalfd for SIGTERM and SIGINT", errno);
+  if (int rc = uv_poll_init(&loop_, &signal_poll_, signal_fd_); rc != 0) {
+    return storage::Status::IoError("watching the signalfd", -rc);
+  }
+  if (int rc = uv_poll_start(&signal_poll_, UV_READABLE, OnSignal); rc != 0) {
+    return storage::Status::IoError("watching the signalfd", -rc);
+  }
+  return storage::Status::OK();
 }
 
 storage::Status Server::Listen() {
@@ -862,7 +875,10 @@ void Server::OnStatsTimer(uv_timer_t* h) {
 void Server::OnSignal(uv_poll_t* h, int status, int /*events*/) {
   Server* s = Of(reinterpret_cast<uv_handle_t*>(h));
   if (status < 0) {
-    spdlog::error("watching for SIGTERM/SIGINT: {}", uv_strerror(status));
+    // libuv stops the handle after an error: no stop signal would be heard
+    // again, so stop now, the way SIGTERM would.
+    spdlog::error("reading SIGTERM/SIGINT from the signalfd failed: {}", uv_strerror(status));
+    if (s->state_ == State::kRunning) s->BeginDrain("signalfd error");
     return;
   }
   signalfd_siginfo si;

@@ -77,6 +77,7 @@ class Server {
   static void OnStatsTimer(uv_timer_t* h);
   static void OnWatchdogTimer(uv_timer_t* h);
 
+  storage::Status WatchStopSignals();
   storage::Status Listen();
   void Accept();
   // Parses and dispatches frames in [data, data+len); keeps an incomplete
@@ -128,9 +129,10 @@ class Server {
   uv_async_t async_{};
   uv_check_t check_{};
   // SIGTERM and SIGINT arrive through a signalfd, never through a handler:
-  // Start() blocks them in the calling thread before any other thread exists,
-  // so every thread inherits the block and the kernel keeps them queued for
-  // the loop to read. libuv's uv_signal runs a handler on whatever thread the
+  // WatchStopSignals() blocks them in the loop thread, every other thread
+  // either inherits that block (libuv's pool) or blocks every signal (the
+  // writer, the segment preparer), and the kernel keeps them queued for the
+  // loop to read. libuv's uv_signal runs a handler on whatever thread the
   // kernel picks; under ThreadSanitizer such a SIGTERM was sometimes lost and
   // wald never drained (a CI hang: the second SIGTERM always worked).
   uv_poll_t signal_poll_{};

@@ -7,6 +7,8 @@
 #include <optional>
 #include <thread>
 
+#include "storage/thread.h"
+
 namespace wald::storage {
 
 // Keeps one spare segment ready: DIR/spare-<n>.tmp, allocated to the segment
@@ -18,7 +20,7 @@ class SegmentPreparer {
  public:
   SegmentPreparer(Env* env, std::string dir, uint64_t size, bool background)
       : env_(env), dir_(std::move(dir)), size_(size), background_(background) {
-    if (background_) thread_ = std::thread([this] { Run(); });
+    if (background_) thread_ = StartSignalFreeThread([this] { Run(); });
   }
   ~SegmentPreparer() {
     if (!background_) return;

@@ -57,20 +57,14 @@ struct Harness {
     o.max_connection_bytes = 256 << 10;
     o.stats_interval_s = 0;
     o.ack_spin_us = 0;
+    // SIGINT and SIGTERM stay libFuzzer's: a drain would stop the server and
+    // the next input would look like a crash.
+    o.handle_stop_signals = false;
     server = new wald::server::Server(o);
-    // Start() blocks SIGINT and SIGTERM (its drain reads them from a
-    // signalfd); give them back to libFuzzer, or a Ctrl-C would stop the
-    // server and the next input would look like a crash. The server's own
-    // threads keep them blocked; this one and the loop thread take them.
     if (auto st = server->Start(); !st.ok()) {
       std::fprintf(stderr, "dispatch_fuzz: cannot start the server: %s\n", st.ToString().c_str());
       std::abort();
     }
-    sigset_t drain_signals;
-    sigemptyset(&drain_signals);
-    sigaddset(&drain_signals, SIGINT);
-    sigaddset(&drain_signals, SIGTERM);
-    pthread_sigmask(SIG_UNBLOCK, &drain_signals, nullptr);
     std::thread([s = server] { (void)s->Run(); }).detach();
     // The server runs until the process ends. At libFuzzer's exit(), libuv's
     // library destructor would join its thread pool while the loop still

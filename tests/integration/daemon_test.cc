@@ -349,6 +349,19 @@ TEST_CASE("SIGTERM and SIGINT reach the loop through a signalfd that every threa
     CAPTURE(sig);
     TempDir tmp;
     Daemon d(tmp.path());
+    {
+      // A Read starts libuv's pool (it reads segments off the loop thread).
+      RawClient c(d.socket());
+      REQUIRE(c.Handshake() != nullptr);
+      c.QueueAppend(1, "one");
+      REQUIRE(c.Flush());
+      const proto::Message* m = c.Next();
+      REQUIRE((m && m->body_type() == proto::Body::Acks));
+      proto::FrameBuilder fb;
+      REQUIRE(c.SendRaw(fb.Read(2, 1, 0, false)));
+      m = c.Next();
+      REQUIRE((m && m->body_type() == proto::Body::Records));
+    }
     const std::string proc = "/proc/" + std::to_string(d.pid());
     size_t threads = 0;
     for (const auto& e : std::filesystem::directory_iterator(proc + "/task")) {
@@ -356,7 +369,7 @@ TEST_CASE("SIGTERM and SIGINT reach the loop through a signalfd that every threa
       CHECK((mask_line(e.path().string() + "/status", "SigBlk:") & drain_signals) == drain_signals);
       ++threads;
     }
-    CHECK(threads >= 3);  // the loop, the log writer, the segment preparer
+    CHECK(threads >= 4);  // the loop, the log writer, the segment preparer, libuv's pool
     size_t signalfds = 0;
     for (const auto& e : std::filesystem::directory_iterator(proc + "/fdinfo")) {
       if (mask_line(e.path().string(), "sigmask:") == drain_signals) ++signalfds;
