@@ -13,8 +13,10 @@ namespace wald::storage {
 // caller's mask is restored before returning; the new thread inherits the
 // full block, so there is no window in which it could take a signal).
 // Signals are the caller's business: the daemon reads SIGTERM and SIGINT on
-// its loop thread (server.h), and a background thread that took one instead
-// would run a handler, or the default action, somewhere nobody expects.
+// its loop thread (server.h). A background thread that took a signal with a
+// handler would run it where nobody expects; a sanitizer runtime defers it
+// until that thread next enters an intercepted call, which a parked writer
+// (a raw futex wait) may never do.
 template <typename F>
 std::thread StartSignalFreeThread(F&& f) {
   sigset_t all, old;
