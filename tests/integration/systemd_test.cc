@@ -15,6 +15,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +49,9 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  // Not ctest's pipe: a child left running after a failed check would hold
+  // it open, and ctest would wait for it until its timeout.
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   pid_t pid = -1;
   int rc = posix_spawnp(&pid, args[0].c_str(), &fa, nullptr, cargv.data(), cenv.data());
   posix_spawn_file_actions_destroy(&fa);
@@ -86,9 +91,23 @@ TEST_CASE("socket activation: systemd-socket-activate passes the socket and the 
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   REQUIRE(std::filesystem::exists(sock));
-  // Nothing is running yet but systemd-socket-activate; this connect starts wald.
+  // On a failed check: stop the child, and show what wald logged.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (::kill(pid, 0) == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reaper{pid};
+  const std::string log_path = tmp.path() + "/wald.log";
+  INFO("wald's log: " << [&] {
+    std::ifstream f(log_path);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }());
   auto c = wald::connect(sock, {"first", 10000});
-  REQUIRE(c.ok());
+  REQUIRE_MESSAGE(c.ok(), (c.ok() ? std::string() : c.error().message));
   for (int i = 1; i <= 20; ++i) {
     auto seq = c->append("activated " + std::to_string(i));
     REQUIRE(seq.ok());
