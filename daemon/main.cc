@@ -85,7 +85,13 @@ int main(int argc, char** argv) {
   app.add_option("--verify-on-open", verify, "Records scanned at open: last (segment) or all")
       ->check(CLI::IsMember({"last", "all"}))
       ->capture_default_str();
-  app.add_flag("--salvage", o.salvage, "Cut the log at damage found at open instead of refusing to start");
+  app.add_flag("--salvage", o.salvage,
+               "Cut the log at damage found at open instead of refusing to start (the cut bytes go to a "
+               ".broken file; seqs that may have been acked are never handed out again)");
+  std::string stamp = "all";
+  app.add_option("--stamp", stamp, "Metadata stored with each record: all (time, pid, uid, gid), time, none")
+      ->check(CLI::IsMember({"all", "time", "none"}))
+      ->capture_default_str();
   app.add_option("--stats-interval", o.stats_interval_s, "Seconds between summary log lines (0: none)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical")
@@ -118,6 +124,9 @@ int main(int argc, char** argv) {
   }
   if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
   o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;
+  o.stamp = stamp == "all"    ? wald::storage::kFlagTime | wald::storage::kFlagProducer
+            : stamp == "time" ? wald::storage::kFlagTime
+                              : 0u;
 
   // Under journald, log through its native protocol (priorities, fields);
   // otherwise to stderr with timestamps.

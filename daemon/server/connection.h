@@ -68,6 +68,7 @@ struct Connection {
   const uint64_t id;
   State state = State::kHello;
   ucred peer{};
+  bool peer_known = false;   // SO_PEERCRED answered at accept
   bool reading = false;      // uv_read_start is active
   bool stalled = false;      // unparsed frames in `partial` wait for a staging chunk
   bool close_after_write = false;

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "server/commit_writer.h"
-#include "storage/log_dir.h"
+#include "storage/recovery.h"
 
 namespace wald::server {
 
@@ -30,6 +30,8 @@ struct ServerOptions {
   std::vector<uint32_t> allow_gids;
   storage::VerifyMode verify = storage::VerifyMode::kLastSegment;
   bool salvage = false;
+  // Per-record metadata (FORMAT.md): storage::kFlagTime and/or kFlagProducer.
+  uint32_t stamp = storage::kFlagTime | storage::kFlagProducer;
   uint32_t stats_interval_s = 5;
   // SIGTERM/SIGINT start a drain (read from a signalfd). Off only where the
   // Server runs inside another program that keeps its own signals (the

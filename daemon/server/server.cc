@@ -33,6 +33,12 @@ constexpr uint64_t kAckSpinMaxBatch = 2;
 Server* Of(uv_handle_t* h) { return static_cast<Server*>(h->data); }
 Connection* ConnOf(uv_handle_t* h) { return static_cast<Connection*>(h->data); }
 
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 template <typename T>
 void EraseValue(std::vector<T>& v, const T& x) {
   v.erase(std::remove(v.begin(), v.end(), x), v.end());
@@ -62,7 +68,8 @@ storage::Status Server::Start() {
   start_ns_ = uv_hrtime();
   if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
   if (options_.max_record > storage::kMaxPayload ||
-      storage::EncodedSize(options_.max_record) > options_.segment_size - storage::kSegmentHeaderSize) {
+      storage::EncodedSize(options_.max_record, storage::kMaxMetaSize) >
+          options_.segment_size - storage::kSegmentHeaderSize) {
     return storage::Status::InvalidArgument("--max-record " + std::to_string(options_.max_record) +
                                             " does not fit in a segment of " +
                                             std::to_string(options_.segment_size) + " bytes");
@@ -94,6 +101,10 @@ storage::Status Server::Start() {
                 std::string_view reason) override {
       if (kind == Kind::kTornTail) {
         spdlog::info("recovery: cut a torn tail of {} bytes at {} offset {}: {}", bytes, file, offset, reason);
+      } else if (kind == Kind::kGap) {
+        spdlog::warn("salvage: seqs {}..{} are retired and never handed out again (some may have been acked); "
+                     "the log goes on at seq {} in {}",
+                     offset, offset + bytes - 1, offset + bytes, file);
       } else {
         spdlog::error("recovery: damage at {} offset {} ({} bytes): {}", file, offset, bytes, reason);
       }
@@ -107,13 +118,14 @@ storage::Status Server::Start() {
   auto log = storage::LogWriter::Open(env, options_.dir, lo);
   if (!log.ok()) return log.take_status();
   next_seq_ = (*log)->next_seq();
+  stamp_flags_ = options_.stamp & (storage::kFlagTime | storage::kFlagProducer);
   acked_seq_ = (*log)->durable_seq();
   log_id_ = (*log)->log_id();
   log_id_hex_ = storage::LogIdToString(log_id_);
 
   // Staging chunks: enough for max_unsynced_bytes, plus slack so that the
   // loop can fill one while the writer holds the rest.
-  const size_t chunk_size = std::max(kMinChunk, storage::EncodedSize(options_.max_record));
+  const size_t chunk_size = std::max(kMinChunk, storage::EncodedSize(options_.max_record, storage::kMaxMetaSize));
   const size_t n_chunks = std::max<size_t>(8, options_.max_unsynced_bytes / chunk_size + 4);
   for (size_t i = 0; i < n_chunks; ++i) {
     chunks_.push_back(std::make_unique<Chunk>(chunk_size));
@@ -230,7 +242,8 @@ void Server::Accept() {
   all_.push_back(c);
   uv_os_fd_t fd;
   uv_fileno(reinterpret_cast<uv_handle_t*>(&c->pipe), &fd);
-  std::string who = PeerCredentials(fd, &c->peer) ? "pid " + std::to_string(c->peer.pid) + " uid " +
+  c->peer_known = PeerCredentials(fd, &c->peer);
+  std::string who = c->peer_known ? "pid " + std::to_string(c->peer.pid) + " uid " +
                                                         std::to_string(c->peer.uid) + " gid " +
                                                         std::to_string(c->peer.gid)
                                                   : std::string("unknown peer");
@@ -284,6 +297,7 @@ void Server::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   const uint64_t now = uv_hrtime();
+  s->recv_time_ns_ = RealtimeNs();  // one clock read (vDSO) per socket read, not per record
   if (c->partial_len > 0) {
     c->partial_len += static_cast<size_t>(nread);
     // Consume from the connection's buffer; it keeps the remainder itself.
@@ -388,7 +402,15 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a, uint
                           std::to_string(options_.max_record)));
     return Outcome::kDone;
   }
-  const size_t need = storage::EncodedSize(size);
+  storage::RecordMeta meta;
+  meta.flags = stamp_flags_ & (c->peer_known ? ~0u : ~storage::kFlagProducer);
+  meta.time_ns = recv_time_ns_;
+  meta.pid = static_cast<uint32_t>(c->peer.pid);
+  meta.uid = c->peer.uid;
+  meta.gid = c->peer.gid;
+  // The first record of every chunk carries the durable seq: the proof that
+  // recovery uses to tell damage from a torn tail (FORMAT.md).
+  const size_t need = storage::EncodedSize(size, storage::MetaSize(meta.flags | storage::kFlagDurable));
   if (current_ == nullptr || current_->room() < need) {
     if (current_ != nullptr && !current_->empty()) {
       Submit(current_);
@@ -397,9 +419,14 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a, uint
     if (current_ == nullptr) current_ = TakeChunk();
     if (current_ == nullptr) return Outcome::kStall;
   }
+  if (current_->empty()) {
+    meta.flags |= storage::kFlagDurable;
+    meta.durable_seq = writer_->durable_seq();
+  }
   const uint64_t seq = next_seq_++;
-  current_->Add(seq, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
-  staged_bytes_ += need;
+  const size_t before = current_->used;
+  current_->Add(seq, meta, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
+  staged_bytes_ += current_->used - before;
   c->pending.push({a->request_id(), seq, now_ns, static_cast<uint32_t>(size)});
   c->pending_bytes += size;
   if (!c->in_ack_list) {
@@ -512,6 +539,15 @@ void Server::OnReadDone(uv_work_t* w, int) {
     return;
   }
   if (!r->frame.empty()) s->Send(c, r->frame);
+  if (r->gap_to != 0 && c->state != Connection::State::kClosing) {
+    // Never skipped silently: the reader learns which seqs do not exist and
+    // where the log goes on.
+    s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::SeqGap,
+                            "seqs " + std::to_string(r->gap_from) + ".." + std::to_string(r->gap_to) +
+                                " do not exist: a salvage retired them; the log goes on at seq " +
+                                std::to_string(r->gap_to + 1),
+                            r->gap_to + 1));
+  }
   if (r->done) {
     s->EndRead(r);
     return;
@@ -971,6 +1007,11 @@ void Server::Shutdown(int exit_code) {
   exit_code_ = exit_code;
   state_ = State::kStopped;
   writer_->Stop();  // before closing async_: the writer may still send on it
+  if (!writer_->close_status().ok()) {
+    // Every record is durable and acked; only the clean-stop marker that
+    // proves it to a later recovery is missing.
+    spdlog::error("closing the log: {}", writer_->close_status().ToString());
+  }
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&check_),
                          reinterpret_cast<uv_handle_t*>(&signal_poll_),
                          reinterpret_cast<uv_handle_t*>(&stats_timer_),

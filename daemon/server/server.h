@@ -156,6 +156,8 @@ class Server {
   std::vector<Chunk*> free_chunks_;
   Chunk* current_ = nullptr;
   uint64_t next_seq_ = 1;     // seq of the next accepted Append
+  uint32_t stamp_flags_ = 0;  // storage::kFlagTime / kFlagProducer, from --stamp
+  uint64_t recv_time_ns_ = 0; // wall clock of the socket read being consumed
   uint64_t staged_bytes_ = 0; // encoded bytes handed out but not yet recycled
   uint64_t acked_seq_ = 0;    // durable seq the acks were sent for
   uint64_t submitted_chunks_ = 0;  // handed to the writer (watchdog: idle?)

@@ -20,13 +20,19 @@ struct Chunk {
 
   bool empty() const { return used == 0; }
   size_t room() const { return capacity - used; }
-  // Encodes one record at the end; the caller checked room().
-  void Add(uint64_t seq, std::span<const std::byte> payload) {
-    if (used == 0) first_seq = seq;
-    used += storage::EncodeRecord(seq, payload, data.get() + used);
+  // Encodes one record at the end; the caller checked room() against
+  // storage::EncodedSize(payload.size(), storage::MetaSize(meta.flags)).
+  void Add(uint64_t seq, const storage::RecordMeta &meta,
+           std::span<const std::byte> payload) {
+    if (used == 0)
+      first_seq = seq;
+    used += storage::EncodeRecord(seq, meta, payload, data.get() + used);
     last_seq = seq;
   }
-  void Reset() { used = 0; first_seq = last_seq = 0; }
+  void Reset() {
+    used = 0;
+    first_seq = last_seq = 0;
+  }
 
   std::unique_ptr<std::byte[]> data;
   size_t capacity;
@@ -35,4 +41,4 @@ struct Chunk {
   uint64_t last_seq = 0;
 };
 
-}  // namespace wald::server
+} // namespace wald::server

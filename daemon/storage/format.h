@@ -14,85 +14,134 @@
 
 namespace wald::storage {
 
-static_assert(std::endian::native == std::endian::little, "the format code assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "the format code assumes a little-endian host");
 
 using LogId = std::array<uint8_t, 16>;
-std::string LogIdToString(const LogId& id);  // 32 lowercase hex digits
+std::string LogIdToString(const LogId &id); // 32 lowercase hex digits
 
 // ---- Records ----
-// [0,4)   length word: bits 0..23 payload length, bits 24..31 flags
-// [4,8)   masked CRC32C of the record's bytes [0, 16+n) with [4,8) read as zero
-// [8,16)  seq
-// [16,..) payload, then zero padding to a multiple of 8
+// [0,4)     length word: bits 0..23 payload length, bits 24..31 flags
+// [4,8)     masked CRC32C of the record's bytes [0, 16+m+n) with [4,8) read as
+// zero [8,16)    seq [16,16+m) metadata announced by the flags, in flag-bit
+// order (m may be 0) then the payload (n bytes) and zero padding to a multiple
+// of 8
 inline constexpr size_t kRecordHeaderSize = 16;
 inline constexpr size_t kRecordAlign = 8;
 inline constexpr uint32_t kLengthBits = 24;
-inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1;  // 16 MiB - 1
-// No flag is defined by format version 2; a record with any flag set is
-// invalid to this version (a later version announces metadata this way).
-inline constexpr uint32_t kKnownFlags = 0;
+inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1; // 16 MiB - 1
 
-constexpr size_t EncodedSize(size_t payload_len) {
-  return (kRecordHeaderSize + payload_len + kRecordAlign - 1) & ~(kRecordAlign - 1);
+// Flags (bits of the length word's top byte) and the metadata each announces.
+// kFlagDurable: u64, the writer's durable seq when the record was encoded:
+//   every seq at or below it had survived an fdatasync before this record was
+//   written. Recovery proves damage with it (FORMAT.md, "The durability rule").
+// kFlagTime: u64, wall-clock time of receipt, ns since the Unix epoch.
+// kFlagProducer: u32 pid, u32 uid, u32 gid of the sending process
+//   (SO_PEERCRED at accept).
+inline constexpr uint32_t kFlagDurable = 1u << 0;
+inline constexpr uint32_t kFlagTime = 1u << 1;
+inline constexpr uint32_t kFlagProducer = 1u << 2;
+inline constexpr uint32_t kKnownFlags =
+    kFlagDurable | kFlagTime | kFlagProducer;
+inline constexpr size_t kMaxMetaSize = 8 + 8 + 12;
+
+constexpr size_t MetaSize(uint32_t flags) {
+  return ((flags & kFlagDurable) ? 8 : 0) + ((flags & kFlagTime) ? 8 : 0) +
+         ((flags & kFlagProducer) ? 12 : 0);
 }
 
-// Writes the record (header, payload, padding) to dst, which must hold
-// EncodedSize(payload.size()) bytes; payload.size() <= kMaxPayload.
+// Optional metadata of one record; `flags` says which fields are present.
+struct RecordMeta {
+  uint32_t flags = 0;
+  uint64_t durable_seq = 0; // kFlagDurable
+  uint64_t time_ns = 0;     // kFlagTime
+  uint32_t pid = 0;         // kFlagProducer
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+constexpr size_t EncodedSize(size_t payload_len, size_t meta_len = 0) {
+  return (kRecordHeaderSize + meta_len + payload_len + kRecordAlign - 1) &
+         ~(kRecordAlign - 1);
+}
+
+// Writes the record (header, metadata, payload, padding) to dst, which must
+// hold EncodedSize(payload.size(), MetaSize(meta.flags)) bytes;
+// payload.size() <= kMaxPayload; meta.flags within kKnownFlags.
 // Returns the bytes written.
-size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload, std::byte* dst);
+size_t EncodeRecord(uint64_t seq, const RecordMeta &meta,
+                    std::span<const std::byte> payload, std::byte *dst);
+// The same without metadata.
+inline size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload,
+                           std::byte *dst) {
+  return EncodeRecord(seq, RecordMeta{}, payload, dst);
+}
 
 struct RecordView {
   uint64_t seq = 0;
-  std::span<const std::byte> payload;  // points into the decoded buffer
-  size_t encoded_size = 0;             // header + payload + padding
+  RecordMeta meta;                    // flags == 0: none stored
+  std::span<const std::byte> payload; // points into the decoded buffer
+  size_t encoded_size = 0;            // header + metadata + payload + padding
 };
 
 enum class DecodeStatus {
   kOk,
-  kTruncated,    // fewer bytes than the header or the length announce
-  kBadFlags,     // flag bits this version does not know
-  kBadChecksum,  // CRC mismatch (also what zero-filled space decodes to)
+  kTruncated,   // fewer bytes than the header or the length announce
+  kBadFlags,    // flag bits this version does not know
+  kBadChecksum, // CRC mismatch (also what zero-filled space decodes to)
+  kBadPadding,  // the zero padding after the payload is not zero
 };
-const char* DecodeStatusName(DecodeStatus s);
+const char *DecodeStatusName(DecodeStatus s);
 
 // Parses and verifies the record at the start of `bytes`. Does not check the
 // seq against an expected one: that is the scanner's job.
-DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out);
+DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView *out);
 
 // Reads only the header fields (no CRC check): for splitting already-encoded
 // chunks at record boundaries. Returns 0 if bytes.size() < kRecordHeaderSize.
+// Unknown flags count no metadata (the record will not decode anyway).
 size_t PeekEncodedSize(std::span<const std::byte> bytes);
-// The bytes DecodeRecord needs: the header and the payload, without padding.
+// The bytes DecodeRecord needs: header, metadata and payload, no padding.
 size_t PeekUnpaddedSize(std::span<const std::byte> bytes);
 uint64_t PeekSeq(std::span<const std::byte> bytes);
 
 // ---- Segment header ----
 // [0,8)   magic "WALDSEG\x1a"
-// [8,12)  format version (2)
+// [8,12)  format version (3)
 // [12,16) header size (64): records start here
 // [16,32) log id
 // [32,40) first seq
-// [40,60) reserved, zero
+// [40,48) gap from: 0, or the first seq of a range [gap_from, first_seq)
+//         that a salvage cut: those seqs do not exist, and the previous
+//         segment ends just before gap_from
+// [48,60) reserved, zero
 // [60,64) masked CRC32C of [0,60)
 inline constexpr size_t kSegmentHeaderSize = 64;
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr std::string_view kSegmentMagic{"WALDSEG\x1a", 8};
 
 struct SegmentHeader {
   LogId log_id{};
   uint64_t first_seq = 0;
+  uint64_t gap_from = 0; // 0: the previous segment ends at first_seq - 1
 };
-void EncodeSegmentHeader(const SegmentHeader& h, std::byte* dst);  // kSegmentHeaderSize bytes
+void EncodeSegmentHeader(const SegmentHeader &h,
+                         std::byte *dst); // kSegmentHeaderSize bytes
 // Returns an empty string on success, else why the header is invalid.
-std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader* out);
+std::string DecodeSegmentHeader(std::span<const std::byte> bytes,
+                                SegmentHeader *out);
 
 // ---- Meta file (wald.meta) ----
 // [0,8)   magic "WALDMETA"
-// [8,12)  format version (2)
+// [8,12)  format version (3)
 // [12,16) reserved, zero
 // [16,32) log id
 // [32,40) trim seq: records at or below it are released
-// [40,60) reserved, zero
+// [40,48) durable floor: every seq at or below it survived an fdatasync
+//         (written at a clean close and after recovery; only ever grows)
+// [48,56) salvage floor: seqs at or below it may have been acked by an
+//         earlier run, so they are never handed out again (0: no salvage)
+// [56,60) reserved, zero
 // [60,64) masked CRC32C of [0,60)
 inline constexpr size_t kMetaSize = 64;
 inline constexpr std::string_view kMetaMagic{"WALDMETA", 8};
@@ -100,17 +149,22 @@ inline constexpr std::string_view kMetaMagic{"WALDMETA", 8};
 struct Meta {
   LogId log_id{};
   uint64_t trim_seq = 0;
+  uint64_t durable_floor = 0;
+  uint64_t salvage_floor = 0;
 };
-void EncodeMeta(const Meta& m, std::byte* dst);  // kMetaSize bytes
-std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out);
+void EncodeMeta(const Meta &m, std::byte *dst); // kMetaSize bytes
+std::string DecodeMeta(std::span<const std::byte> bytes, Meta *out);
 
 // ---- File names ----
 inline constexpr std::string_view kMetaFileName = "wald.meta";
 inline constexpr std::string_view kLockFileName = "wald.lock";
 inline constexpr std::string_view kSegmentSuffix = ".wal";
 inline constexpr std::string_view kTempSuffix = ".tmp";
-std::string SegmentFileName(uint64_t first_seq);  // "00000000000000000001.wal"
+// Bytes recovery cut from a segment, kept for the operator:
+// "<segment name>.<offset>.broken" (a whole segment: offset 0).
+inline constexpr std::string_view kBrokenSuffix = ".broken";
+std::string SegmentFileName(uint64_t first_seq); // "00000000000000000001.wal"
 // True and *first_seq set if `name` is a segment file name.
-bool ParseSegmentFileName(std::string_view name, uint64_t* first_seq);
+bool ParseSegmentFileName(std::string_view name, uint64_t *first_seq);
 
-}  // namespace wald::storage
+} // namespace wald::storage

@@ -129,17 +129,26 @@ TEST_CASE_FIXTURE(LogFixture, "damage before the tail refuses to open and names 
   Status st = Open();
   REQUIRE(st.code() == Code::kCorruption);
   CHECK(st.message().find(victim.segment + " offset " + std::to_string(victim.offset)) != std::string::npos);
-  SUBCASE("salvage cuts the log at the damage instead") {
+  SUBCASE("salvage cuts the log at the damage, keeps the bytes and never reuses a seq") {
     opts.recovery.salvage = true;
     REQUIRE(Open().ok());
-    CHECK(w->next_seq() == victim.seq);
+    CHECK(w->next_seq() == 1501);
     CHECK(reporter.Count(Kind::kDamage) == 1);
+    CHECK(reporter.Count(Kind::kGap) == 1);
+    CHECK(SideFiles().size() == 1);
+    REQUIRE(Write({"after"}).ok());
+    Close();
+    auto recs = ReadAll();
+    REQUIRE(recs.size() == victim.seq);
+    CHECK(recs.back().seq == 1501);
+    REQUIRE(gaps.size() == 1);
+    CHECK(gaps[0] == std::pair<uint64_t, uint64_t>{victim.seq, 1500});
   }
 }
 
 TEST_CASE_FIXTURE(LogFixture, "damage inside the last unsynced-write window counts as a torn write") {
-  Populate(*this, 20, 100);
-  const auto victim = ReadAll()[15];
+  Populate(*this, 20, 100);  // batches of 16: the last write held seqs 17..20
+  const auto victim = ReadAll()[17];
   ZeroBytes(victim.segment, victim.offset, 16);  // a page that did not make it
   REQUIRE(Open().ok());
   CHECK(w->next_seq() == victim.seq);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "storage/log_reader.h"
+#include "storage/recovery.h"
 
 namespace {
 
