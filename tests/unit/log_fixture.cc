@@ -78,7 +78,7 @@ Status LogFixture::Write(const std::vector<std::string> &payloads, bool sync) {
         std::as_bytes(std::span(payloads[i].data(), payloads[i].size()));
     RecordMeta meta{kFlagTime | kFlagProducer,
                     0,
-                    1700000000000000000ull + first + i,
+                    1700000000000000000ull + (first + i) * 1000001000ull,
                     4242,
                     1000,
                     100};
