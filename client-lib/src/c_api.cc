@@ -29,6 +29,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kInvalidArgument: return WALD_E_INVALID_ARGUMENT;
     case wald::ErrorCode::kUnsupported: return WALD_E_UNSUPPORTED;
     case wald::ErrorCode::kTrimmed: return WALD_E_TRIMMED;
+    case wald::ErrorCode::kSeqGap: return WALD_E_SEQ_GAP;
   }
   return WALD_E_PROTOCOL;
 }
@@ -40,6 +41,14 @@ int Report(wald_client* c, const wald::Error& e) {
 
 std::span<const std::byte> Bytes(const void* data, size_t len) {
   return {static_cast<const std::byte*>(data), len};
+}
+
+wald::RecordInfoCallback InfoCallback(wald_record_info_cb cb, void* user) {
+  return [cb, user](const wald::RecordInfo& r) {
+    const wald_record_info info{r.seq, r.payload.data(), r.payload.size(), r.time_ns, r.has_producer ? 1 : 0,
+                                r.pid, r.uid,            r.gid};
+    return cb(user, &info) == 0;
+  };
 }
 
 }  // namespace
@@ -96,6 +105,16 @@ int wald_subscribe(wald_client* c, uint64_t from, wald_record_cb cb, void* user)
   }));
 }
 
+int wald_read_info(wald_client* c, uint64_t from, wald_record_info_cb cb, void* user) {
+  if (cb == nullptr) return WALD_E_INVALID_ARGUMENT;
+  return Report(c, c->client.read(from, InfoCallback(cb, user)));
+}
+
+int wald_subscribe_info(wald_client* c, uint64_t from, wald_record_info_cb cb, void* user) {
+  if (cb == nullptr) return WALD_E_INVALID_ARGUMENT;
+  return Report(c, c->client.subscribe(from, InfoCallback(cb, user)));
+}
+
 int wald_trim(wald_client* c, uint64_t up_to, uint64_t* released) {
   auto r = c->client.trim(up_to);
   if (!r.ok()) return Report(c, r.error());
@@ -127,6 +146,7 @@ const char* wald_strerror(int code) {
     case WALD_E_INVALID_ARGUMENT: return "invalid argument";
     case WALD_E_UNSUPPORTED: return "unsupported";
     case WALD_E_TRIMMED: return "trimmed";
+    case WALD_E_SEQ_GAP: return "seq gap: a salvage retired these seqs";
     default: return "unknown error";
   }
 }

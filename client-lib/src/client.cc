@@ -28,6 +28,7 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::ShuttingDown: return ErrorCode::kShuttingDown;
     case proto::ErrorCode::Unsupported: return ErrorCode::kUnsupported;
     case proto::ErrorCode::Trimmed: return ErrorCode::kTrimmed;
+    case proto::ErrorCode::SeqGap: return ErrorCode::kSeqGap;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -92,6 +93,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kInvalidArgument: return "invalid argument";
     case ErrorCode::kUnsupported: return "unsupported";
     case ErrorCode::kTrimmed: return "trimmed";
+    case ErrorCode::kSeqGap: return "seq gap";
   }
   return "unknown";
 }
@@ -116,7 +118,7 @@ struct Client::Impl {
   void Complete(uint64_t request_id, Result<Seq> r);
   Error Break(Error why);  // marks the connection unusable, fails what is in flight
   // Sends a Read and drives I/O until it is done, stopped or failed.
-  Error RunRead(Seq from, uint64_t max_records, bool follow, const RecordCallback& cb);
+  Error RunRead(Seq from, uint64_t max_records, bool follow, const RecordInfoCallback& cb);
   void Close();
 
   Slot& At(uint64_t rid) { return ring[(head + (rid - first_id)) & (ring.size() - 1)]; }
@@ -147,7 +149,7 @@ struct Client::Impl {
   static constexpr uint64_t kControlIds = uint64_t{1} << 63;
   uint64_t control_id = kControlIds;
   uint64_t read_id = 0;                      // the Read being served, or 0
-  const RecordCallback* read_cb = nullptr;
+  const RecordInfoCallback* read_cb = nullptr;
   bool read_done = false;
   Error read_error;
   uint64_t trim_id = 0;
@@ -311,9 +313,17 @@ void Client::Impl::Dispatch() {
         if (r->records() != nullptr) {
           for (const proto::Record* rec : *r->records()) {
             const auto* p = rec->payload();
-            std::span<const std::byte> bytes;
-            if (p != nullptr) bytes = {reinterpret_cast<const std::byte*>(p->data()), p->size()};
-            if (!(*read_cb)(rec->seq(), bytes)) {
+            RecordInfo info;
+            info.seq = rec->seq();
+            if (p != nullptr) info.payload = {reinterpret_cast<const std::byte*>(p->data()), p->size()};
+            info.time_ns = rec->time_ns();
+            if (const proto::Producer* who = rec->producer(); who != nullptr) {
+              info.has_producer = true;
+              info.pid = who->pid();
+              info.uid = who->uid();
+              info.gid = who->gid();
+            }
+            if (!(*read_cb)(info)) {
               read_done = true;  // the caller stopped
               break;
             }
@@ -525,7 +535,7 @@ Result<ServerStats> Client::stats(int timeout_ms) {
   return std::move(*impl_->stats_reply);
 }
 
-Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const RecordCallback& cb) {
+Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const RecordInfoCallback& cb) {
   if (dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
   if (!broken.ok()) return broken;
   if (read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
@@ -542,11 +552,23 @@ Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const R
   return read_error.ok() ? e : read_error;
 }
 
+namespace {
+RecordInfoCallback WithoutInfo(const RecordCallback& cb) {
+  return [&cb](const RecordInfo& r) { return cb(r.seq, r.payload); };
+}
+}  // namespace
+
 Error Client::read(Seq from, const RecordCallback& cb, uint64_t max_records) {
+  return read(from, WithoutInfo(cb), max_records);
+}
+
+Error Client::read(Seq from, const RecordInfoCallback& cb, uint64_t max_records) {
   return impl_->RunRead(from, max_records, false, cb);
 }
 
-Error Client::subscribe(Seq from, const RecordCallback& cb) {
+Error Client::subscribe(Seq from, const RecordCallback& cb) { return subscribe(from, WithoutInfo(cb)); }
+
+Error Client::subscribe(Seq from, const RecordInfoCallback& cb) {
   Error result = impl_->RunRead(from, 0, true, cb);
   // The daemon keeps following until the connection ends: end it.
   if (result.ok()) impl_->Close();

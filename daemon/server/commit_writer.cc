@@ -15,18 +15,21 @@ namespace wald::server {
 namespace {
 uint64_t NowNs() {
   return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
 }
-} // namespace
+}  // namespace
 
-CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log,
-                           size_t max_chunks, SpinOptions spin,
+CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_chunks, SpinOptions spin,
                            std::function<void()> notify)
-    : log_(std::move(log)), log_id_(log_->log_id()), spin_(spin),
-      notify_(std::move(notify)), full_(max_chunks), free_(max_chunks),
-      durable_seq_(log_->durable_seq()), trim_seq_(log_->first_seq() - 1),
+    : log_(std::move(log)),
+      log_id_(log_->log_id()),
+      spin_(spin),
+      notify_(std::move(notify)),
+      full_(max_chunks),
+      free_(max_chunks),
+      durable_seq_(log_->durable_seq()),
+      trim_seq_(log_->first_seq() - 1),
       gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {}
 
 CommitWriter::~CommitWriter() { Stop(); }
@@ -36,17 +39,16 @@ void CommitWriter::Start() {
 }
 
 void CommitWriter::Stop() {
-  if (!thread_.joinable())
-    return;
+  if (!thread_.joinable()) return;
   stop_.store(true, std::memory_order_seq_cst);
   parked_.store(0, std::memory_order_seq_cst);
   parked_.notify_one();
   thread_.join();
 }
 
-void CommitWriter::Submit(Chunk *c) {
+void CommitWriter::Submit(Chunk* c) {
   bool ok = full_.Push(c);
-  (void)ok; // cannot fail: the queue holds every chunk there is
+  (void)ok;  // cannot fail: the queue holds every chunk there is
 }
 
 void CommitWriter::Wake() {
@@ -54,12 +56,11 @@ void CommitWriter::Wake() {
   // stores parked_ then loads tail_ (IdleWait). All four are seq_cst, so at
   // least one side sees the other's store: the writer does not sleep on a
   // chunk it missed, and the loop makes the futex call only when needed.
-  if (parked_.load() == 1 && parked_.exchange(0) == 1)
-    parked_.notify_one();
+  if (parked_.load() == 1 && parked_.exchange(0) == 1) parked_.notify_one();
 }
 
-Chunk *CommitWriter::TakeFree() {
-  Chunk *c = nullptr;
+Chunk* CommitWriter::TakeFree() {
+  Chunk* c = nullptr;
   return free_.Pop(&c) ? c : nullptr;
 }
 
@@ -73,9 +74,7 @@ uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
 }
 
 bool CommitWriter::HasWork() const {
-  return !full_.Empty() ||
-         trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) ||
-         stop_.load();
+  return !full_.Empty() || trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) || stop_.load();
 }
 
 std::string CommitWriter::failure() const {
@@ -87,8 +86,7 @@ void CommitWriter::IdleWait() {
   const uint64_t start = NowNs();
   const double max_ns = spin_.spin_max_us * 1000.0;
   double budget = spin_.spin_min_us * 1000.0;
-  if (gap_avg_ns_ < max_ns)
-    budget = std::min(max_ns, std::max(budget, 2 * gap_avg_ns_));
+  if (gap_avg_ns_ < max_ns) budget = std::min(max_ns, std::max(budget, 2 * gap_avg_ns_));
   const uint64_t until = start + static_cast<uint64_t>(budget);
   bool arrived = false;
   do {
@@ -101,7 +99,7 @@ void CommitWriter::IdleWait() {
     }
   } while (!arrived && NowNs() < until);
   if (!arrived) {
-    parked_.store(1); // seq_cst: see Wake()
+    parked_.store(1);  // seq_cst: see Wake()
     if (!HasWork()) {
       parked_.wait(1, std::memory_order_acquire);
     }
@@ -115,7 +113,7 @@ void CommitWriter::IdleWait() {
 
 // Fail-stop: publish the cause, then write nothing more and wait for Stop().
 // Keeps the chunks; the process exits. Returns true (for `return` at callers).
-bool CommitWriter::Fail(const storage::Status &st) {
+bool CommitWriter::Fail(const storage::Status& st) {
   {
     std::lock_guard lk(failure_mu_);
     failure_ = st.ToString();
@@ -124,31 +122,27 @@ bool CommitWriter::Fail(const storage::Status &st) {
   notify_();
   for (;;) {
     parked_.store(1);
-    if (stop_.load())
-      return true; // seq_cst: see Stop()
+    if (stop_.load()) return true;  // seq_cst: see Stop()
     parked_.wait(1);
   }
 }
 
 void CommitWriter::Run() {
-  std::vector<Chunk *> batch;
+  std::vector<Chunk*> batch;
   std::vector<storage::EncodedChunk> spans;
   batch.reserve(1024);
   spans.reserve(1024);
   for (;;) {
-    Chunk *c;
+    Chunk* c;
     while (full_.Pop(&c)) {
       batch.push_back(c);
-      spans.push_back({std::span<const std::byte>(c->data.get(), c->used),
-                       c->first_seq, c->last_seq});
+      spans.push_back({std::span<const std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
     }
     // Trims are rare and run between batches, on this thread, which owns
     // every file.
-    if (const uint64_t req = trim_requests_.load();
-        req != trims_done_.load(std::memory_order_relaxed)) {
+    if (const uint64_t req = trim_requests_.load(); req != trims_done_.load(std::memory_order_relaxed)) {
       storage::Status st = log_->Trim(trim_target_.load());
-      if (!st.ok() && Fail(st))
-        return;
+      if (!st.ok() && Fail(st)) return;
       trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
       trims_done_.store(req, std::memory_order_release);
       notify_();
@@ -160,25 +154,21 @@ void CommitWriter::Run() {
         close_status_ = log_->Close();
         return;
       }
-      if (!HasWork())
-        IdleWait();
+      if (!HasWork()) IdleWait();
       continue;
     }
     const uint64_t t0 = NowNs();
     storage::Status st = log_->Append(spans);
-    if (st.ok())
-      st = log_->Sync();
-    if (!st.ok() && Fail(st))
-      return;
+    if (st.ok()) st = log_->Sync();
+    if (!st.ok() && Fail(st)) return;
     const uint64_t durable = log_->durable_seq();
     stats_.syncs.fetch_add(1, std::memory_order_relaxed);
-    stats_.records_per_sync.Add(durable -
-                                durable_seq_.load(std::memory_order_relaxed));
+    stats_.records_per_sync.Add(durable - durable_seq_.load(std::memory_order_relaxed));
     stats_.sync_latency_us.Add((NowNs() - t0) / 1000);
     // Only now, after fdatasync returned 0, is the new seq published.
     durable_seq_.store(durable, std::memory_order_release);
-    for (Chunk *done : batch) {
-      bool ok = free_.Push(done); // the loop resets it: it accounts its bytes
+    for (Chunk* done : batch) {
+      bool ok = free_.Push(done);  // the loop resets it: it accounts its bytes
       (void)ok;
     }
     batch.clear();
@@ -187,4 +177,4 @@ void CommitWriter::Run() {
   }
 }
 
-} // namespace wald::server
+}  // namespace wald::server

@@ -55,24 +55,24 @@
 namespace wald::server {
 
 struct SpinOptions {
-  uint32_t spin_min_us = 2;  // always spin at least this long before parking
-  uint32_t spin_max_us = 50; // never spin longer
+  uint32_t spin_min_us = 2;   // always spin at least this long before parking
+  uint32_t spin_max_us = 50;  // never spin longer
 };
 
 struct WriterStats {
   std::atomic<uint64_t> syncs{0};
   Histogram records_per_sync;
-  Histogram sync_latency_us; // Append (pwritev) + Sync (fdatasync) of one batch
+  Histogram sync_latency_us;  // Append (pwritev) + Sync (fdatasync) of one batch
 };
 
 class CommitWriter {
-public:
+ public:
   // `log` must have been opened; `max_chunks` bounds both queues.
-  CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_chunks,
-               SpinOptions spin, std::function<void()> notify);
-  ~CommitWriter(); // Stop()s and joins
-  CommitWriter(const CommitWriter &) = delete;
-  CommitWriter &operator=(const CommitWriter &) = delete;
+  CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_chunks, SpinOptions spin,
+               std::function<void()> notify);
+  ~CommitWriter();  // Stop()s and joins
+  CommitWriter(const CommitWriter&) = delete;
+  CommitWriter& operator=(const CommitWriter&) = delete;
 
   void Start();
   // Writer finishes what was submitted, closes the log cleanly
@@ -80,63 +80,55 @@ public:
   // Blocks until it has. After a failure it only exits.
   void Stop();
   // After Stop(): how the clean close went (OK if none was attempted).
-  const storage::Status &close_status() const { return close_status_; }
+  const storage::Status& close_status() const { return close_status_; }
 
   // Loop thread. Hands a full or final chunk to the writer (the queue never
   // fills: it holds every chunk there is).
-  void Submit(Chunk *c);
+  void Submit(Chunk* c);
   // Loop thread, once per hand-off: wakes the writer if it is parked.
   void Wake();
   // Loop thread: an empty chunk handed back, or nullptr.
-  Chunk *TakeFree();
+  Chunk* TakeFree();
   // Loop thread: asks the writer to release whole segments at or below
   // `up_to` (LogWriter::Trim) and wakes it. Returns the request's number;
   // trims_done() reaches it once the trim is durable (or failed()).
   uint64_t RequestTrim(uint64_t up_to);
-  uint64_t trims_done() const {
-    return trims_done_.load(std::memory_order_acquire);
-  }
+  uint64_t trims_done() const { return trims_done_.load(std::memory_order_acquire); }
   // Every seq <= trim_seq() is released.
-  uint64_t trim_seq() const {
-    return trim_seq_.load(std::memory_order_acquire);
-  }
+  uint64_t trim_seq() const { return trim_seq_.load(std::memory_order_acquire); }
 
-  uint64_t durable_seq() const {
-    return durable_seq_.load(std::memory_order_acquire);
-  }
+  uint64_t durable_seq() const { return durable_seq_.load(std::memory_order_acquire); }
   bool failed() const { return failed_.load(std::memory_order_acquire); }
-  std::string failure() const; // the cause, once failed()
-  const WriterStats &stats() const { return stats_; }
-  const storage::LogId &log_id() const { return log_id_; }
+  std::string failure() const;  // the cause, once failed()
+  const WriterStats& stats() const { return stats_; }
+  const storage::LogId& log_id() const { return log_id_; }
 
-private:
+ private:
   void Run();
   void IdleWait();
-  bool HasWork() const; // writer thread: chunks, a trim request, or stop
-  bool Fail(const storage::Status &st);
+  bool HasWork() const;  // writer thread: chunks, a trim request, or stop
+  bool Fail(const storage::Status& st);
 
-  std::unique_ptr<storage::LogWriter> log_; // writer thread only (after Start)
+  std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
   const storage::LogId log_id_;
   const SpinOptions spin_;
   const std::function<void()> notify_;
-  SpscQueue<Chunk *> full_; // loop -> writer
-  SpscQueue<Chunk *> free_; // writer -> loop
+  SpscQueue<Chunk*> full_;  // loop -> writer
+  SpscQueue<Chunk*> free_;  // writer -> loop
   std::atomic<uint64_t> durable_seq_;
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mu_;
-  std::string failure_; // guarded by failure_mu_
-  alignas(64) std::atomic<uint32_t> parked_{
-      0}; // 1 while the writer sleeps or is about to
+  std::string failure_;                          // guarded by failure_mu_
+  alignas(64) std::atomic<uint32_t> parked_{0};  // 1 while the writer sleeps or is about to
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> trim_target_{0}; // highest seq asked for (loop writes)
-  std::atomic<uint64_t> trim_requests_{0}; // requests made (loop writes)
-  std::atomic<uint64_t> trims_done_{0};    // requests served (writer writes)
-  std::atomic<uint64_t> trim_seq_{0};      // released up to (writer writes)
-  double gap_avg_ns_; // writer thread: moving average of idle gaps
-  storage::Status
-      close_status_; // writer thread until joined, then the caller's
+  std::atomic<uint64_t> trim_target_{0};    // highest seq asked for (loop writes)
+  std::atomic<uint64_t> trim_requests_{0};  // requests made (loop writes)
+  std::atomic<uint64_t> trims_done_{0};     // requests served (writer writes)
+  std::atomic<uint64_t> trim_seq_{0};       // released up to (writer writes)
+  double gap_avg_ns_;                       // writer thread: moving average of idle gaps
+  storage::Status close_status_;            // writer thread until joined, then the caller's
   WriterStats stats_;
   std::thread thread_;
 };
 
-} // namespace wald::server
+}  // namespace wald::server

@@ -2,20 +2,18 @@
 
 namespace wald::server {
 
-void ReadCursor::Fill(const std::string &log_dir) {
+void ReadCursor::Fill(const std::string& log_dir) {
   frame.clear();
   gap_from = gap_to = 0;
   if (reader == nullptr) {
     // A cursor lives as long as its follower: keep its buffer small (64 KiB,
     // not the 1 MiB default), so that many followers cost little memory.
-    auto r = storage::LogReader::Open(storage::Env::Posix(), log_dir, next_seq,
-                                      nullptr, 64 << 10);
+    auto r = storage::LogReader::Open(storage::Env::Posix(), log_dir, next_seq, nullptr, 64 << 10);
     if (!r.ok()) {
       if (r.status().code() == storage::Code::kNotFound) {
         trimmed = true;
         auto segs = storage::ListSegments(storage::Env::Posix(), log_dir);
-        first_held =
-            segs.ok() && !segs->empty() ? segs->front().first_seq : next_seq;
+        first_held = segs.ok() && !segs->empty() ? segs->front().first_seq : next_seq;
       } else {
         error = r.take_status();
       }
@@ -23,48 +21,39 @@ void ReadCursor::Fill(const std::string &log_dir) {
     }
     reader = std::move(r.value());
   }
-  auto &fbb = fb.fbb();
+  auto& fbb = fb.fbb();
   fbb.Clear();
   std::vector<flatbuffers::Offset<proto::Record>> recs;
   size_t bytes = 0;
   storage::RecordView rec;
   // Never read past durable_cap: LogReader would hand out records that are
   // written but not yet synced.
-  while (reader->next_seq() <= durable_cap && bytes < kReadChunkBytes &&
-         !(limited && remaining == 0)) {
+  while (reader->next_seq() <= durable_cap && bytes < kReadChunkBytes && !(limited && remaining == 0)) {
     auto step = reader->Next(&rec);
     if (step == storage::LogReader::Step::kError) {
       error = reader->status();
       return;
     }
-    if (step == storage::LogReader::Step::kEnd)
-      break; // durable but not visible yet: retry later
+    if (step == storage::LogReader::Step::kEnd) break;  // durable but not visible yet: retry later
     if (step == storage::LogReader::Step::kGap) {
       gap_from = reader->gap_from();
       gap_to = reader->gap_to();
       next_seq = gap_to + 1;
       break;
     }
-    auto payload =
-        fbb.CreateVector(reinterpret_cast<const uint8_t *>(rec.payload.data()),
-                         rec.payload.size());
+    auto payload = fbb.CreateVector(reinterpret_cast<const uint8_t*>(rec.payload.data()), rec.payload.size());
     const proto::Producer producer(rec.meta.pid, rec.meta.uid, rec.meta.gid);
     const bool stamped_by = (rec.meta.flags & storage::kFlagProducer) != 0;
-    recs.push_back(proto::CreateRecord(fbb, rec.seq, payload, rec.meta.time_ns,
-                                       stamped_by ? &producer : nullptr));
+    recs.push_back(proto::CreateRecord(fbb, rec.seq, payload, rec.meta.time_ns, stamped_by ? &producer : nullptr));
     bytes += rec.payload.size() + 32;
     next_seq = rec.seq + 1;
-    if (limited)
-      --remaining;
+    if (limited) --remaining;
   }
-  done = gap_to != 0 || (limited && remaining == 0) ||
-         (!follow && next_seq > durable_cap);
-  if (recs.empty() && !done)
-    return;
+  done = gap_to != 0 || (limited && remaining == 0) || (!follow && next_seq > durable_cap);
+  if (recs.empty() && !done) return;
   auto v = fbb.CreateVector(recs);
-  auto span = fb.Finish(proto::Body::Records,
-                        proto::CreateRecords(fbb, request_id, v, done).Union());
+  auto span = fb.Finish(proto::Body::Records, proto::CreateRecords(fbb, request_id, v, done).Union());
   frame.assign(span.begin(), span.end());
 }
 
-} // namespace wald::server
+}  // namespace wald::server

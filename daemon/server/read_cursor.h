@@ -24,8 +24,7 @@ namespace wald::server {
 
 struct Connection;
 
-inline constexpr size_t kReadChunkBytes =
-    proto::kRecordsChunk - 4096; // headroom for the tables
+inline constexpr size_t kReadChunkBytes = proto::kRecordsChunk - 4096;  // headroom for the tables
 
 struct ReadCursor {
   ReadCursor() { work.data = this; }
@@ -33,31 +32,31 @@ struct ReadCursor {
   // Pool thread: reads records from next_seq up to durable_cap (and at most
   // kReadChunkBytes of payload, and `remaining` records if non-zero) into one
   // Records frame in `frame`.
-  void Fill(const std::string &log_dir);
+  void Fill(const std::string& log_dir);
 
   uv_work_t work;
-  Connection *conn = nullptr; // null once the connection closed
+  Connection* conn = nullptr;  // null once the connection closed
   uint64_t request_id = 0;
   uint64_t next_seq = 1;
-  uint64_t remaining = 0; // records still allowed; 0: unlimited
-  bool limited = false;   // max_records was given
+  uint64_t remaining = 0;  // records still allowed; 0: unlimited
+  bool limited = false;    // max_records was given
   bool follow = false;
-  bool in_flight = false;   // queued on the pool
-  bool parked = false;      // following, waiting for a larger durable seq
-  bool blocked = false;     // waiting for the connection's output to drain
-  uint64_t durable_cap = 0; // set by the loop before queueing
-  const std::string *dir = nullptr; // the log directory (the server's options)
+  bool in_flight = false;            // queued on the pool
+  bool parked = false;               // following, waiting for a larger durable seq
+  bool blocked = false;              // waiting for the connection's output to drain
+  uint64_t durable_cap = 0;          // set by the loop before queueing
+  const std::string* dir = nullptr;  // the log directory (the server's options)
 
   // Pool thread's.
   std::unique_ptr<storage::LogReader> reader;
   proto::FrameBuilder fb{64 << 10};
-  std::vector<uint8_t> frame; // the Records frame, if any
-  bool done = false;          // nothing more to send
-  bool trimmed = false;       // next_seq was trimmed away
-  uint64_t first_held = 0;    // ...and this is the first seq held
-  uint64_t gap_from = 0; // non-zero: the read reached seqs gap_from..gap_to
-  uint64_t gap_to = 0;   // that a salvage retired, and ends there
+  std::vector<uint8_t> frame;  // the Records frame, if any
+  bool done = false;           // nothing more to send
+  bool trimmed = false;        // next_seq was trimmed away
+  uint64_t first_held = 0;     // ...and this is the first seq held
+  uint64_t gap_from = 0;       // non-zero: the read reached seqs gap_from..gap_to
+  uint64_t gap_to = 0;         // that a salvage retired, and ends there
   storage::Status error;
 };
 
-} // namespace wald::server
+}  // namespace wald::server

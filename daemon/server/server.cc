@@ -84,6 +84,9 @@ storage::Status Server::Start() {
       f->FailWriteAfter(options_.fault_write_error_after, options_.fault_write_errno);
     }
     if (options_.fault_alloc_enospc) f->FailAllocate(ENOSPC);
+    // An injected fault also loses what no fdatasync covered, as the machine
+    // would: a record acked before its sync then shows as missing.
+    f->DropUnsyncedAtFault();
     if (options_.fault_power_cut_after >= 0) f->PowerCutAfterOps(options_.fault_power_cut_after);
     fault_env_.reset(f);
     env = f;

@@ -22,10 +22,8 @@ struct Chunk {
   size_t room() const { return capacity - used; }
   // Encodes one record at the end; the caller checked room() against
   // storage::EncodedSize(payload.size(), storage::MetaSize(meta.flags)).
-  void Add(uint64_t seq, const storage::RecordMeta &meta,
-           std::span<const std::byte> payload) {
-    if (used == 0)
-      first_seq = seq;
+  void Add(uint64_t seq, const storage::RecordMeta& meta, std::span<const std::byte> payload) {
+    if (used == 0) first_seq = seq;
     used += storage::EncodeRecord(seq, meta, payload, data.get() + used);
     last_seq = seq;
   }
@@ -41,4 +39,4 @@ struct Chunk {
   uint64_t last_seq = 0;
 };
 
-} // namespace wald::server
+}  // namespace wald::server

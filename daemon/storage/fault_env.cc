@@ -41,7 +41,10 @@ class FaultFile final : public File {
       left -= part.back().iov_len;
     }
     if (!part.empty()) WALD_RETURN_IF_ERROR(base_->WriteAt(offset, part));
-    if (fail) return Status::IoError("pwritev " + path() + " (injected)", env_->write_err_);
+    if (fail) {
+      env_->FaultFired();
+      return Status::IoError("pwritev " + path() + " (injected)", env_->write_err_);
+    }
     return Status::OK();
   }
 
@@ -50,7 +53,10 @@ class FaultFile final : public File {
   Status DataSync() override {
     std::lock_guard lk(env_->mu_);
     if (!env_->Tick()) return Status::IoError("fdatasync " + path() + " (crashed)", EIO);
-    if (env_->sync_ok_left_ == 0) return Status::IoError("fdatasync " + path() + " (injected)", env_->sync_err_);
+    if (env_->sync_ok_left_ == 0) {
+      env_->FaultFired();
+      return Status::IoError("fdatasync " + path() + " (injected)", env_->sync_err_);
+    }
     WALD_RETURN_IF_ERROR(base_->DataSync());
     if (env_->sync_ok_left_ > 0) --env_->sync_ok_left_;
     ++env_->syncs_;
@@ -61,7 +67,10 @@ class FaultFile final : public File {
   Status Allocate(uint64_t size) override {
     std::lock_guard lk(env_->mu_);
     if (!env_->Tick()) return Status::IoError("fallocate " + path() + " (crashed)", EIO);
-    if (env_->alloc_err_ != 0) return Status::IoError("fallocate " + path() + " (injected)", env_->alloc_err_);
+    if (env_->alloc_err_ != 0) {
+      env_->FaultFired();
+      return Status::IoError("fallocate " + path() + " (injected)", env_->alloc_err_);
+    }
     auto old = base_->Size();
     if (!old.ok()) return old.take_status();
     env_->undo_[path()].push_back({*old, {}, *old});
@@ -120,6 +129,21 @@ int64_t FaultEnv::ops() const {
 int64_t FaultEnv::syncs() const {
   std::lock_guard lk(mu_);
   return syncs_;
+}
+
+void FaultEnv::DropUnsyncedAtFault() {
+  std::lock_guard lk(mu_);
+  drop_at_fault_ = true;
+}
+
+void FaultEnv::FaultFired() {
+  if (!drop_at_fault_) return;
+  const auto sync_left = sync_ok_left_, write_left = write_ok_left_;
+  const int alloc = alloc_err_;
+  (void)DropLocked();  // clears the settings: the fault stays in force
+  sync_ok_left_ = sync_left;
+  write_ok_left_ = write_left;
+  alloc_err_ = alloc;
 }
 
 void FaultEnv::PowerCutAfterOps(int64_t n) {

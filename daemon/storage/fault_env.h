@@ -43,6 +43,11 @@ class FaultEnv : public Env {
   void CrashAfterOps(int64_t n);
   // Power loss: see above. Also clears every fault and crash setting.
   Status DropUnsyncedData();
+  // From now on, the moment an injected fault fires (a failed write,
+  // fdatasync or preallocation), unsynced data is dropped as by a power loss,
+  // keeping the fault settings. So a test sees any ack that ran ahead of its
+  // fdatasync: the page cache no longer hides it.
+  void DropUnsyncedAtFault();
   // A power cut inside a running process: when the `n`-th further mutating
   // operation is attempted, drop unsynced data as above and _exit(137) at
   // once, as if the machine had lost power (for daemon tests).
@@ -79,6 +84,7 @@ class FaultEnv : public Env {
 
   // Counts one mutating operation; false if the machine has "crashed".
   bool Tick();  // requires mu_
+  void FaultFired();  // requires mu_: drops unsynced data if asked to
   Status DropLocked();  // requires mu_
   Result<std::vector<std::byte>> Slurp(const std::string& path);
   static std::string Parent(const std::string& path);
@@ -94,6 +100,7 @@ class FaultEnv : public Env {
   int64_t write_ok_left_ = -1;
   int write_err_ = 0;
   int alloc_err_ = 0;
+  bool drop_at_fault_ = false;
   std::map<std::string, std::vector<Undo>> undo_;  // by path, since its last sync
   std::vector<DirOp> dir_ops_;                      // since their directory's last sync
 };

@@ -8,10 +8,12 @@
 namespace wald::storage {
 namespace {
 
-template <typename T> void Put(std::byte *dst, T v) {
+template <typename T>
+void Put(std::byte* dst, T v) {
   std::memcpy(dst, &v, sizeof v);
 }
-template <typename T> T Get(const std::byte *src) {
+template <typename T>
+T Get(const std::byte* src) {
   T v;
   std::memcpy(&v, src, sizeof v);
   return v;
@@ -23,8 +25,7 @@ template <typename T> T Get(const std::byte *src) {
 // writer computes it in one call over what it just encoded. (Version 1 made
 // three calls, two of them under 16 bytes, which ISA-L serves through a
 // store-forwarding stall: 10% of the daemon's CPU samples in a profile.)
-uint32_t HeaderAndPayloadCrc(const std::byte *header,
-                             std::span<const std::byte> body) {
+uint32_t HeaderAndPayloadCrc(const std::byte* header, std::span<const std::byte> body) {
   std::byte h[kRecordHeaderSize];
   std::memcpy(h, header, sizeof h);
   std::memset(h + 4, 0, 4);
@@ -32,31 +33,24 @@ uint32_t HeaderAndPayloadCrc(const std::byte *header,
 }
 
 // Header and meta share one shape: magic, version, a body, masked CRC at 60.
-void SealFixed(std::byte *dst) {
-  Put<uint32_t>(dst + 60, crc32c::Mask(crc32c::Value(dst, 60)));
-}
-std::string CheckFixed(std::span<const std::byte> bytes,
-                       std::string_view magic) {
-  if (bytes.size() < 64)
-    return "shorter than 64 bytes";
-  if (std::memcmp(bytes.data(), magic.data(), magic.size()) != 0)
-    return "bad magic";
-  if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 60)) !=
-      crc32c::Value(bytes.data(), 60)) {
+void SealFixed(std::byte* dst) { Put<uint32_t>(dst + 60, crc32c::Mask(crc32c::Value(dst, 60))); }
+std::string CheckFixed(std::span<const std::byte> bytes, std::string_view magic) {
+  if (bytes.size() < 64) return "shorter than 64 bytes";
+  if (std::memcmp(bytes.data(), magic.data(), magic.size()) != 0) return "bad magic";
+  if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 60)) != crc32c::Value(bytes.data(), 60)) {
     return "bad header checksum";
   }
   uint32_t version = Get<uint32_t>(bytes.data() + 8);
   if (version != kFormatVersion) {
-    return "unsupported format version " + std::to_string(version) +
-           " (this build reads version " + std::to_string(kFormatVersion) +
-           " only: read the log with the wald release that wrote it)";
+    return "unsupported format version " + std::to_string(version) + " (this build reads version " +
+           std::to_string(kFormatVersion) + " only: read the log with the wald release that wrote it)";
   }
   return {};
 }
 
-} // namespace
+}  // namespace
 
-std::string LogIdToString(const LogId &id) {
+std::string LogIdToString(const LogId& id) {
   std::string s(32, '0');
   static constexpr char kHex[] = "0123456789abcdef";
   for (size_t i = 0; i < id.size(); ++i) {
@@ -66,16 +60,14 @@ std::string LogIdToString(const LogId &id) {
   return s;
 }
 
-size_t EncodeRecord(uint64_t seq, const RecordMeta &meta,
-                    std::span<const std::byte> payload, std::byte *dst) {
+size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::byte> payload, std::byte* dst) {
   const uint32_t flags = meta.flags & kKnownFlags;
   const size_t meta_len = MetaSize(flags);
   const size_t total = EncodedSize(payload.size(), meta_len);
-  Put<uint32_t>(dst,
-                static_cast<uint32_t>(payload.size()) | (flags << kLengthBits));
+  Put<uint32_t>(dst, static_cast<uint32_t>(payload.size()) | (flags << kLengthBits));
   Put<uint32_t>(dst + 4, 0);
   Put<uint64_t>(dst + 8, seq);
-  std::byte *p = dst + kRecordHeaderSize;
+  std::byte* p = dst + kRecordHeaderSize;
   if (flags & kFlagDurable) {
     Put<uint64_t>(p, meta.durable_seq);
     p += 8;
@@ -90,44 +82,34 @@ size_t EncodeRecord(uint64_t seq, const RecordMeta &meta,
     Put<uint32_t>(p + 8, meta.gid);
     p += 12;
   }
-  if (!payload.empty())
-    std::memcpy(p, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
   const size_t used = kRecordHeaderSize + meta_len + payload.size();
   Put<uint32_t>(dst + 4, crc32c::Mask(crc32c::Value(dst, used)));
   std::memset(dst + used, 0, total - used);
   return total;
 }
 
-const char *DecodeStatusName(DecodeStatus s) {
+const char* DecodeStatusName(DecodeStatus s) {
   switch (s) {
-  case DecodeStatus::kOk:
-    return "ok";
-  case DecodeStatus::kTruncated:
-    return "truncated record";
-  case DecodeStatus::kBadFlags:
-    return "unknown record flags";
-  case DecodeStatus::kBadChecksum:
-    return "record checksum mismatch";
-  case DecodeStatus::kBadPadding:
-    return "non-zero record padding";
+    case DecodeStatus::kOk: return "ok";
+    case DecodeStatus::kTruncated: return "truncated record";
+    case DecodeStatus::kBadFlags: return "unknown record flags";
+    case DecodeStatus::kBadChecksum: return "record checksum mismatch";
+    case DecodeStatus::kBadPadding: return "non-zero record padding";
   }
   return "?";
 }
 
-DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView *out) {
-  if (bytes.size() < kRecordHeaderSize)
-    return DecodeStatus::kTruncated;
+DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out) {
+  if (bytes.size() < kRecordHeaderSize) return DecodeStatus::kTruncated;
   const uint32_t length_word = Get<uint32_t>(bytes.data());
   const uint32_t flags = length_word >> kLengthBits;
   const uint32_t len = length_word & kMaxPayload;
-  if ((flags & ~kKnownFlags) != 0)
-    return DecodeStatus::kBadFlags;
+  if ((flags & ~kKnownFlags) != 0) return DecodeStatus::kBadFlags;
   const size_t meta_len = MetaSize(flags);
-  if (bytes.size() < kRecordHeaderSize + meta_len + len)
-    return DecodeStatus::kTruncated;
+  if (bytes.size() < kRecordHeaderSize + meta_len + len) return DecodeStatus::kTruncated;
   if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 4)) !=
-      HeaderAndPayloadCrc(bytes.data(),
-                          bytes.subspan(kRecordHeaderSize, meta_len + len))) {
+      HeaderAndPayloadCrc(bytes.data(), bytes.subspan(kRecordHeaderSize, meta_len + len))) {
     return DecodeStatus::kBadChecksum;
   }
   // Padding is not under the CRC but must be zero: a flipped bit there is
@@ -135,13 +117,12 @@ DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView *out) {
   const size_t unpadded = kRecordHeaderSize + meta_len + len;
   const size_t total = EncodedSize(len, meta_len);
   for (size_t i = unpadded; i < total && i < bytes.size(); ++i) {
-    if (bytes[i] != std::byte{0})
-      return DecodeStatus::kBadPadding;
+    if (bytes[i] != std::byte{0}) return DecodeStatus::kBadPadding;
   }
   out->seq = Get<uint64_t>(bytes.data() + 8);
   out->meta = RecordMeta{};
   out->meta.flags = flags;
-  const std::byte *p = bytes.data() + kRecordHeaderSize;
+  const std::byte* p = bytes.data() + kRecordHeaderSize;
   if (flags & kFlagDurable) {
     out->meta.durable_seq = Get<uint64_t>(p);
     p += 8;
@@ -164,20 +145,17 @@ namespace {
 size_t PeekMetaAndPayload(std::span<const std::byte> bytes) {
   const uint32_t word = Get<uint32_t>(bytes.data());
   const uint32_t flags = word >> kLengthBits;
-  return (word & kMaxPayload) +
-         ((flags & ~kKnownFlags) != 0 ? 0 : MetaSize(flags));
+  return (word & kMaxPayload) + ((flags & ~kKnownFlags) != 0 ? 0 : MetaSize(flags));
 }
-} // namespace
+}  // namespace
 
 size_t PeekEncodedSize(std::span<const std::byte> bytes) {
-  if (bytes.size() < kRecordHeaderSize)
-    return 0;
+  if (bytes.size() < kRecordHeaderSize) return 0;
   return EncodedSize(PeekMetaAndPayload(bytes));
 }
 
 size_t PeekUnpaddedSize(std::span<const std::byte> bytes) {
-  if (bytes.size() < kRecordHeaderSize)
-    return 0;
+  if (bytes.size() < kRecordHeaderSize) return 0;
   return kRecordHeaderSize + PeekMetaAndPayload(bytes);
 }
 
@@ -185,7 +163,7 @@ uint64_t PeekSeq(std::span<const std::byte> bytes) {
   return bytes.size() < kRecordHeaderSize ? 0 : Get<uint64_t>(bytes.data() + 8);
 }
 
-void EncodeSegmentHeader(const SegmentHeader &h, std::byte *dst) {
+void EncodeSegmentHeader(const SegmentHeader& h, std::byte* dst) {
   std::memset(dst, 0, kSegmentHeaderSize);
   std::memcpy(dst, kSegmentMagic.data(), kSegmentMagic.size());
   Put<uint32_t>(dst + 8, kFormatVersion);
@@ -196,23 +174,18 @@ void EncodeSegmentHeader(const SegmentHeader &h, std::byte *dst) {
   SealFixed(dst);
 }
 
-std::string DecodeSegmentHeader(std::span<const std::byte> bytes,
-                                SegmentHeader *out) {
-  if (std::string why = CheckFixed(bytes, kSegmentMagic); !why.empty())
-    return why;
-  if (Get<uint32_t>(bytes.data() + 12) != kSegmentHeaderSize)
-    return "unexpected header size";
+std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader* out) {
+  if (std::string why = CheckFixed(bytes, kSegmentMagic); !why.empty()) return why;
+  if (Get<uint32_t>(bytes.data() + 12) != kSegmentHeaderSize) return "unexpected header size";
   std::memcpy(out->log_id.data(), bytes.data() + 16, out->log_id.size());
   out->first_seq = Get<uint64_t>(bytes.data() + 32);
   out->gap_from = Get<uint64_t>(bytes.data() + 40);
-  if (out->first_seq == 0)
-    return "first seq is 0";
-  if (out->gap_from >= out->first_seq)
-    return "gap start is not below the first seq";
+  if (out->first_seq == 0) return "first seq is 0";
+  if (out->gap_from >= out->first_seq) return "gap start is not below the first seq";
   return {};
 }
 
-void EncodeMeta(const Meta &m, std::byte *dst) {
+void EncodeMeta(const Meta& m, std::byte* dst) {
   std::memset(dst, 0, kMetaSize);
   std::memcpy(dst, kMetaMagic.data(), kMetaMagic.size());
   Put<uint32_t>(dst + 8, kFormatVersion);
@@ -223,9 +196,8 @@ void EncodeMeta(const Meta &m, std::byte *dst) {
   SealFixed(dst);
 }
 
-std::string DecodeMeta(std::span<const std::byte> bytes, Meta *out) {
-  if (std::string why = CheckFixed(bytes, kMetaMagic); !why.empty())
-    return why;
+std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out) {
+  if (std::string why = CheckFixed(bytes, kMetaMagic); !why.empty()) return why;
   std::memcpy(out->log_id.data(), bytes.data() + 16, out->log_id.size());
   out->trim_seq = Get<uint64_t>(bytes.data() + 32);
   out->durable_floor = Get<uint64_t>(bytes.data() + 40);
@@ -235,29 +207,23 @@ std::string DecodeMeta(std::span<const std::byte> bytes, Meta *out) {
 
 std::string SegmentFileName(uint64_t first_seq) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%020llu.wal",
-                static_cast<unsigned long long>(first_seq));
+  std::snprintf(buf, sizeof buf, "%020llu.wal", static_cast<unsigned long long>(first_seq));
   return buf;
 }
 
-bool ParseSegmentFileName(std::string_view name, uint64_t *first_seq) {
-  if (name.size() != 20 + kSegmentSuffix.size() ||
-      !name.ends_with(kSegmentSuffix))
-    return false;
+bool ParseSegmentFileName(std::string_view name, uint64_t* first_seq) {
+  if (name.size() != 20 + kSegmentSuffix.size() || !name.ends_with(kSegmentSuffix)) return false;
   uint64_t v = 0;
   for (size_t i = 0; i < 20; ++i) {
     char c = name[i];
-    if (c < '0' || c > '9')
-      return false;
+    if (c < '0' || c > '9') return false;
     uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10)
-      return false;
+    if (v > (UINT64_MAX - d) / 10) return false;
     v = v * 10 + d;
   }
-  if (v == 0)
-    return false;
+  if (v == 0) return false;
   *first_seq = v;
   return true;
 }
 
-} // namespace wald::storage
+}  // namespace wald::storage

@@ -14,11 +14,10 @@
 
 namespace wald::storage {
 
-static_assert(std::endian::native == std::endian::little,
-              "the format code assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "the format code assumes a little-endian host");
 
 using LogId = std::array<uint8_t, 16>;
-std::string LogIdToString(const LogId &id); // 32 lowercase hex digits
+std::string LogIdToString(const LogId& id);  // 32 lowercase hex digits
 
 // ---- Records ----
 // [0,4)     length word: bits 0..23 payload length, bits 24..31 flags
@@ -29,7 +28,7 @@ std::string LogIdToString(const LogId &id); // 32 lowercase hex digits
 inline constexpr size_t kRecordHeaderSize = 16;
 inline constexpr size_t kRecordAlign = 8;
 inline constexpr uint32_t kLengthBits = 24;
-inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1; // 16 MiB - 1
+inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1;  // 16 MiB - 1
 
 // Flags (bits of the length word's top byte) and the metadata each announces.
 // kFlagDurable: u64, the writer's durable seq when the record was encoded:
@@ -41,61 +40,56 @@ inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1; // 16 MiB - 1
 inline constexpr uint32_t kFlagDurable = 1u << 0;
 inline constexpr uint32_t kFlagTime = 1u << 1;
 inline constexpr uint32_t kFlagProducer = 1u << 2;
-inline constexpr uint32_t kKnownFlags =
-    kFlagDurable | kFlagTime | kFlagProducer;
+inline constexpr uint32_t kKnownFlags = kFlagDurable | kFlagTime | kFlagProducer;
 inline constexpr size_t kMaxMetaSize = 8 + 8 + 12;
 
 constexpr size_t MetaSize(uint32_t flags) {
-  return ((flags & kFlagDurable) ? 8 : 0) + ((flags & kFlagTime) ? 8 : 0) +
-         ((flags & kFlagProducer) ? 12 : 0);
+  return ((flags & kFlagDurable) ? 8 : 0) + ((flags & kFlagTime) ? 8 : 0) + ((flags & kFlagProducer) ? 12 : 0);
 }
 
 // Optional metadata of one record; `flags` says which fields are present.
 struct RecordMeta {
   uint32_t flags = 0;
-  uint64_t durable_seq = 0; // kFlagDurable
-  uint64_t time_ns = 0;     // kFlagTime
-  uint32_t pid = 0;         // kFlagProducer
+  uint64_t durable_seq = 0;  // kFlagDurable
+  uint64_t time_ns = 0;      // kFlagTime
+  uint32_t pid = 0;          // kFlagProducer
   uint32_t uid = 0;
   uint32_t gid = 0;
 };
 
 constexpr size_t EncodedSize(size_t payload_len, size_t meta_len = 0) {
-  return (kRecordHeaderSize + meta_len + payload_len + kRecordAlign - 1) &
-         ~(kRecordAlign - 1);
+  return (kRecordHeaderSize + meta_len + payload_len + kRecordAlign - 1) & ~(kRecordAlign - 1);
 }
 
 // Writes the record (header, metadata, payload, padding) to dst, which must
 // hold EncodedSize(payload.size(), MetaSize(meta.flags)) bytes;
 // payload.size() <= kMaxPayload; meta.flags within kKnownFlags.
 // Returns the bytes written.
-size_t EncodeRecord(uint64_t seq, const RecordMeta &meta,
-                    std::span<const std::byte> payload, std::byte *dst);
+size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::byte> payload, std::byte* dst);
 // The same without metadata.
-inline size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload,
-                           std::byte *dst) {
+inline size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload, std::byte* dst) {
   return EncodeRecord(seq, RecordMeta{}, payload, dst);
 }
 
 struct RecordView {
   uint64_t seq = 0;
-  RecordMeta meta;                    // flags == 0: none stored
-  std::span<const std::byte> payload; // points into the decoded buffer
-  size_t encoded_size = 0;            // header + metadata + payload + padding
+  RecordMeta meta;                     // flags == 0: none stored
+  std::span<const std::byte> payload;  // points into the decoded buffer
+  size_t encoded_size = 0;             // header + metadata + payload + padding
 };
 
 enum class DecodeStatus {
   kOk,
-  kTruncated,   // fewer bytes than the header or the length announce
-  kBadFlags,    // flag bits this version does not know
-  kBadChecksum, // CRC mismatch (also what zero-filled space decodes to)
-  kBadPadding,  // the zero padding after the payload is not zero
+  kTruncated,    // fewer bytes than the header or the length announce
+  kBadFlags,     // flag bits this version does not know
+  kBadChecksum,  // CRC mismatch (also what zero-filled space decodes to)
+  kBadPadding,   // the zero padding after the payload is not zero
 };
-const char *DecodeStatusName(DecodeStatus s);
+const char* DecodeStatusName(DecodeStatus s);
 
 // Parses and verifies the record at the start of `bytes`. Does not check the
 // seq against an expected one: that is the scanner's job.
-DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView *out);
+DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out);
 
 // Reads only the header fields (no CRC check): for splitting already-encoded
 // chunks at record boundaries. Returns 0 if bytes.size() < kRecordHeaderSize.
@@ -123,13 +117,12 @@ inline constexpr std::string_view kSegmentMagic{"WALDSEG\x1a", 8};
 struct SegmentHeader {
   LogId log_id{};
   uint64_t first_seq = 0;
-  uint64_t gap_from = 0; // 0: the previous segment ends at first_seq - 1
+  uint64_t gap_from = 0;  // 0: the previous segment ends at first_seq - 1
 };
-void EncodeSegmentHeader(const SegmentHeader &h,
-                         std::byte *dst); // kSegmentHeaderSize bytes
+void EncodeSegmentHeader(const SegmentHeader& h,
+                         std::byte* dst);  // kSegmentHeaderSize bytes
 // Returns an empty string on success, else why the header is invalid.
-std::string DecodeSegmentHeader(std::span<const std::byte> bytes,
-                                SegmentHeader *out);
+std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader* out);
 
 // ---- Meta file (wald.meta) ----
 // [0,8)   magic "WALDMETA"
@@ -152,8 +145,8 @@ struct Meta {
   uint64_t durable_floor = 0;
   uint64_t salvage_floor = 0;
 };
-void EncodeMeta(const Meta &m, std::byte *dst); // kMetaSize bytes
-std::string DecodeMeta(std::span<const std::byte> bytes, Meta *out);
+void EncodeMeta(const Meta& m, std::byte* dst);  // kMetaSize bytes
+std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out);
 
 // ---- File names ----
 inline constexpr std::string_view kMetaFileName = "wald.meta";
@@ -163,8 +156,8 @@ inline constexpr std::string_view kTempSuffix = ".tmp";
 // Bytes recovery cut from a segment, kept for the operator:
 // "<segment name>.<offset>.broken" (a whole segment: offset 0).
 inline constexpr std::string_view kBrokenSuffix = ".broken";
-std::string SegmentFileName(uint64_t first_seq); // "00000000000000000001.wal"
+std::string SegmentFileName(uint64_t first_seq);  // "00000000000000000001.wal"
 // True and *first_seq set if `name` is a segment file name.
-bool ParseSegmentFileName(std::string_view name, uint64_t *first_seq);
+bool ParseSegmentFileName(std::string_view name, uint64_t* first_seq);
 
-} // namespace wald::storage
+}  // namespace wald::storage

@@ -7,48 +7,37 @@
 namespace wald::storage {
 namespace {
 
-std::string At(const std::string &path, uint64_t offset) {
-  return path + " offset " + std::to_string(offset);
-}
+std::string At(const std::string& path, uint64_t offset) { return path + " offset " + std::to_string(offset); }
 
-} // namespace
+}  // namespace
 
-std::string JoinPath(const std::string &dir, std::string_view name) {
+std::string JoinPath(const std::string& dir, std::string_view name) {
   std::string p = dir;
-  if (!p.empty() && p.back() != '/')
-    p += '/';
+  if (!p.empty() && p.back() != '/') p += '/';
   p += name;
   return p;
 }
 
-Result<std::vector<SegmentFile>> ListSegments(Env *env,
-                                              const std::string &dir) {
+Result<std::vector<SegmentFile>> ListSegments(Env* env, const std::string& dir) {
   auto names = env->ListDir(dir);
-  if (!names.ok())
-    return names.take_status();
+  if (!names.ok()) return names.take_status();
   std::vector<SegmentFile> segs;
-  for (const std::string &n : *names) {
+  for (const std::string& n : *names) {
     uint64_t first = 0;
-    if (ParseSegmentFileName(n, &first))
-      segs.push_back({first, JoinPath(dir, n)});
+    if (ParseSegmentFileName(n, &first)) segs.push_back({first, JoinPath(dir, n)});
   }
-  std::sort(segs.begin(), segs.end(), [](const auto &a, const auto &b) {
-    return a.first_seq < b.first_seq;
-  });
+  std::sort(segs.begin(), segs.end(), [](const auto& a, const auto& b) { return a.first_seq < b.first_seq; });
   return segs;
 }
 
-Status WriteMeta(Env *env, const std::string &dir, const Meta &meta) {
-  const std::string tmp =
-      JoinPath(dir, std::string(kMetaFileName) + std::string(kTempSuffix));
-  if (env->Kind(tmp) != FileKind::kMissing)
-    WALD_RETURN_IF_ERROR(env->Remove(tmp));
+Status WriteMeta(Env* env, const std::string& dir, const Meta& meta) {
+  const std::string tmp = JoinPath(dir, std::string(kMetaFileName) + std::string(kTempSuffix));
+  if (env->Kind(tmp) != FileKind::kMissing) WALD_RETURN_IF_ERROR(env->Remove(tmp));
   std::byte buf[kMetaSize];
   EncodeMeta(meta, buf);
   {
     auto f = env->Open(tmp, OpenMode::kCreate);
-    if (!f.ok())
-      return f.take_status();
+    if (!f.ok()) return f.take_status();
     iovec iov{buf, sizeof buf};
     WALD_RETURN_IF_ERROR((*f)->WriteAt(0, std::span(&iov, 1)));
     WALD_RETURN_IF_ERROR((*f)->DataSync());
@@ -57,19 +46,16 @@ Status WriteMeta(Env *env, const std::string &dir, const Meta &meta) {
   return env->SyncDir(dir);
 }
 
-Result<Meta> ReadMeta(Env *env, const std::string &dir) {
+Result<Meta> ReadMeta(Env* env, const std::string& dir) {
   const std::string path = JoinPath(dir, kMetaFileName);
   auto bytes = ReadSmallFile(env, path, kMetaSize + 1);
-  if (!bytes.ok())
-    return bytes.take_status();
+  if (!bytes.ok()) return bytes.take_status();
   Meta meta;
-  if (bytes->size() != kMetaSize)
-    return Status::Corruption(path + ": size is not " +
-                              std::to_string(kMetaSize));
+  if (bytes->size() != kMetaSize) return Status::Corruption(path + ": size is not " + std::to_string(kMetaSize));
   if (std::string why = DecodeMeta(*bytes, &meta); !why.empty()) {
     return Status::Corruption(At(path, 0) + ": " + why);
   }
   return meta;
 }
 
-} // namespace wald::storage
+}  // namespace wald::storage

@@ -22,16 +22,15 @@ namespace wald::storage {
 
 // Told about every byte range that recovery or a reader leaves out.
 class Reporter {
-public:
+ public:
   enum class Kind {
-    kTornTail, // unsynced bytes cut at recovery: normal after a crash
-    kDamage,   // bytes that were once valid and are not: never normal
-    kGap, // seqs a salvage cut: they do not exist (offset: first seq, bytes:
-          // count)
+    kTornTail,  // unsynced bytes cut at recovery: normal after a crash
+    kDamage,    // bytes that were once valid and are not: never normal
+    kGap,       // seqs a salvage cut: they do not exist (offset: first seq, bytes:
+                // count)
   };
   virtual ~Reporter() = default;
-  virtual void Report(Kind kind, const std::string &file, uint64_t offset,
-                      uint64_t bytes, std::string_view reason) = 0;
+  virtual void Report(Kind kind, const std::string& file, uint64_t offset, uint64_t bytes, std::string_view reason) = 0;
 };
 
 struct SegmentFile {
@@ -40,14 +39,14 @@ struct SegmentFile {
 };
 
 // Segment files of `dir`, sorted by first seq.
-Result<std::vector<SegmentFile>> ListSegments(Env *env, const std::string &dir);
+Result<std::vector<SegmentFile>> ListSegments(Env* env, const std::string& dir);
 
-std::string JoinPath(const std::string &dir, std::string_view name);
+std::string JoinPath(const std::string& dir, std::string_view name);
 
 // Writes `meta` to DIR/wald.meta atomically and durably: a temporary file,
 // fdatasync, rename, fsync of the directory.
-Status WriteMeta(Env *env, const std::string &dir, const Meta &meta);
-Result<Meta> ReadMeta(Env *env, const std::string &dir);
+Status WriteMeta(Env* env, const std::string& dir, const Meta& meta);
+Result<Meta> ReadMeta(Env* env, const std::string& dir);
 
 // A writer's bound on the bytes it writes between two fdatasyncs (unless one
 // record alone is larger). Recovery relies on it: after a crash only the last
@@ -56,4 +55,4 @@ Result<Meta> ReadMeta(Env *env, const std::string &dir);
 // segment before it writes into the next one.
 inline constexpr uint64_t kMaxUnsyncedWrite = 4u << 20;
 
-} // namespace wald::storage
+}  // namespace wald::storage

@@ -2,19 +2,15 @@
 
 namespace wald::storage {
 
-Result<std::unique_ptr<LogReader>>
-LogReader::Open(Env *env, const std::string &dir, uint64_t from_seq,
-                Reporter *reporter, size_t read_size) {
+Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& dir, uint64_t from_seq,
+                                                   Reporter* reporter, size_t read_size) {
   FileKind kind = env->Kind(dir);
-  if (kind == FileKind::kMissing)
-    return Status::NotFound("log directory " + dir + " does not exist");
-  if (kind != FileKind::kDirectory)
-    return Status::NotALog(dir + " is not a directory");
+  if (kind == FileKind::kMissing) return Status::NotFound("log directory " + dir + " does not exist");
+  if (kind != FileKind::kDirectory) return Status::NotALog(dir + " is not a directory");
   auto meta = ReadMeta(env, dir);
   if (!meta.ok()) {
     if (meta.status().code() == Code::kNotFound) {
-      return Status::NotALog(dir + " has no " + std::string(kMetaFileName) +
-                             ": not a wald log directory");
+      return Status::NotALog(dir + " has no " + std::string(kMetaFileName) + ": not a wald log directory");
     }
     return meta.take_status();
   }
@@ -22,31 +18,25 @@ LogReader::Open(Env *env, const std::string &dir, uint64_t from_seq,
   r->meta_ = *meta;
   r->from_seq_ = from_seq == 0 ? 1 : from_seq;
   auto segs = ListSegments(env, dir);
-  if (!segs.ok())
-    return segs.take_status();
-  if (segs->empty())
-    return r; // a new log: nothing yet
+  if (!segs.ok()) return segs.take_status();
+  if (segs->empty()) return r;  // a new log: nothing yet
   if (r->from_seq_ < segs->front().first_seq) {
-    return Status::NotFound("seq " + std::to_string(r->from_seq_) +
-                            " is trimmed; the first seq held is " +
+    return Status::NotFound("seq " + std::to_string(r->from_seq_) + " is trimmed; the first seq held is " +
                             std::to_string(segs->front().first_seq));
   }
   // The segment that holds from_seq: the last one starting at or before it.
-  const SegmentFile *at = &segs->front();
-  for (const SegmentFile &s : *segs) {
-    if (s.first_seq <= r->from_seq_)
-      at = &s;
+  const SegmentFile* at = &segs->front();
+  for (const SegmentFile& s : *segs) {
+    if (s.first_seq <= r->from_seq_) at = &s;
   }
   WALD_RETURN_IF_ERROR(r->OpenSegment(*at));
   return r;
 }
 
-Status LogReader::OpenSegment(const SegmentFile &seg) {
+Status LogReader::OpenSegment(const SegmentFile& seg) {
   auto f = env_->Open(seg.path, OpenMode::kRead);
-  if (!f.ok())
-    return f.take_status();
-  auto sc = std::make_unique<SegmentScanner>(std::move(*f), seg.first_seq,
-                                             read_size_);
+  if (!f.ok()) return f.take_status();
+  auto sc = std::make_unique<SegmentScanner>(std::move(*f), seg.first_seq, read_size_);
   SegmentHeader h;
   Status st = sc->ReadHeader(&meta_.log_id, &h);
   if (!st.ok()) {
@@ -64,77 +54,59 @@ LogReader::Step LogReader::Error(Status st) {
   return Step::kError;
 }
 
-uint64_t LogReader::next_seq() const {
-  return scanner_ ? scanner_->next_seq() : from_seq_;
-}
+uint64_t LogReader::next_seq() const { return scanner_ ? scanner_->next_seq() : from_seq_; }
 
-const std::string &LogReader::segment_path() const {
+const std::string& LogReader::segment_path() const {
   static const std::string kNone;
   return scanner_ ? scanner_->path() : kNone;
 }
 
-uint64_t LogReader::record_offset() const {
-  return scanner_ ? scanner_->record_offset() : 0;
-}
+uint64_t LogReader::record_offset() const { return scanner_ ? scanner_->record_offset() : 0; }
 
-LogReader::Step LogReader::Next(RecordView *rec) {
-  if (!status_.ok())
-    return Step::kError;
-  bool reread =
-      false; // this segment's end was read again after a newer one was seen
+LogReader::Step LogReader::Next(RecordView* rec) {
+  if (!status_.ok()) return Step::kError;
+  bool reread = false;  // this segment's end was read again after a newer one was seen
   for (;;) {
-    if (scanner_ == nullptr) { // a log that had no segment yet
+    if (scanner_ == nullptr) {  // a log that had no segment yet
       auto segs = ListSegments(env_, dir_);
-      if (!segs.ok())
-        return Error(segs.take_status());
-      if (segs->empty())
-        return Step::kEnd;
+      if (!segs.ok()) return Error(segs.take_status());
+      if (segs->empty()) return Step::kEnd;
       if (Status st = OpenSegment(segs->front()); !st.ok()) {
-        return st.code() == Code::kCorruption && segs->size() == 1
-                   ? Step::kEnd
-                   : Error(std::move(st));
+        return st.code() == Code::kCorruption && segs->size() == 1 ? Step::kEnd : Error(std::move(st));
       }
     }
     SegmentScanner::Step s;
     while ((s = scanner_->Next(rec)) == SegmentScanner::Step::kRecord) {
-      if (rec->seq >= from_seq_)
-        return Step::kRecord;
+      if (rec->seq >= from_seq_) return Step::kRecord;
     }
-    if (s == SegmentScanner::Step::kError)
-      return Error(scanner_->status());
+    if (s == SegmentScanner::Step::kError) return Error(scanner_->status());
     // Stopped. The end of the log, unless a newer segment exists: a writer
     // syncs and completes a segment before it creates the next, so then this
     // one must continue exactly where the next begins.
     const uint64_t want = scanner_->next_seq();
     auto segs = ListSegments(env_, dir_);
-    if (!segs.ok())
-      return Error(segs.take_status());
-    const SegmentFile *next = nullptr;
-    for (const SegmentFile &seg : *segs) {
+    if (!segs.ok()) return Error(segs.take_status());
+    const SegmentFile* next = nullptr;
+    for (const SegmentFile& seg : *segs) {
       if (seg.first_seq > cur_first_seq_) {
         next = &seg;
         break;
       }
     }
-    if (next == nullptr)
-      return Step::kEnd;
+    if (next == nullptr) return Step::kEnd;
     if (next->first_seq != want) {
       // A salvage gap: the next segment's header says where this one ends.
       auto f = env_->Open(next->path, OpenMode::kRead);
-      if (!f.ok())
-        return Error(f.take_status());
+      if (!f.ok()) return Error(f.take_status());
       SegmentScanner peek(std::move(*f), next->first_seq);
       SegmentHeader nh;
       if (peek.ReadHeader(&meta_.log_id, &nh).ok() && nh.gap_from == want) {
-        if (Status st = OpenSegment(*next); !st.ok())
-          return Error(std::move(st));
+        if (Status st = OpenSegment(*next); !st.ok()) return Error(std::move(st));
         gap_from_ = want;
         gap_to_ = next->first_seq - 1;
-        if (gap_to_ < from_seq_)
-          continue; // the reader starts past it
+        if (gap_to_ < from_seq_) continue;  // the reader starts past it
         if (reporter_ != nullptr) {
-          reporter_->Report(Reporter::Kind::kGap, next->path, gap_from_,
-                            gap_to_ - gap_from_ + 1,
+          reporter_->Report(Reporter::Kind::kGap, next->path, gap_from_, gap_to_ - gap_from_ + 1,
                             "seqs retired by a salvage");
         }
         return Step::kGap;
@@ -143,8 +115,7 @@ LogReader::Step LogReader::Next(RecordView *rec) {
     if (next->first_seq == want) {
       if (Status st = OpenSegment(*next); !st.ok()) {
         // Its header is not written yet: the roll is under way.
-        if (st.code() == Code::kCorruption && &*next == &segs->back())
-          return Step::kEnd;
+        if (st.code() == Code::kCorruption && &*next == &segs->back()) return Step::kEnd;
         return Error(std::move(st));
       }
       reread = false;
@@ -157,17 +128,11 @@ LogReader::Step LogReader::Next(RecordView *rec) {
       reread = true;
       continue;
     }
-    const std::string why = scanner_->stop_reason() + " before seq " +
-                            std::to_string(want) +
-                            ", but the next segment starts at seq " +
-                            std::to_string(next->first_seq);
-    if (reporter_ != nullptr)
-      reporter_->Report(Reporter::Kind::kDamage, scanner_->path(),
-                        scanner_->offset(), 0, why);
-    return Error(Status::Corruption(scanner_->path() + " offset " +
-                                    std::to_string(scanner_->offset()) + ": " +
-                                    why));
+    const std::string why = scanner_->stop_reason() + " before seq " + std::to_string(want) +
+                            ", but the next segment starts at seq " + std::to_string(next->first_seq);
+    if (reporter_ != nullptr) reporter_->Report(Reporter::Kind::kDamage, scanner_->path(), scanner_->offset(), 0, why);
+    return Error(Status::Corruption(scanner_->path() + " offset " + std::to_string(scanner_->offset()) + ": " + why));
   }
 }
 
-} // namespace wald::storage
+}  // namespace wald::storage

@@ -28,52 +28,50 @@
 namespace wald::storage {
 
 class LogReader {
-public:
+ public:
   // Positions the reader at `from_seq` (1 for the start). kNotFound if that
   // seq was trimmed, naming the first seq still held. `read_size` bounds the
   // usual read and so the buffer this reader keeps (see SegmentScanner):
   // small for many long-lived readers, large for one fast scan.
-  static Result<std::unique_ptr<LogReader>>
-  Open(Env *env, const std::string &dir, uint64_t from_seq,
-       Reporter *reporter = nullptr,
-       size_t read_size = SegmentScanner::kDefaultReadSize);
+  static Result<std::unique_ptr<LogReader>> Open(Env* env, const std::string& dir, uint64_t from_seq,
+                                                 Reporter* reporter = nullptr,
+                                                 size_t read_size = SegmentScanner::kDefaultReadSize);
 
   enum class Step {
-    kRecord, // *rec is the next record, valid until the next call
-    kGap,    // seqs gap_from()..gap_to() do not exist (a salvage retired
-             // them); the next call continues after them
+    kRecord,  // *rec is the next record, valid until the next call
+    kGap,     // seqs gap_from()..gap_to() do not exist (a salvage retired
+              // them); the next call continues after them
     kEnd,
     kError,
   };
-  Step Next(RecordView *rec);
-  uint64_t gap_from() const { return gap_from_; } // of the last kGap
+  Step Next(RecordView* rec);
+  uint64_t gap_from() const { return gap_from_; }  // of the last kGap
   uint64_t gap_to() const { return gap_to_; }
 
-  const Status &status() const { return status_; }
-  const LogId &log_id() const { return meta_.log_id; }
-  uint64_t next_seq() const;               // of the record Next would return
-  const std::string &segment_path() const; // of the last record returned
-  uint64_t record_offset() const;          // ...and its offset in it
+  const Status& status() const { return status_; }
+  const LogId& log_id() const { return meta_.log_id; }
+  uint64_t next_seq() const;                // of the record Next would return
+  const std::string& segment_path() const;  // of the last record returned
+  uint64_t record_offset() const;           // ...and its offset in it
   uint64_t trim_seq() const { return meta_.trim_seq; }
 
-private:
-  LogReader(Env *env, std::string dir, Reporter *reporter, size_t read_size)
-      : env_(env), dir_(std::move(dir)), reporter_(reporter),
-        read_size_(read_size) {}
-  Status OpenSegment(const SegmentFile &seg);
+ private:
+  LogReader(Env* env, std::string dir, Reporter* reporter, size_t read_size)
+      : env_(env), dir_(std::move(dir)), reporter_(reporter), read_size_(read_size) {}
+  Status OpenSegment(const SegmentFile& seg);
   Step Error(Status st);
 
-  Env *const env_;
+  Env* const env_;
   const std::string dir_;
-  Reporter *const reporter_;
+  Reporter* const reporter_;
   const size_t read_size_;
   Meta meta_;
   uint64_t from_seq_ = 1;
   std::unique_ptr<SegmentScanner> scanner_;
-  uint64_t cur_first_seq_ = 0; // of scanner_'s segment
+  uint64_t cur_first_seq_ = 0;  // of scanner_'s segment
   uint64_t gap_from_ = 0;
   uint64_t gap_to_ = 0;
   Status status_;
 };
 
-} // namespace wald::storage
+}  // namespace wald::storage

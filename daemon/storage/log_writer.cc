@@ -17,15 +17,13 @@ namespace wald::storage {
 // (an overwrite needs no unwritten-extent conversion in the journal); see
 // FORMAT.md for the measurement.
 class SegmentPreparer {
-public:
-  SegmentPreparer(Env *env, std::string dir, uint64_t size, bool background)
+ public:
+  SegmentPreparer(Env* env, std::string dir, uint64_t size, bool background)
       : env_(env), dir_(std::move(dir)), size_(size), background_(background) {
-    if (background_)
-      thread_ = StartSignalFreeThread([this] { Run(); });
+    if (background_) thread_ = StartSignalFreeThread([this] { Run(); });
   }
   ~SegmentPreparer() {
-    if (!background_)
-      return;
+    if (!background_) return;
     {
       std::lock_guard lk(mu_);
       stop_ = true;
@@ -42,8 +40,7 @@ public:
   // Returns the prepared spare (waiting for it if needed) and starts on the
   // next one.
   Result<Spare> Take() {
-    if (!background_)
-      return Prepare();
+    if (!background_) return Prepare();
     std::unique_lock lk(mu_);
     cv_.wait(lk, [this] { return ready_.has_value(); });
     Result<Spare> r = std::move(*ready_);
@@ -53,7 +50,7 @@ public:
     return r;
   }
 
-private:
+ private:
   void Run() {
     std::unique_lock lk(mu_);
     while (!stop_) {
@@ -70,19 +67,16 @@ private:
   }
 
   Result<Spare> Prepare() {
-    std::string path = JoinPath(dir_, "spare-" + std::to_string(counter_++) +
-                                          std::string(kTempSuffix));
+    std::string path = JoinPath(dir_, "spare-" + std::to_string(counter_++) + std::string(kTempSuffix));
     auto f = env_->Open(path, OpenMode::kCreate);
-    if (!f.ok())
-      return f.take_status();
-    File *file = f->get();
+    if (!f.ok()) return f.take_status();
+    File* file = f->get();
     WALD_RETURN_IF_ERROR(file->Allocate(size_));
     static constexpr size_t kZeroChunk = 1 << 20;
     static const std::vector<std::byte> kZeros(kZeroChunk);
     for (uint64_t off = 0; off < size_; off += kZeroChunk) {
-      iovec iov{
-          const_cast<std::byte *>(kZeros.data()),
-          static_cast<size_t>(std::min<uint64_t>(kZeroChunk, size_ - off))};
+      iovec iov{const_cast<std::byte*>(kZeros.data()),
+                static_cast<size_t>(std::min<uint64_t>(kZeroChunk, size_ - off))};
       WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
     }
     WALD_RETURN_IF_ERROR(file->DataSync());
@@ -90,54 +84,43 @@ private:
     return Spare{std::move(*f), std::move(path)};
   }
 
-  Env *const env_;
+  Env* const env_;
   const std::string dir_;
   const uint64_t size_;
   const bool background_;
-  uint64_t counter_ = 0; // only the preparing thread touches it
+  uint64_t counter_ = 0;  // only the preparing thread touches it
   std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<Result<Spare>> ready_; // guarded by mu_
-  bool stop_ = false;                  // guarded by mu_
+  std::optional<Result<Spare>> ready_;  // guarded by mu_
+  bool stop_ = false;                   // guarded by mu_
   std::thread thread_;
 };
 
-LogWriter::LogWriter(Env *env, std::string dir, const LogOptions &options)
+LogWriter::LogWriter(Env* env, std::string dir, const LogOptions& options)
     : env_(env), dir_(std::move(dir)), options_(options) {}
 
 LogWriter::~LogWriter() = default;
 
-Result<std::unique_ptr<LogWriter>>
-LogWriter::Open(Env *env, const std::string &dir, const LogOptions &options) {
-  if (options.segment_size < kSegmentHeaderSize + EncodedSize(0) ||
-      options.segment_size % kRecordAlign != 0) {
-    return Status::InvalidArgument("segment size " +
-                                   std::to_string(options.segment_size) +
+Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& dir, const LogOptions& options) {
+  if (options.segment_size < kSegmentHeaderSize + EncodedSize(0) || options.segment_size % kRecordAlign != 0) {
+    return Status::InvalidArgument("segment size " + std::to_string(options.segment_size) +
                                    " is too small or not a multiple of 8");
   }
   switch (env->Kind(dir)) {
-  case FileKind::kMissing: {
-    if (!options.create_if_missing)
-      return Status::NotFound("log directory " + dir + " does not exist");
-    WALD_RETURN_IF_ERROR(env->CreateDir(dir));
-    auto slash = dir.find_last_of('/');
-    WALD_RETURN_IF_ERROR(env->SyncDir(slash == std::string::npos ? "."
-                                      : slash == 0               ? "/"
-                                                   : dir.substr(0, slash)));
-    break;
-  }
-  case FileKind::kDirectory:
-    break;
-  case FileKind::kSymlink:
-    return Status::NotALog(
-        dir + " is a symbolic link; give the directory's real path");
-  default:
-    return Status::NotALog(dir + " exists and is not a directory");
+    case FileKind::kMissing: {
+      if (!options.create_if_missing) return Status::NotFound("log directory " + dir + " does not exist");
+      WALD_RETURN_IF_ERROR(env->CreateDir(dir));
+      auto slash = dir.find_last_of('/');
+      WALD_RETURN_IF_ERROR(env->SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash)));
+      break;
+    }
+    case FileKind::kDirectory: break;
+    case FileKind::kSymlink: return Status::NotALog(dir + " is a symbolic link; give the directory's real path");
+    default: return Status::NotALog(dir + " exists and is not a directory");
   }
   std::unique_ptr<LogWriter> w(new LogWriter(env, dir, options));
   auto lock = env->Lock(JoinPath(dir, kLockFileName));
-  if (!lock.ok())
-    return lock.take_status();
+  if (!lock.ok()) return lock.take_status();
   w->lock_ = std::move(*lock);
 
   auto meta = ReadMeta(env, dir);
@@ -145,17 +128,14 @@ LogWriter::Open(Env *env, const std::string &dir, const LogOptions &options) {
     w->meta_ = *meta;
   } else if (meta.status().code() == Code::kNotFound) {
     auto names = env->ListDir(dir);
-    if (!names.ok())
-      return names.take_status();
-    for (const std::string &n : *names) {
+    if (!names.ok()) return names.take_status();
+    for (const std::string& n : *names) {
       if (n != kLockFileName) {
-        return Status::NotALog(dir + " holds files (" + n + ") but no " +
-                               std::string(kMetaFileName) +
+        return Status::NotALog(dir + " holds files (" + n + ") but no " + std::string(kMetaFileName) +
                                ": not a wald log directory");
       }
     }
-    if (getrandom(w->meta_.log_id.data(), w->meta_.log_id.size(), 0) !=
-        static_cast<ssize_t>(w->meta_.log_id.size())) {
+    if (getrandom(w->meta_.log_id.data(), w->meta_.log_id.size(), 0) != static_cast<ssize_t>(w->meta_.log_id.size())) {
       return Status::IoError("getrandom for a new log id", errno);
     }
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, w->meta_));
@@ -164,12 +144,11 @@ LogWriter::Open(Env *env, const std::string &dir, const LogOptions &options) {
   }
 
   auto rec = Recover(env, dir, w->meta_, options.recovery);
-  if (!rec.ok())
-    return rec.take_status();
+  if (!rec.ok()) return rec.take_status();
   w->meta_ = rec->meta;
   w->segments_ = std::move(rec->segments);
   w->next_seq_ = rec->next_seq;
-  w->durable_seq_ = rec->next_seq - 1; // recovery synced what it kept
+  w->durable_seq_ = rec->next_seq - 1;  // recovery synced what it kept
   // Recorded so that damage to what recovery kept is provable later, even if
   // no record is ever written after it.
   if (w->durable_seq_ > w->meta_.durable_floor) {
@@ -178,12 +157,10 @@ LogWriter::Open(Env *env, const std::string &dir, const LogOptions &options) {
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, next));
     w->meta_ = next;
   }
-  w->preparer_ = std::make_unique<SegmentPreparer>(
-      env, dir, options.segment_size, options.prepare_in_background);
+  w->preparer_ = std::make_unique<SegmentPreparer>(env, dir, options.segment_size, options.prepare_in_background);
   if (!w->segments_.empty()) {
     auto f = env->Open(w->segments_.back().path, OpenMode::kReadWrite);
-    if (!f.ok())
-      return f.take_status();
+    if (!f.ok()) return f.take_status();
     w->file_ = std::move(*f);
     w->tail_ = rec->tail_offset;
   }
@@ -195,12 +172,10 @@ LogWriter::Open(Env *env, const std::string &dir, const LogOptions &options) {
     w->next_seq_ = w->meta_.salvage_floor + 1;
     w->durable_seq_ = w->meta_.salvage_floor;
     WALD_RETURN_IF_ERROR(w->Roll(gap_from));
-    WALD_RETURN_IF_ERROR(
-        w->Sync()); // the gap is on disk before anything is acked above it
+    WALD_RETURN_IF_ERROR(w->Sync());  // the gap is on disk before anything is acked above it
     if (options.recovery.reporter != nullptr) {
-      options.recovery.reporter->Report(
-          Reporter::Kind::kGap, w->segments_.back().path, gap_from,
-          w->next_seq_ - gap_from, "seqs retired by a salvage");
+      options.recovery.reporter->Report(Reporter::Kind::kGap, w->segments_.back().path, gap_from,
+                                        w->next_seq_ - gap_from, "seqs retired by a salvage");
     }
   } else if (w->segments_.empty()) {
     WALD_RETURN_IF_ERROR(w->Roll());
@@ -210,40 +185,34 @@ LogWriter::Open(Env *env, const std::string &dir, const LogOptions &options) {
 
 Status LogWriter::Close() {
   WALD_RETURN_IF_ERROR(Sync());
-  if (durable_seq_ <= meta_.durable_floor)
-    return Status::OK();
+  if (durable_seq_ <= meta_.durable_floor) return Status::OK();
   Meta next = meta_;
   next.durable_floor = durable_seq_;
   Status st = WriteMeta(env_, dir_, next);
-  if (!st.ok())
-    return Fail(std::move(st));
+  if (!st.ok()) return Fail(std::move(st));
   meta_ = next;
   return Status::OK();
 }
 
 Status LogWriter::Fail(Status cause) {
-  if (failure_.ok())
-    failure_ = cause;
+  if (failure_.ok()) failure_ = cause;
   return cause;
 }
 
 Status LogWriter::Failed() const {
-  return Status::Failed("the log writer stopped after an earlier error: " +
-                        failure_.ToString());
+  return Status::Failed("the log writer stopped after an earlier error: " + failure_.ToString());
 }
 
 void LogWriter::Add(std::span<const std::byte> bytes) {
-  iov_.push_back({const_cast<std::byte *>(bytes.data()), bytes.size()});
+  iov_.push_back({const_cast<std::byte*>(bytes.data()), bytes.size()});
   gathered_ += bytes.size();
   unsynced_ += bytes.size();
 }
 
 Status LogWriter::Flush() {
-  if (gathered_ == 0)
-    return Status::OK();
+  if (gathered_ == 0) return Status::OK();
   Status st = file_->WriteAt(tail_, iov_);
-  if (!st.ok())
-    return Fail(std::move(st));
+  if (!st.ok()) return Fail(std::move(st));
   tail_ += gathered_;
   iov_.clear();
   gathered_ = 0;
@@ -251,21 +220,18 @@ Status LogWriter::Flush() {
 }
 
 Status LogWriter::Append(std::span<const EncodedChunk> chunks) {
-  if (!failure_.ok())
-    return Failed();
-  for (const EncodedChunk &c : chunks) {
+  if (!failure_.ok()) return Failed();
+  for (const EncodedChunk& c : chunks) {
     if (c.first_seq != next_seq_ || c.last_seq < c.first_seq) {
-      return Fail(Status::InvalidArgument(
-          "chunk of seqs " + std::to_string(c.first_seq) + ".." +
-          std::to_string(c.last_seq) + " does not continue at seq " +
-          std::to_string(next_seq_)));
+      return Fail(Status::InvalidArgument("chunk of seqs " + std::to_string(c.first_seq) + ".." +
+                                          std::to_string(c.last_seq) + " does not continue at seq " +
+                                          std::to_string(next_seq_)));
     }
     std::span<const std::byte> rest = c.bytes;
     while (!rest.empty()) {
       const uint64_t room = options_.segment_size - tail_ - gathered_;
-      const uint64_t window =
-          kMaxUnsyncedWrite - std::min(unsynced_, kMaxUnsyncedWrite);
-      if (rest.size() <= room && rest.size() <= window) { // the common case
+      const uint64_t window = kMaxUnsyncedWrite - std::min(unsynced_, kMaxUnsyncedWrite);
+      if (rest.size() <= room && rest.size() <= window) {  // the common case
         Add(rest);
         next_seq_ = c.last_seq + 1;
         break;
@@ -278,13 +244,10 @@ Status LogWriter::Append(std::span<const EncodedChunk> chunks) {
         const size_t sz = PeekEncodedSize(rest.subspan(take));
         if (sz == 0 || sz > options_.segment_size - kSegmentHeaderSize) {
           return Fail(
-              Status::InvalidArgument("a record of " + std::to_string(sz) +
-                                      " bytes does not fit in a segment"));
+              Status::InvalidArgument("a record of " + std::to_string(sz) + " bytes does not fit in a segment"));
         }
-        if (take + sz > room)
-          break;
-        if (take + sz > window && unsynced_ + take > 0)
-          break;
+        if (take + sz > room) break;
+        if (take + sz > window && unsynced_ + take > 0) break;
         take += sz;
         ++n;
       }
@@ -294,23 +257,18 @@ Status LogWriter::Append(std::span<const EncodedChunk> chunks) {
         rest = rest.subspan(take);
       }
       WALD_RETURN_IF_ERROR(Sync());
-      if (!rest.empty() &&
-          PeekEncodedSize(rest) > options_.segment_size - tail_)
-        WALD_RETURN_IF_ERROR(Roll());
+      if (!rest.empty() && PeekEncodedSize(rest) > options_.segment_size - tail_) WALD_RETURN_IF_ERROR(Roll());
     }
   }
   return Flush();
 }
 
 Status LogWriter::Sync() {
-  if (!failure_.ok())
-    return Failed();
+  if (!failure_.ok()) return Failed();
   WALD_RETURN_IF_ERROR(Flush());
-  if (unsynced_ == 0)
-    return Status::OK();
+  if (unsynced_ == 0) return Status::OK();
   Status st = file_->DataSync();
-  if (!st.ok())
-    return Fail(std::move(st));
+  if (!st.ok()) return Fail(std::move(st));
   // Only now, after fdatasync returned 0, do these records count as durable.
   durable_seq_ = next_seq_ - 1;
   unsynced_ = 0;
@@ -320,11 +278,9 @@ Status LogWriter::Sync() {
 Status LogWriter::Roll(uint64_t gap_from) {
   // The old segment is complete and synced before anything goes into the new
   // one: recovery relies on it (only the newest segment can have a torn tail).
-  if (file_)
-    WALD_RETURN_IF_ERROR(Sync());
+  if (file_) WALD_RETURN_IF_ERROR(Sync());
   auto spare = preparer_->Take();
-  if (!spare.ok())
-    return Fail(spare.take_status());
+  if (!spare.ok()) return Fail(spare.take_status());
   std::byte hdr[kSegmentHeaderSize];
   EncodeSegmentHeader({meta_.log_id, next_seq_, gap_from}, hdr);
   iovec iov{hdr, sizeof hdr};
@@ -333,44 +289,33 @@ Status LogWriter::Roll(uint64_t gap_from) {
   // before that leaves a newest segment without a valid header, which
   // recovery removes as an incomplete roll.
   const std::string path = JoinPath(dir_, SegmentFileName(next_seq_));
-  if (st.ok())
-    st = env_->Rename(spare->path, path);
-  if (st.ok())
-    st = env_->SyncDir(dir_);
-  if (!st.ok())
-    return Fail(std::move(st));
-  auto f = env_->Open(path, OpenMode::kReadWrite); // named for error messages
-  if (!f.ok())
-    return Fail(f.take_status());
+  if (st.ok()) st = env_->Rename(spare->path, path);
+  if (st.ok()) st = env_->SyncDir(dir_);
+  if (!st.ok()) return Fail(std::move(st));
+  auto f = env_->Open(path, OpenMode::kReadWrite);  // named for error messages
+  if (!f.ok()) return Fail(f.take_status());
   file_ = std::move(*f);
   segments_.push_back({next_seq_, path});
   tail_ = kSegmentHeaderSize;
-  unsynced_ = kSegmentHeaderSize; // the header needs a sync too
+  unsynced_ = kSegmentHeaderSize;  // the header needs a sync too
   return Status::OK();
 }
 
 Status LogWriter::Trim(uint64_t up_to) {
-  if (!failure_.ok())
-    return Failed();
-  size_t k = 0; // segments [0, k) hold only seqs <= up_to
-  while (k + 1 < segments_.size() && segments_[k + 1].first_seq <= up_to + 1)
-    ++k;
-  if (k == 0)
-    return Status::OK();
+  if (!failure_.ok()) return Failed();
+  size_t k = 0;  // segments [0, k) hold only seqs <= up_to
+  while (k + 1 < segments_.size() && segments_[k + 1].first_seq <= up_to + 1) ++k;
+  if (k == 0) return Status::OK();
   Meta next = meta_;
   next.trim_seq = segments_[k].first_seq - 1;
   next.durable_floor = std::max(next.durable_floor, durable_seq_);
   Status st = WriteMeta(env_, dir_, next);
-  for (size_t i = 0; st.ok() && i < k; ++i)
-    st = env_->Remove(segments_[i].path);
-  if (st.ok())
-    st = env_->SyncDir(dir_);
-  if (!st.ok())
-    return Fail(std::move(st));
+  for (size_t i = 0; st.ok() && i < k; ++i) st = env_->Remove(segments_[i].path);
+  if (st.ok()) st = env_->SyncDir(dir_);
+  if (!st.ok()) return Fail(std::move(st));
   meta_ = next;
-  segments_.erase(segments_.begin(),
-                  segments_.begin() + static_cast<ptrdiff_t>(k));
+  segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(k));
   return Status::OK();
 }
 
-} // namespace wald::storage
+}  // namespace wald::storage

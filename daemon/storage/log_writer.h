@@ -48,17 +48,16 @@ struct EncodedChunk {
 class SegmentPreparer;
 
 class LogWriter {
-public:
+ public:
   // Opens `dir` (creating it and a new log if options.create_if_missing),
   // takes its lock (kBusy naming the holder's pid if another process has it),
   // recovers it (recovery.h: Recover) and readies a segment to append to.
   // Refuses a symlink (kNotALog), a file, or a non-empty directory without
   // wald.meta (kNotALog).
-  static Result<std::unique_ptr<LogWriter>>
-  Open(Env *env, const std::string &dir, const LogOptions &options);
-  ~LogWriter(); // stops the helper thread; does not sync
-  LogWriter(const LogWriter &) = delete;
-  LogWriter &operator=(const LogWriter &) = delete;
+  static Result<std::unique_ptr<LogWriter>> Open(Env* env, const std::string& dir, const LogOptions& options);
+  ~LogWriter();  // stops the helper thread; does not sync
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
 
   // Writes the chunks (one pwritev in the common case). The first chunk's
   // first_seq must be next_seq(). Does not sync, except where it must: before
@@ -76,8 +75,8 @@ public:
   // a crash mid-trim finishes the trim at the next open.
   Status Trim(uint64_t up_to);
 
-  const LogId &log_id() const { return meta_.log_id; }
-  const std::string &dir() const { return dir_; }
+  const LogId& log_id() const { return meta_.log_id; }
+  const std::string& dir() const { return dir_; }
   uint64_t next_seq() const { return next_seq_; }
   // Every record with seq <= durable_seq() survived an fdatasync.
   uint64_t durable_seq() const { return durable_seq_; }
@@ -85,33 +84,33 @@ public:
   uint64_t first_seq() const { return meta_.trim_seq + 1; }
   size_t segment_count() const { return segments_.size(); }
   // OK, or the error that stopped this writer for good.
-  const Status &failure() const { return failure_; }
+  const Status& failure() const { return failure_; }
 
-private:
-  LogWriter(Env *env, std::string dir, const LogOptions &options);
-  Status Fail(Status cause); // records the first cause, returns it
-  Status Failed() const;     // the kFailed status returned after a failure
-  Status Flush();            // writes iov_ at tail_
+ private:
+  LogWriter(Env* env, std::string dir, const LogOptions& options);
+  Status Fail(Status cause);  // records the first cause, returns it
+  Status Failed() const;      // the kFailed status returned after a failure
+  Status Flush();             // writes iov_ at tail_
   // Syncs, then continues in a prepared segment at next_seq_; gap_from != 0
   // records that seqs [gap_from, next_seq_) were retired by a salvage.
   Status Roll(uint64_t gap_from = 0);
   void Add(std::span<const std::byte> bytes);
 
-  Env *const env_;
+  Env* const env_;
   const std::string dir_;
   const LogOptions options_;
   std::unique_ptr<DirLock> lock_;
   Meta meta_;
   std::vector<SegmentFile> segments_;
-  std::unique_ptr<File> file_; // segments_.back(), open for writing
-  uint64_t tail_ = 0;          // where the next write goes in file_
+  std::unique_ptr<File> file_;  // segments_.back(), open for writing
+  uint64_t tail_ = 0;           // where the next write goes in file_
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;
-  uint64_t unsynced_ = 0;  // bytes written or gathered since the last sync
-  std::vector<iovec> iov_; // gathered for the next write; reused
-  size_t gathered_ = 0;    // bytes in iov_
+  uint64_t unsynced_ = 0;   // bytes written or gathered since the last sync
+  std::vector<iovec> iov_;  // gathered for the next write; reused
+  size_t gathered_ = 0;     // bytes in iov_
   Status failure_;
   std::unique_ptr<SegmentPreparer> preparer_;
 };
 
-} // namespace wald::storage
+}  // namespace wald::storage

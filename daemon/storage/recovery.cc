@@ -11,68 +11,58 @@ namespace {
 
 constexpr size_t kProbeChunk = 64 << 10;
 
-void Tell(const RecoveryOptions &o, Reporter::Kind kind,
-          const std::string &file, uint64_t offset, uint64_t bytes,
+void Tell(const RecoveryOptions& o, Reporter::Kind kind, const std::string& file, uint64_t offset, uint64_t bytes,
           std::string_view reason) {
-  if (o.reporter != nullptr)
-    o.reporter->Report(kind, file, offset, bytes, reason);
+  if (o.reporter != nullptr) o.reporter->Report(kind, file, offset, bytes, reason);
 }
 
-std::string At(const std::string &path, uint64_t offset) {
-  return path + " offset " + std::to_string(offset);
-}
+std::string At(const std::string& path, uint64_t offset) { return path + " offset " + std::to_string(offset); }
 
 // What lies after the end of the valid log in a segment.
 struct Probe {
-  bool found_valid = false;  // a verifying record with seq >= min_seq
-  uint64_t valid_offset = 0; // the last such record starts here
-  uint64_t valid_end = 0;    // ...and ends here
-  uint64_t max_seq = 0;      // the highest seq among them
-  uint64_t max_durable = 0;  // the highest durability stamp among them
-  uint64_t stamp_seq = 0;    // the record that carries it
+  bool found_valid = false;   // a verifying record with seq >= min_seq
+  uint64_t valid_offset = 0;  // the last such record starts here
+  uint64_t valid_end = 0;     // ...and ends here
+  uint64_t max_seq = 0;       // the highest seq among them
+  uint64_t max_durable = 0;   // the highest durability stamp among them
+  uint64_t stamp_seq = 0;     // the record that carries it
   uint64_t stamp_offset = 0;
-  uint64_t nonzero_end = 0; // end of the last non-zero byte range seen
+  uint64_t nonzero_end = 0;  // end of the last non-zero byte range seen
 };
 
 // Scans [from, end of file) at every record-aligned offset for records that
 // verify and carry a seq >= min_seq (skipping over each one found), and for
 // the extent of non-zero bytes. Preallocated space is zero, so this is fast
 // where nothing was written.
-Result<Probe> ProbeAfter(File *file, uint64_t from, uint64_t min_seq) {
+Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
   Probe p;
   p.nonzero_end = from;
   auto size = file->Size();
-  if (!size.ok())
-    return size.take_status();
+  if (!size.ok()) return size.take_status();
   const size_t buf_size = kProbeChunk + kRecordHeaderSize;
   auto buf = std::make_unique_for_overwrite<std::byte[]>(buf_size);
-  std::vector<std::byte> rec_buf; // for a record that crosses the end of buf
+  std::vector<std::byte> rec_buf;  // for a record that crosses the end of buf
   uint64_t buf_off = 0;
   size_t buf_len = 0;
   for (uint64_t off = from; off + 8 <= *size;) {
     if (off < buf_off || off + kRecordHeaderSize > buf_off + buf_len) {
       auto n = file->ReadAt(off, buf.get(), buf_size);
-      if (!n.ok())
-        return n.take_status();
+      if (!n.ok()) return n.take_status();
       buf_off = off;
       buf_len = *n;
-      if (buf_len < 8)
-        break;
+      if (buf_len < 8) break;
     }
-    const std::byte *at = buf.get() + (off - buf_off);
+    const std::byte* at = buf.get() + (off - buf_off);
     const size_t have = static_cast<size_t>(buf_off + buf_len - off);
     uint64_t word;
     std::memcpy(&word, at, 8);
-    if (word != 0)
-      p.nonzero_end = off + 8;
-    if (word == 0 || have < kRecordHeaderSize ||
-        PeekSeq(std::span(at, kRecordHeaderSize)) < min_seq) {
+    if (word != 0) p.nonzero_end = off + 8;
+    if (word == 0 || have < kRecordHeaderSize || PeekSeq(std::span(at, kRecordHeaderSize)) < min_seq) {
       off += kRecordAlign;
       continue;
     }
     const size_t need = PeekEncodedSize(std::span(at, kRecordHeaderSize));
-    if (PeekUnpaddedSize(std::span(at, kRecordHeaderSize)) >
-        *size - off) { // no record fits: damaged length
+    if (PeekUnpaddedSize(std::span(at, kRecordHeaderSize)) > *size - off) {  // no record fits: damaged length
       off += kRecordAlign;
       continue;
     }
@@ -80,8 +70,7 @@ Result<Probe> ProbeAfter(File *file, uint64_t from, uint64_t min_seq) {
     if (need > have) {
       rec_buf.resize(need);
       auto got = file->ReadAt(off, rec_buf.data(), need);
-      if (!got.ok())
-        return got.take_status();
+      if (!got.ok()) return got.take_status();
       bytes = std::span<const std::byte>(rec_buf.data(), *got);
     }
     RecordView rec;
@@ -90,8 +79,7 @@ Result<Probe> ProbeAfter(File *file, uint64_t from, uint64_t min_seq) {
       p.valid_offset = off;
       p.valid_end = off + rec.encoded_size;
       p.max_seq = std::max(p.max_seq, rec.seq);
-      if ((rec.meta.flags & kFlagDurable) &&
-          rec.meta.durable_seq > p.max_durable) {
+      if ((rec.meta.flags & kFlagDurable) && rec.meta.durable_seq > p.max_durable) {
         p.max_durable = rec.meta.durable_seq;
         p.stamp_seq = rec.seq;
         p.stamp_offset = off;
@@ -109,76 +97,57 @@ Result<Probe> ProbeAfter(File *file, uint64_t from, uint64_t min_seq) {
 // segment: the durability rule (recovery.h).
 struct Verdict {
   bool damage = false;
-  std::string evidence; // why seq `expected` was durable
-  uint64_t lost_to = 0; // the highest seq known to have existed or been durable
+  std::string evidence;  // why seq `expected` was durable
+  uint64_t lost_to = 0;  // the highest seq known to have existed or been durable
 };
 
-Verdict Judge(const Probe &p, uint64_t stop, uint64_t expected,
-              const Meta &meta) {
+Verdict Judge(const Probe& p, uint64_t stop, uint64_t expected, const Meta& meta) {
   Verdict v;
-  v.lost_to = std::max({expected - 1, p.max_seq, p.max_durable,
-                        meta.durable_floor, meta.salvage_floor});
-  if (expected <= meta.salvage_floor)
-    return v; // an earlier salvage cut here; the gap is known
+  v.lost_to = std::max({expected - 1, p.max_seq, p.max_durable, meta.durable_floor, meta.salvage_floor});
+  if (expected <= meta.salvage_floor) return v;  // an earlier salvage cut here; the gap is known
   if (meta.durable_floor >= expected) {
     v.damage = true;
-    v.evidence = "wald.meta records every seq up to " +
-                 std::to_string(meta.durable_floor) +
+    v.evidence = "wald.meta records every seq up to " + std::to_string(meta.durable_floor) +
                  " as durable (a clean stop or an earlier recovery)";
   } else if (p.max_durable >= expected) {
     v.damage = true;
-    v.evidence = "the record with seq " + std::to_string(p.stamp_seq) +
-                 " at offset " + std::to_string(p.stamp_offset) +
-                 " was written after every seq up to " +
-                 std::to_string(p.max_durable) + " was durable";
+    v.evidence = "the record with seq " + std::to_string(p.stamp_seq) + " at offset " + std::to_string(p.stamp_offset) +
+                 " was written after every seq up to " + std::to_string(p.max_durable) + " was durable";
   } else if (p.found_valid && p.valid_end - stop > kMaxUnsyncedWrite) {
     v.damage = true;
-    v.evidence = "a valid record (seq " + std::to_string(p.max_seq) +
-                 ") ends at offset " + std::to_string(p.valid_end) +
-                 ", further than one unsynced write reaches";
+    v.evidence = "a valid record (seq " + std::to_string(p.max_seq) + ") ends at offset " +
+                 std::to_string(p.valid_end) + ", further than one unsynced write reaches";
   }
   return v;
 }
 
-std::string SideName(const std::string &path, uint64_t offset) {
+std::string SideName(const std::string& path, uint64_t offset) {
   return path + "." + std::to_string(offset) + std::string(kBrokenSuffix);
 }
 
-std::string DamageMessage(const std::string &path, uint64_t stop,
-                          const std::string &reason, uint64_t expected,
-                          const Verdict &v, const std::string &dir) {
-  return At(path, stop) + ": " + reason + " at seq " +
-         std::to_string(expected) + ", but " + v.evidence +
-         ": damage to durable records, not a torn tail; seqs " +
-         std::to_string(expected) + ".." + std::to_string(v.lost_to) +
-         " would be lost. Inspect with `wal-tail --verify " + dir +
-         "`; `wald --salvage` keeps seqs up to " +
-         std::to_string(expected - 1) + ", moves the damaged bytes to " +
-         SideName(path, stop) + " and continues at seq " +
-         std::to_string(v.lost_to + 1);
+std::string DamageMessage(const std::string& path, uint64_t stop, const std::string& reason, uint64_t expected,
+                          const Verdict& v, const std::string& dir) {
+  return At(path, stop) + ": " + reason + " at seq " + std::to_string(expected) + ", but " + v.evidence +
+         ": damage to durable records, not a torn tail; seqs " + std::to_string(expected) + ".." +
+         std::to_string(v.lost_to) + " would be lost. Inspect with `wal-tail --verify " + dir +
+         "`; `wald --salvage` keeps seqs up to " + std::to_string(expected - 1) + ", moves the damaged bytes to " +
+         SideName(path, stop) + " and continues at seq " + std::to_string(v.lost_to + 1);
 }
 
 // Copies [from, to) of `file` to a new .broken file beside it, durably.
-Status SetAside(Env *env, const std::string &dir, File *file, uint64_t from,
-                uint64_t to, std::string *side) {
+Status SetAside(Env* env, const std::string& dir, File* file, uint64_t from, uint64_t to, std::string* side) {
   std::string name = SideName(file->path(), from);
   for (int n = 2; env->Kind(name) != FileKind::kMissing; ++n) {
-    name = file->path() + "." + std::to_string(from) + "-" + std::to_string(n) +
-           std::string(kBrokenSuffix);
+    name = file->path() + "." + std::to_string(from) + "-" + std::to_string(n) + std::string(kBrokenSuffix);
   }
   auto out = env->Open(name, OpenMode::kCreate);
-  if (!out.ok())
-    return out.take_status();
+  if (!out.ok()) return out.take_status();
   static constexpr size_t kCopyChunk = 1 << 20;
   auto buf = std::make_unique_for_overwrite<std::byte[]>(kCopyChunk);
   for (uint64_t off = from; off < to;) {
-    auto n = file->ReadAt(
-        off, buf.get(),
-        static_cast<size_t>(std::min<uint64_t>(kCopyChunk, to - off)));
-    if (!n.ok())
-      return n.take_status();
-    if (*n == 0)
-      break;
+    auto n = file->ReadAt(off, buf.get(), static_cast<size_t>(std::min<uint64_t>(kCopyChunk, to - off)));
+    if (!n.ok()) return n.take_status();
+    if (*n == 0) break;
     iovec iov{buf.get(), *n};
     WALD_RETURN_IF_ERROR((*out)->WriteAt(off - from, std::span(&iov, 1)));
     off += *n;
@@ -189,13 +158,11 @@ Status SetAside(Env *env, const std::string &dir, File *file, uint64_t from,
   return Status::OK();
 }
 
-Status ZeroRange(File *file, uint64_t from, uint64_t to) {
-  static constexpr size_t kZeroChunk =
-      1 << 20; // one static buffer, one write per MiB
+Status ZeroRange(File* file, uint64_t from, uint64_t to) {
+  static constexpr size_t kZeroChunk = 1 << 20;  // one static buffer, one write per MiB
   static const std::vector<std::byte> kZeros(kZeroChunk);
   for (uint64_t off = from; off < to; off += kZeroChunk) {
-    iovec iov{const_cast<std::byte *>(kZeros.data()),
-              static_cast<size_t>(std::min<uint64_t>(kZeroChunk, to - off))};
+    iovec iov{const_cast<std::byte*>(kZeros.data()), static_cast<size_t>(std::min<uint64_t>(kZeroChunk, to - off))};
     WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
   }
   return Status::OK();
@@ -203,16 +170,14 @@ Status ZeroRange(File *file, uint64_t from, uint64_t to) {
 
 // Sets [from, to) aside, then zeroes it, so that stale bytes are never read
 // as records once new ones are written over part of them.
-Status CutAt(Env *env, const std::string &dir, File *file, uint64_t from,
-             uint64_t to, std::string *side) {
-  if (to <= from)
-    return Status::OK();
+Status CutAt(Env* env, const std::string& dir, File* file, uint64_t from, uint64_t to, std::string* side) {
+  if (to <= from) return Status::OK();
   WALD_RETURN_IF_ERROR(SetAside(env, dir, file, from, to, side));
   return ZeroRange(file, from, to);
 }
 
 // A whole segment set aside by a salvage.
-Status MoveAside(Env *env, const std::string &dir, const std::string &path) {
+Status MoveAside(Env* env, const std::string& dir, const std::string& path) {
   std::string name = SideName(path, 0);
   for (int n = 2; env->Kind(name) != FileKind::kMissing; ++n) {
     name = path + ".0-" + std::to_string(n) + std::string(kBrokenSuffix);
@@ -223,25 +188,20 @@ Status MoveAside(Env *env, const std::string &dir, const std::string &path) {
 
 // Where segment i+1 says segment i ends: at its first seq, or at the start of
 // the gap a salvage left before it.
-uint64_t StartOf(const SegmentHeader &next) {
-  return next.gap_from != 0 ? next.gap_from : next.first_seq;
-}
+uint64_t StartOf(const SegmentHeader& next) { return next.gap_from != 0 ? next.gap_from : next.first_seq; }
 
-} // namespace
+}  // namespace
 
-Result<RecoveredLog> Recover(Env *env, const std::string &dir,
-                             const Meta &meta_in,
-                             const RecoveryOptions &options) {
+Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_in, const RecoveryOptions& options) {
   RecoveredLog out;
   out.meta = meta_in;
-  Meta &meta = out.meta;
+  Meta& meta = out.meta;
 
   // 1. Half-made files: a prepared segment or meta that never got its name.
   auto names = env->ListDir(dir);
-  if (!names.ok())
-    return names.take_status();
+  if (!names.ok()) return names.take_status();
   bool removed = false;
-  for (const std::string &n : *names) {
+  for (const std::string& n : *names) {
     if (n.ends_with(kTempSuffix)) {
       WALD_RETURN_IF_ERROR(env->Remove(JoinPath(dir, n)));
       removed = true;
@@ -249,9 +209,8 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
   }
 
   auto listed = ListSegments(env, dir);
-  if (!listed.ok())
-    return listed.take_status();
-  std::vector<SegmentFile> &segs = out.segments = std::move(*listed);
+  if (!listed.ok()) return listed.take_status();
+  std::vector<SegmentFile>& segs = out.segments = std::move(*listed);
 
   // 2. An interrupted trim: the meta file already says these are released.
   while (segs.size() >= 2 && segs[1].first_seq <= meta.trim_seq + 1) {
@@ -259,16 +218,12 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
     segs.erase(segs.begin());
     removed = true;
   }
-  if (removed)
-    WALD_RETURN_IF_ERROR(env->SyncDir(dir));
+  if (removed) WALD_RETURN_IF_ERROR(env->SyncDir(dir));
   out.next_seq = meta.trim_seq + 1;
-  if (segs.empty())
-    return out;
+  if (segs.empty()) return out;
   if (segs.front().first_seq > meta.trim_seq + 1) {
-    return Status::Corruption(segs.front().path + ": the log starts at seq " +
-                              std::to_string(segs.front().first_seq) +
-                              " but only seqs up to " +
-                              std::to_string(meta.trim_seq) +
+    return Status::Corruption(segs.front().path + ": the log starts at seq " + std::to_string(segs.front().first_seq) +
+                              " but only seqs up to " + std::to_string(meta.trim_seq) +
                               " were trimmed: earlier segments are missing");
   }
 
@@ -278,50 +233,37 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
   {
     const SegmentFile last = segs.back();
     auto f = env->Open(last.path, OpenMode::kRead);
-    if (!f.ok())
-      return f.take_status();
+    if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), last.first_seq);
     SegmentHeader h;
     Status st = sc.ReadHeader(&meta.log_id, &h);
-    if (!st.ok() && st.code() != Code::kCorruption)
-      return st;
+    if (!st.ok() && st.code() != Code::kCorruption) return st;
     if (!st.ok()) {
       auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, last.first_seq);
-      if (!probe.ok())
-        return probe.take_status();
+      if (!probe.ok()) return probe.take_status();
       const Verdict v = Judge(*probe, 0, last.first_seq, meta);
       if (v.damage) {
-        const std::string why = st.message() + ", but " + v.evidence +
-                                ": the header was durable; seqs " +
-                                std::to_string(last.first_seq) + ".." +
-                                std::to_string(v.lost_to) + " would be lost";
+        const std::string why = st.message() + ", but " + v.evidence + ": the header was durable; seqs " +
+                                std::to_string(last.first_seq) + ".." + std::to_string(v.lost_to) + " would be lost";
         if (!options.salvage) {
-          return Status::Corruption(
-              why + ". Inspect with `wal-tail --verify " + dir +
-              "`; `wald --salvage` moves the segment to " +
-              SideName(last.path, 0) + " and continues at seq " +
-              std::to_string(v.lost_to + 1));
+          return Status::Corruption(why + ". Inspect with `wal-tail --verify " + dir +
+                                    "`; `wald --salvage` moves the segment to " + SideName(last.path, 0) +
+                                    " and continues at seq " + std::to_string(v.lost_to + 1));
         }
         meta.salvage_floor = v.lost_to;
         WALD_RETURN_IF_ERROR(WriteMeta(env, dir, meta));
-        Tell(options, Reporter::Kind::kDamage, last.path, 0, probe->nonzero_end,
-             "set aside by salvage: " + why);
+        Tell(options, Reporter::Kind::kDamage, last.path, 0, probe->nonzero_end, "set aside by salvage: " + why);
         WALD_RETURN_IF_ERROR(MoveAside(env, dir, last.path));
       } else {
         std::string side;
-        if (probe->nonzero_end > 0)
-          WALD_RETURN_IF_ERROR(
-              SetAside(env, dir, sc.file(), 0, probe->nonzero_end, &side));
-        Tell(options, Reporter::Kind::kTornTail, last.path, 0,
-             probe->nonzero_end,
-             "segment roll did not complete" +
-                 (side.empty() ? std::string() : "; kept in " + side));
+        if (probe->nonzero_end > 0) WALD_RETURN_IF_ERROR(SetAside(env, dir, sc.file(), 0, probe->nonzero_end, &side));
+        Tell(options, Reporter::Kind::kTornTail, last.path, 0, probe->nonzero_end,
+             "segment roll did not complete" + (side.empty() ? std::string() : "; kept in " + side));
         WALD_RETURN_IF_ERROR(env->Remove(last.path));
         WALD_RETURN_IF_ERROR(env->SyncDir(dir));
       }
       segs.pop_back();
-      if (segs.empty())
-        return out;
+      if (segs.empty()) return out;
     }
   }
 
@@ -329,8 +271,7 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
   std::vector<SegmentHeader> hdrs(segs.size());
   for (size_t i = 0; i < segs.size(); ++i) {
     auto f = env->Open(segs[i].path, OpenMode::kRead);
-    if (!f.ok())
-      return f.take_status();
+    if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), segs[i].first_seq);
     WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, &hdrs[i]));
   }
@@ -338,12 +279,9 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
   // 5. Records: of the newest segment, or of all with VerifyMode::kAll.
   for (size_t i = 0; i < segs.size(); ++i) {
     const bool last = i + 1 == segs.size();
-    if (!last && options.verify != VerifyMode::kAll)
-      continue;
-    auto f =
-        env->Open(segs[i].path, last ? OpenMode::kReadWrite : OpenMode::kRead);
-    if (!f.ok())
-      return f.take_status();
+    if (!last && options.verify != VerifyMode::kAll) continue;
+    auto f = env->Open(segs[i].path, last ? OpenMode::kReadWrite : OpenMode::kRead);
+    if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), segs[i].first_seq);
     SegmentHeader h;
     WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, &h));
@@ -351,81 +289,61 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
     SegmentScanner::Step step;
     while ((step = sc.Next(&rec)) == SegmentScanner::Step::kRecord) {
     }
-    if (step == SegmentScanner::Step::kError)
-      return sc.status();
+    if (step == SegmentScanner::Step::kError) return sc.status();
     const uint64_t stop = sc.offset();
     const uint64_t expected = sc.next_seq();
     if (!last) {
       // A sealed segment was synced in full before its successor was made.
-      if (expected == StartOf(hdrs[i + 1]))
-        continue;
+      if (expected == StartOf(hdrs[i + 1])) continue;
       Verdict v;
-      v.lost_to = std::max(
-          {segs[i + 1].first_seq - 1, meta.durable_floor, meta.salvage_floor});
+      v.lost_to = std::max({segs[i + 1].first_seq - 1, meta.durable_floor, meta.salvage_floor});
       for (size_t j = i + 1; j < segs.size(); ++j) {
         auto later = env->Open(segs[j].path, OpenMode::kRead);
-        if (!later.ok())
-          return later.take_status();
+        if (!later.ok()) return later.take_status();
         auto p = ProbeAfter(later->get(), kSegmentHeaderSize, 0);
-        if (!p.ok())
-          return p.take_status();
+        if (!p.ok()) return p.take_status();
         v.lost_to = std::max({v.lost_to, p->max_seq, p->max_durable});
       }
-      v.evidence = "the next segment starts at seq " +
-                   std::to_string(segs[i + 1].first_seq);
-      const std::string why =
-          DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir);
-      if (!options.salvage)
-        return Status::Corruption(why);
+      v.evidence = "the next segment starts at seq " + std::to_string(segs[i + 1].first_seq);
+      const std::string why = DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir);
+      if (!options.salvage) return Status::Corruption(why);
       // Salvage: the log ends here; the later segments go aside, whole.
       meta.salvage_floor = v.lost_to;
       WALD_RETURN_IF_ERROR(WriteMeta(env, dir, meta));
       for (size_t j = segs.size(); j-- > i + 1;) {
-        Tell(options, Reporter::Kind::kDamage, segs[j].path, 0, 0,
-             "set aside by salvage: " + why);
+        Tell(options, Reporter::Kind::kDamage, segs[j].path, 0, 0, "set aside by salvage: " + why);
         WALD_RETURN_IF_ERROR(MoveAside(env, dir, segs[j].path));
       }
       segs.resize(i + 1);
       auto rw = env->Open(segs[i].path, OpenMode::kReadWrite);
-      if (!rw.ok())
-        return rw.take_status();
+      if (!rw.ok()) return rw.take_status();
       auto probe = ProbeAfter(rw->get(), stop, 0);
-      if (!probe.ok())
-        return probe.take_status();
+      if (!probe.ok()) return probe.take_status();
       std::string side;
-      WALD_RETURN_IF_ERROR(
-          CutAt(env, dir, rw->get(), stop, probe->nonzero_end, &side));
+      WALD_RETURN_IF_ERROR(CutAt(env, dir, rw->get(), stop, probe->nonzero_end, &side));
       WALD_RETURN_IF_ERROR((*rw)->DataSync());
-      Tell(options, Reporter::Kind::kDamage, sc.path(), stop,
-           probe->nonzero_end - stop, why);
+      Tell(options, Reporter::Kind::kDamage, sc.path(), stop, probe->nonzero_end - stop, why);
       out.next_seq = expected;
       out.tail_offset = stop;
       return out;
     }
     // The newest segment: a torn tail, or damage?
     auto probe = ProbeAfter(sc.file(), stop, expected);
-    if (!probe.ok())
-      return probe.take_status();
+    if (!probe.ok()) return probe.take_status();
     const Verdict v = Judge(*probe, stop, expected, meta);
     std::string side;
     if (v.damage) {
-      const std::string why =
-          DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir);
-      if (!options.salvage)
-        return Status::Corruption(why);
+      const std::string why = DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir);
+      if (!options.salvage) return Status::Corruption(why);
       meta.salvage_floor = v.lost_to;
       WALD_RETURN_IF_ERROR(WriteMeta(env, dir, meta));
-      WALD_RETURN_IF_ERROR(
-          CutAt(env, dir, sc.file(), stop, probe->nonzero_end, &side));
-      Tell(options, Reporter::Kind::kDamage, sc.path(), stop,
-           probe->nonzero_end - stop,
-           "cut by salvage: " + why +
-               (side.empty() ? std::string() : "; kept in " + side));
+      WALD_RETURN_IF_ERROR(CutAt(env, dir, sc.file(), stop, probe->nonzero_end, &side));
+      Tell(options, Reporter::Kind::kDamage, sc.path(), stop, probe->nonzero_end - stop,
+           "cut by salvage: " + why + (side.empty() ? std::string() : "; kept in " + side));
     } else if (probe->nonzero_end > stop) {
-      WALD_RETURN_IF_ERROR(
-          CutAt(env, dir, sc.file(), stop, probe->nonzero_end, &side));
-      Tell(options, Reporter::Kind::kTornTail, sc.path(), stop,
-           probe->nonzero_end - stop, sc.stop_reason() + "; kept in " + side);
+      WALD_RETURN_IF_ERROR(CutAt(env, dir, sc.file(), stop, probe->nonzero_end, &side));
+      Tell(options, Reporter::Kind::kTornTail, sc.path(), stop, probe->nonzero_end - stop,
+           sc.stop_reason() + "; kept in " + side);
     }
     // Everything kept is made durable: after a SIGKILL the page cache may
     // still hold records that no fdatasync covered.
@@ -436,24 +354,21 @@ Result<RecoveredLog> Recover(Env *env, const std::string &dir,
   return out;
 }
 
-Result<LogSummary> VerifyLog(Env *env, const std::string &dir) {
+Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
   LogSummary sum;
   auto meta = ReadMeta(env, dir);
-  if (!meta.ok())
-    return meta.take_status();
+  if (!meta.ok()) return meta.take_status();
   sum.meta = *meta;
   sum.proven_durable = std::max(meta->durable_floor, meta->trim_seq);
   auto segs = ListSegments(env, dir);
-  if (!segs.ok())
-    return segs.take_status();
+  if (!segs.ok()) return segs.take_status();
   sum.segments = segs->size();
-  uint64_t prev_end = 0; // seq after the previous segment's last record
+  uint64_t prev_end = 0;  // seq after the previous segment's last record
   for (size_t i = 0; i < segs->size(); ++i) {
-    const SegmentFile &seg = (*segs)[i];
+    const SegmentFile& seg = (*segs)[i];
     const bool last = i + 1 == segs->size();
     auto f = env->Open(seg.path, OpenMode::kRead);
-    if (!f.ok())
-      return f.take_status();
+    if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), seg.first_seq);
     SegmentHeader h;
     Status st = sc.ReadHeader(&sum.meta.log_id, &h);
@@ -461,73 +376,56 @@ Result<LogSummary> VerifyLog(Env *env, const std::string &dir) {
       // Only an incomplete roll may leave the newest header invalid.
       if (last && st.code() == Code::kCorruption) {
         auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, seg.first_seq);
-        if (!probe.ok())
-          return probe.take_status();
+        if (!probe.ok()) return probe.take_status();
         const Verdict v = Judge(*probe, 0, seg.first_seq, sum.meta);
         if (!v.damage) {
           sum.torn_tail_bytes += probe->nonzero_end;
           break;
         }
-        return Status::Corruption(
-            st.message() + ", but " + v.evidence +
-            ": the header was durable; seqs " + std::to_string(seg.first_seq) +
-            ".." + std::to_string(v.lost_to) + " are unreadable");
+        return Status::Corruption(st.message() + ", but " + v.evidence + ": the header was durable; seqs " +
+                                  std::to_string(seg.first_seq) + ".." + std::to_string(v.lost_to) + " are unreadable");
       }
       return st;
     }
-    if (i > 0 && h.gap_from != 0)
-      sum.gap_seqs += h.first_seq - h.gap_from;
+    if (i > 0 && h.gap_from != 0) sum.gap_seqs += h.first_seq - h.gap_from;
     RecordView rec;
     SegmentScanner::Step step;
     while ((step = sc.Next(&rec)) == SegmentScanner::Step::kRecord) {
-      if (sum.first_seq == 0)
-        sum.first_seq = rec.seq;
+      if (sum.first_seq == 0) sum.first_seq = rec.seq;
       sum.last_seq = rec.seq;
       ++sum.records;
       sum.payload_bytes += rec.payload.size();
       sum.record_bytes += rec.encoded_size;
-      if (rec.meta.flags & kFlagDurable)
-        sum.proven_durable = std::max(sum.proven_durable, rec.meta.durable_seq);
+      if (rec.meta.flags & kFlagDurable) sum.proven_durable = std::max(sum.proven_durable, rec.meta.durable_seq);
     }
-    if (step == SegmentScanner::Step::kError)
-      return sc.status();
+    if (step == SegmentScanner::Step::kError) return sc.status();
     const uint64_t stop = sc.offset();
     const uint64_t expected = sc.next_seq();
     prev_end = expected;
     if (!last) {
       auto next_hdr_file = env->Open((*segs)[i + 1].path, OpenMode::kRead);
-      if (!next_hdr_file.ok())
-        return next_hdr_file.take_status();
-      SegmentScanner next_sc(std::move(*next_hdr_file),
-                             (*segs)[i + 1].first_seq);
+      if (!next_hdr_file.ok()) return next_hdr_file.take_status();
+      SegmentScanner next_sc(std::move(*next_hdr_file), (*segs)[i + 1].first_seq);
       SegmentHeader nh;
       // A bad next header is reported when its turn comes.
       const bool next_ok = next_sc.ReadHeader(&sum.meta.log_id, &nh).ok();
-      if (expected == (next_ok ? StartOf(nh) : (*segs)[i + 1].first_seq))
-        continue;
-      return Status::Corruption(
-          At(sc.path(), stop) + ": " + sc.stop_reason() + " before seq " +
-          std::to_string(expected) + ", but the next segment starts at seq " +
-          std::to_string((*segs)[i + 1].first_seq) + ": seqs " +
-          std::to_string(expected) + ".." +
-          std::to_string((*segs)[i + 1].first_seq - 1) + " are unreadable");
+      if (expected == (next_ok ? StartOf(nh) : (*segs)[i + 1].first_seq)) continue;
+      return Status::Corruption(At(sc.path(), stop) + ": " + sc.stop_reason() + " before seq " +
+                                std::to_string(expected) + ", but the next segment starts at seq " +
+                                std::to_string((*segs)[i + 1].first_seq) + ": seqs " + std::to_string(expected) + ".." +
+                                std::to_string((*segs)[i + 1].first_seq - 1) + " are unreadable");
     }
     auto probe = ProbeAfter(sc.file(), stop, expected);
-    if (!probe.ok())
-      return probe.take_status();
+    if (!probe.ok()) return probe.take_status();
     const Verdict v = Judge(*probe, stop, expected, sum.meta);
-    if (v.damage)
-      return Status::Corruption(
-          DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir));
-    sum.torn_tail_bytes +=
-        probe->nonzero_end > stop ? probe->nonzero_end - stop : 0;
+    if (v.damage) return Status::Corruption(DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir));
+    sum.torn_tail_bytes += probe->nonzero_end > stop ? probe->nonzero_end - stop : 0;
   }
-  if (sum.first_seq == 0 && !segs->empty())
-    sum.last_seq = prev_end > 0 ? prev_end - 1 : 0;
+  if (sum.first_seq == 0 && !segs->empty()) sum.last_seq = prev_end > 0 ? prev_end - 1 : 0;
   auto names = env->ListDir(dir);
   if (names.ok()) {
     std::sort(names->begin(), names->end());
-    for (const std::string &n : *names) {
+    for (const std::string& n : *names) {
       const std::string path = JoinPath(dir, n);
       sum.disk_bytes += env->DiskUsage(path);
       if (n.ends_with(kBrokenSuffix)) {
@@ -535,8 +433,7 @@ Result<LogSummary> VerifyLog(Env *env, const std::string &dir) {
         uint64_t bytes = 0;
         if (f.ok()) {
           auto sz = (*f)->Size();
-          if (sz.ok())
-            bytes = *sz;
+          if (sz.ok()) bytes = *sz;
         }
         sum.side_files.push_back({path, bytes});
       }
@@ -545,4 +442,4 @@ Result<LogSummary> VerifyLog(Env *env, const std::string &dir) {
   return sum;
 }
 
-} // namespace wald::storage
+}  // namespace wald::storage

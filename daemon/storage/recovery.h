@@ -28,8 +28,8 @@
 namespace wald::storage {
 
 enum class VerifyMode {
-  kLastSegment, // headers of all segments, records of the last one (fast open)
-  kAll,         // every record of every segment
+  kLastSegment,  // headers of all segments, records of the last one (fast open)
+  kAll,          // every record of every segment
 };
 
 struct RecoveryOptions {
@@ -39,14 +39,14 @@ struct RecoveryOptions {
   // past the cut is retired (Meta::salvage_floor), so the log continues with
   // a gap instead of handing such a seq out again.
   bool salvage = false;
-  Reporter *reporter = nullptr;
+  Reporter* reporter = nullptr;
 };
 
 struct RecoveredLog {
-  Meta meta;                         // as on disk after recovery
-  std::vector<SegmentFile> segments; // empty for a new log
-  uint64_t next_seq = 1;    // seq of the next record, before any salvage gap
-  uint64_t tail_offset = 0; // in segments.back(): where it goes
+  Meta meta;                          // as on disk after recovery
+  std::vector<SegmentFile> segments;  // empty for a new log
+  uint64_t next_seq = 1;              // seq of the next record, before any salvage gap
+  uint64_t tail_offset = 0;           // in segments.back(): where it goes
 };
 
 // Brings a locked log directory to a consistent state: removes temporary
@@ -57,8 +57,7 @@ struct RecoveredLog {
 // would be lost and the way out, unless options.salvage. Creates no segment.
 // When the returned meta.salvage_floor >= next_seq, the caller must continue
 // at salvage_floor + 1 in a new segment that records the gap.
-Result<RecoveredLog> Recover(Env *env, const std::string &dir, const Meta &meta,
-                             const RecoveryOptions &options);
+Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta, const RecoveryOptions& options);
 
 struct SideFile {
   std::string path;
@@ -69,16 +68,16 @@ struct SideFile {
 struct LogSummary {
   Meta meta;
   size_t segments = 0;
-  uint64_t first_seq = 0; // first record held (0 if none)
-  uint64_t last_seq = 0;  // last valid record (0 if none)
+  uint64_t first_seq = 0;  // first record held (0 if none)
+  uint64_t last_seq = 0;   // last valid record (0 if none)
   uint64_t records = 0;
   uint64_t payload_bytes = 0;
-  uint64_t record_bytes = 0;    // encoded: headers, metadata, payloads, padding
-  uint64_t torn_tail_bytes = 0; // non-zero bytes after the last valid record
-  uint64_t proven_durable = 0;  // highest seq the log proves durable
-  uint64_t gap_seqs = 0;        // seqs a salvage cut (never readable)
-  uint64_t disk_bytes = 0; // allocated blocks of every file in the directory
-  std::vector<SideFile> side_files; // *.broken: bytes recovery set aside
+  uint64_t record_bytes = 0;         // encoded: headers, metadata, payloads, padding
+  uint64_t torn_tail_bytes = 0;      // non-zero bytes after the last valid record
+  uint64_t proven_durable = 0;       // highest seq the log proves durable
+  uint64_t gap_seqs = 0;             // seqs a salvage cut (never readable)
+  uint64_t disk_bytes = 0;           // allocated blocks of every file in the directory
+  std::vector<SideFile> side_files;  // *.broken: bytes recovery set aside
 };
 
 // Reads and checks every record of the log at `dir` without writing or
@@ -87,6 +86,6 @@ struct LogSummary {
 // recovery. Damage comes back as Corruption naming file, offset and seqs; a
 // torn tail past the proven-durable point is the normal end (counted in
 // torn_tail_bytes).
-Result<LogSummary> VerifyLog(Env *env, const std::string &dir);
+Result<LogSummary> VerifyLog(Env* env, const std::string& dir);
 
-} // namespace wald::storage
+}  // namespace wald::storage

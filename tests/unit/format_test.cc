@@ -1,11 +1,12 @@
 // The byte-level format: CRC32C, record and header encoding, file names.
+#include "storage/format.h"
+
 #include <doctest/doctest.h>
 
 #include <cstring>
 #include <vector>
 
 #include "storage/crc32c.h"
-#include "storage/format.h"
 
 using namespace wald::storage;
 
@@ -15,13 +16,12 @@ std::vector<std::byte> Bytes(std::string_view s) {
   std::memcpy(v.data(), s.data(), s.size());
   return v;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("crc32c matches the standard check values") {
   CHECK(crc32c::Value("123456789", 9) == 0xe3069283u);
   std::vector<char> zeros(32, 0);
-  CHECK(crc32c::Value(zeros.data(), zeros.size()) ==
-        0x8a9136aau); // RFC 3720 B.4
+  CHECK(crc32c::Value(zeros.data(), zeros.size()) == 0x8a9136aau);  // RFC 3720 B.4
   CHECK(crc32c::Extend(crc32c::Value("1234", 4), "56789", 5) == 0xe3069283u);
   uint32_t c = crc32c::Value("abc", 3);
   CHECK(crc32c::Mask(c) != c);
@@ -42,14 +42,14 @@ TEST_CASE("a record encodes, pads to 8 and decodes back") {
   CHECK(PeekEncodedSize(buf) == 32);
 }
 
-TEST_CASE("the record CRC covers header and payload in one range, CRC field as "
-          "zero, format version 3") {
+TEST_CASE(
+    "the record CRC covers header and payload in one range, CRC field as "
+    "zero, format version 3") {
   auto payload = Bytes("abc");
   std::vector<std::byte> buf(EncodedSize(payload.size()));
   EncodeRecord(0x0102030405060708ull, payload, buf.data());
   // The same bytes built by hand: length word 3, four zero bytes, seq, payload.
-  const unsigned char expect[] = {3, 0, 0, 0, 0, 0, 0,   0,   8,  7,
-                                  6, 5, 4, 3, 2, 1, 'a', 'b', 'c'};
+  const unsigned char expect[] = {3, 0, 0, 0, 0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 'a', 'b', 'c'};
   uint32_t stored;
   std::memcpy(&stored, buf.data() + 4, 4);
   CHECK(crc32c::Unmask(stored) == crc32c::Value(expect, sizeof expect));
@@ -88,10 +88,8 @@ TEST_CASE("decoding rejects damage of every kind") {
     CHECK(DecodeRecord(buf, &rec) == DecodeStatus::kBadFlags);
   }
   SUBCASE("cut short") {
-    CHECK(DecodeRecord(std::span(buf).first(20), &rec) ==
-          DecodeStatus::kTruncated);
-    CHECK(DecodeRecord(std::span(buf).first(8), &rec) ==
-          DecodeStatus::kTruncated);
+    CHECK(DecodeRecord(std::span(buf).first(20), &rec) == DecodeStatus::kTruncated);
+    CHECK(DecodeRecord(std::span(buf).first(8), &rec) == DecodeStatus::kTruncated);
   }
   SUBCASE("zero-filled space") {
     std::vector<std::byte> zeros(64);
@@ -100,8 +98,7 @@ TEST_CASE("decoding rejects damage of every kind") {
 }
 
 TEST_CASE("segment header and meta round-trip and detect damage") {
-  SegmentHeader h{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
-                  1234};
+  SegmentHeader h{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, 1234};
   std::byte buf[kSegmentHeaderSize];
   EncodeSegmentHeader(h, buf);
   SegmentHeader out;
@@ -119,7 +116,7 @@ TEST_CASE("segment header and meta round-trip and detect damage") {
   Meta mo;
   CHECK(DecodeMeta(mb, &mo).empty());
   CHECK(mo.trim_seq == 99);
-  CHECK(!DecodeSegmentHeader(mb, &out).empty()); // a meta file is not a segment
+  CHECK(!DecodeSegmentHeader(mb, &out).empty());  // a meta file is not a segment
 }
 
 TEST_CASE("segment file names sort in seq order and parse back") {
@@ -132,22 +129,16 @@ TEST_CASE("segment file names sort in seq order and parse back") {
   CHECK_FALSE(ParseSegmentFileName("00000000000000000042.tmp", &s));
   CHECK_FALSE(ParseSegmentFileName("0000000000000000004x.wal", &s));
   CHECK_FALSE(ParseSegmentFileName("00000000000000000000.wal", &s));
-  CHECK_FALSE(
-      ParseSegmentFileName("99999999999999999999.wal", &s)); // overflows u64
+  CHECK_FALSE(ParseSegmentFileName("99999999999999999999.wal", &s));  // overflows u64
 }
 
-TEST_CASE("v3 metadata: each field announced by its flag, covered by the CRC, "
-          "stored before the payload") {
+TEST_CASE(
+    "v3 metadata: each field announced by its flag, covered by the CRC, "
+    "stored before the payload") {
   auto payload = Bytes("hello");
-  RecordMeta meta{kFlagDurable | kFlagTime | kFlagProducer,
-                  41,
-                  1764500000123456789ull,
-                  77,
-                  1000,
-                  100};
+  RecordMeta meta{kFlagDurable | kFlagTime | kFlagProducer, 41, 1764500000123456789ull, 77, 1000, 100};
   std::vector<std::byte> buf(EncodedSize(payload.size(), MetaSize(meta.flags)));
-  CHECK(buf.size() ==
-        56); // 16 header + 8 durable + 8 time + 12 producer + 5 payload, padded
+  CHECK(buf.size() == 56);  // 16 header + 8 durable + 8 time + 12 producer + 5 payload, padded
   CHECK(EncodeRecord(42, meta, payload, buf.data()) == buf.size());
   CHECK(PeekEncodedSize(buf) == buf.size());
   RecordView rec;
@@ -178,8 +169,9 @@ TEST_CASE("v3 metadata: each field announced by its flag, covered by the CRC, "
   }
 }
 
-TEST_CASE("v3 segment header carries a salvage gap; meta carries the durable "
-          "and salvage floors") {
+TEST_CASE(
+    "v3 segment header carries a salvage gap; meta carries the durable "
+    "and salvage floors") {
   SegmentHeader h{{1}, 500, 100};
   std::byte buf[kSegmentHeaderSize];
   EncodeSegmentHeader(h, buf);

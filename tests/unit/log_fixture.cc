@@ -15,11 +15,9 @@ namespace wald::test {
 using namespace storage;
 
 TempDir::TempDir() {
-  const char *base = std::getenv("TMPDIR");
-  std::string tmpl =
-      std::string(base && *base ? base : "/tmp") + "/wald-test-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr)
-    throw std::runtime_error("mkdtemp failed");
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/wald-test-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
 }
 
@@ -30,8 +28,7 @@ TempDir::~TempDir() {
 
 size_t RecordingReporter::Count(Kind k) const {
   size_t n = 0;
-  for (const Entry &e : entries)
-    n += e.kind == k;
+  for (const Entry& e : entries) n += e.kind == k;
   return n;
 }
 
@@ -58,30 +55,23 @@ LogFixture::~LogFixture() = default;
 Status LogFixture::Open() {
   w.reset();
   auto r = LogWriter::Open(env, dir, opts);
-  if (!r.ok())
-    return r.take_status();
+  if (!r.ok()) return r.take_status();
   w = std::move(*r);
   return Status::OK();
 }
 
-Status LogFixture::Write(const std::vector<std::string> &payloads, bool sync) {
+Status LogFixture::Write(const std::vector<std::string>& payloads, bool sync) {
   // As the daemon does: the first record of a batch carries the durable seq
   // (the proof recovery uses), every record a time and a producer.
   size_t total = 0;
-  for (const auto &p : payloads)
-    total += EncodedSize(p.size(), kMaxMetaSize);
+  for (const auto& p : payloads) total += EncodedSize(p.size(), kMaxMetaSize);
   std::vector<std::byte> buf(total);
   size_t off = 0;
   const uint64_t first = w->next_seq();
   for (size_t i = 0; i < payloads.size(); ++i) {
-    auto bytes =
-        std::as_bytes(std::span(payloads[i].data(), payloads[i].size()));
-    RecordMeta meta{kFlagTime | kFlagProducer,
-                    0,
-                    1700000000000000000ull + (first + i) * 1000001000ull,
-                    4242,
-                    1000,
-                    100};
+    auto bytes = std::as_bytes(std::span(payloads[i].data(), payloads[i].size()));
+    RecordMeta meta{
+        kFlagTime | kFlagProducer, 0, 1700000000000000000ull + (first + i) * 1000001000ull, 4242, 1000, 100};
     if (i == 0) {
       meta.flags |= kFlagDurable;
       meta.durable_seq = w->durable_seq();
@@ -98,8 +88,7 @@ Status LogFixture::WriteN(uint64_t n, size_t size, size_t batch) {
   std::vector<std::string> ps;
   for (uint64_t i = 0; i < n;) {
     ps.clear();
-    for (size_t j = 0; j < batch && i < n; ++j, ++i)
-      ps.push_back(PayloadFor(w->next_seq() + j, size));
+    for (size_t j = 0; j < batch && i < n; ++j, ++i) ps.push_back(PayloadFor(w->next_seq() + j, size));
     WALD_RETURN_IF_ERROR(Write(ps));
   }
   return Status::OK();
@@ -108,25 +97,19 @@ Status LogFixture::WriteN(uint64_t n, size_t size, size_t batch) {
 std::vector<ReadRecord> LogFixture::ReadAll(uint64_t from) {
   std::vector<ReadRecord> out;
   auto r = LogReader::Open(Env::Posix(), dir, from, &reporter);
-  if (!r.ok())
-    throw std::runtime_error(r.status().ToString());
+  if (!r.ok()) throw std::runtime_error(r.status().ToString());
   RecordView rec;
   LogReader::Step step;
   gaps.clear();
-  while ((step = (*r)->Next(&rec)) == LogReader::Step::kRecord ||
-         step == LogReader::Step::kGap) {
+  while ((step = (*r)->Next(&rec)) == LogReader::Step::kRecord || step == LogReader::Step::kGap) {
     if (step == LogReader::Step::kGap) {
       gaps.push_back({(*r)->gap_from(), (*r)->gap_to()});
       continue;
     }
-    out.push_back(
-        {rec.seq,
-         std::string(reinterpret_cast<const char *>(rec.payload.data()),
-                     rec.payload.size()),
-         (*r)->segment_path(), (*r)->record_offset(), rec.meta});
+    out.push_back({rec.seq, std::string(reinterpret_cast<const char*>(rec.payload.data()), rec.payload.size()),
+                   (*r)->segment_path(), (*r)->record_offset(), rec.meta});
   }
-  if (step == LogReader::Step::kError)
-    throw std::runtime_error((*r)->status().ToString());
+  if (step == LogReader::Step::kError) throw std::runtime_error((*r)->status().ToString());
   return out;
 }
 
@@ -134,29 +117,24 @@ std::vector<std::string> LogFixture::Segments() {
   auto segs = ListSegments(Env::Posix(), dir);
   std::vector<std::string> out;
   if (segs.ok()) {
-    for (auto &s : *segs)
-      out.push_back(s.path);
+    for (auto& s : *segs) out.push_back(s.path);
   }
   return out;
 }
 
-void LogFixture::FlipByte(const std::string &path, uint64_t offset) {
+void LogFixture::FlipByte(const std::string& path, uint64_t offset) {
   int fd = ::open(path.c_str(), O_RDWR);
   char c;
-  if (fd < 0 || ::pread(fd, &c, 1, static_cast<off_t>(offset)) != 1)
-    throw std::runtime_error("FlipByte " + path);
+  if (fd < 0 || ::pread(fd, &c, 1, static_cast<off_t>(offset)) != 1) throw std::runtime_error("FlipByte " + path);
   c ^= 0x20;
-  if (::pwrite(fd, &c, 1, static_cast<off_t>(offset)) != 1)
-    throw std::runtime_error("FlipByte write");
+  if (::pwrite(fd, &c, 1, static_cast<off_t>(offset)) != 1) throw std::runtime_error("FlipByte write");
   ::close(fd);
 }
 
-void LogFixture::ZeroBytes(const std::string &path, uint64_t offset,
-                           uint64_t n) {
+void LogFixture::ZeroBytes(const std::string& path, uint64_t offset, uint64_t n) {
   int fd = ::open(path.c_str(), O_RDWR);
   std::string zeros(n, '\0');
-  if (fd < 0 || ::pwrite(fd, zeros.data(), n, static_cast<off_t>(offset)) !=
-                    static_cast<ssize_t>(n)) {
+  if (fd < 0 || ::pwrite(fd, zeros.data(), n, static_cast<off_t>(offset)) != static_cast<ssize_t>(n)) {
     throw std::runtime_error("ZeroBytes " + path);
   }
   ::close(fd);
@@ -164,12 +142,11 @@ void LogFixture::ZeroBytes(const std::string &path, uint64_t offset,
 
 std::vector<std::string> LogFixture::SideFiles() {
   std::vector<std::string> out;
-  for (const auto &e : std::filesystem::directory_iterator(dir)) {
-    if (e.path().string().ends_with(".broken"))
-      out.push_back(e.path().string());
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().string().ends_with(".broken")) out.push_back(e.path().string());
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
-} // namespace wald::test
+}  // namespace wald::test

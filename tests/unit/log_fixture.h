@@ -16,18 +16,18 @@ namespace wald::test {
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents.
 class TempDir {
-public:
+ public:
   TempDir();
   ~TempDir();
-  const std::string &path() const { return path_; }
+  const std::string& path() const { return path_; }
 
-private:
+ private:
   std::string path_;
 };
 
 // Remembers every report.
 class RecordingReporter : public storage::Reporter {
-public:
+ public:
   struct Entry {
     Kind kind;
     std::string file;
@@ -35,8 +35,7 @@ public:
     uint64_t bytes;
     std::string reason;
   };
-  void Report(Kind kind, const std::string &file, uint64_t offset,
-              uint64_t bytes, std::string_view reason) override {
+  void Report(Kind kind, const std::string& file, uint64_t offset, uint64_t bytes, std::string_view reason) override {
     entries.push_back({kind, file, offset, bytes, std::string(reason)});
   }
   size_t Count(Kind k) const;
@@ -55,7 +54,7 @@ struct ReadRecord {
 };
 
 class LogFixture {
-public:
+ public:
   LogFixture();
   ~LogFixture();
 
@@ -72,29 +71,28 @@ public:
   }
   // Encodes the payloads with the next seqs, appends them as one chunk and,
   // if `sync`, syncs.
-  storage::Status Write(const std::vector<std::string> &payloads,
-                        bool sync = true);
+  storage::Status Write(const std::vector<std::string>& payloads, bool sync = true);
   // Writes `n` records of PayloadFor(seq, size) in batches of `batch`.
   storage::Status WriteN(uint64_t n, size_t size, size_t batch = 16);
   // Everything a fresh LogReader yields from `from` to the end; the gaps it
   // crossed go to `gaps`.
   std::vector<ReadRecord> ReadAll(uint64_t from = 1);
   std::vector<std::pair<uint64_t, uint64_t>> gaps;
-  std::vector<std::string> Segments(); // paths, in order
+  std::vector<std::string> Segments();  // paths, in order
 
   // Damage.
-  void FlipByte(const std::string &path, uint64_t offset);
-  void ZeroBytes(const std::string &path, uint64_t offset, uint64_t n);
+  void FlipByte(const std::string& path, uint64_t offset);
+  void ZeroBytes(const std::string& path, uint64_t offset, uint64_t n);
   // The *.broken files recovery set aside.
   std::vector<std::string> SideFiles();
 
   TempDir tmp;
   std::string dir;
   storage::FaultEnv fault{storage::Env::Posix()};
-  storage::Env *env = &fault;
+  storage::Env* env = &fault;
   RecordingReporter reporter;
   storage::LogOptions opts;
   std::unique_ptr<storage::LogWriter> w;
 };
 
-} // namespace wald::test
+}  // namespace wald::test

@@ -389,3 +389,17 @@ TEST_CASE("a crash at any step of a trim leaves a consistent log") {
     CHECK(f.Segments().size() <= segs_before);
   }
 }
+
+TEST_CASE_FIXTURE(LogFixture, "a fault that drops unsynced data at once keeps exactly what fdatasync covered") {
+  fault.DropUnsyncedAtFault();
+  REQUIRE(Open().ok());
+  REQUIRE(Write({"a", "b"}).ok());
+  REQUIRE(Write({"c"}, /*sync=*/false).ok());  // written, in the page cache, never synced
+  fault.FailSyncAfter(0, EIO);
+  CHECK(w->Sync().err() == EIO);
+  Close();
+  fault.FailSyncAfter(-1);
+  auto recs = ReadAll();
+  REQUIRE(recs.size() == 2);  // "c" went with the fault, as it would with the machine
+  CHECK(recs.back().payload == "b");
+}

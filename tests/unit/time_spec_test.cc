@@ -1,18 +1,18 @@
 // wal-tail's time arguments: journalctl's syntax in, RFC 3339 out.
+#include "time_spec.h"
+
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <ctime>
-
-#include "time_spec.h"
 
 using wald::tools::FormatRfc3339;
 using wald::tools::ParseTimeSpec;
 
 namespace {
 constexpr uint64_t kSec = 1000000000ull;
-constexpr uint64_t kNow = 1796043600ull * kSec; // 2026-11-30T13:00:00Z
-} // namespace
+constexpr uint64_t kNow = 1796043600ull * kSec;  // 2026-11-30T13:00:00Z
+}  // namespace
 
 TEST_CASE("absolute times with a UTC marker") {
   CHECK(ParseTimeSpec("2026-11-30 13:00:00Z", kNow) == kNow);
@@ -33,13 +33,11 @@ TEST_CASE("relative times and names") {
   tzset();
   CHECK(ParseTimeSpec("today", kNow) == kNow - 13 * 3600 * kSec);
   CHECK(ParseTimeSpec("yesterday", kNow) == kNow - 37 * 3600 * kSec);
-  CHECK(ParseTimeSpec("2026-11-30 13:00:00", kNow) ==
-        kNow); // local time, here UTC
+  CHECK(ParseTimeSpec("2026-11-30 13:00:00", kNow) == kNow);  // local time, here UTC
 }
 
 TEST_CASE("nonsense is refused") {
-  for (const char *bad : {"", "last tuesday", "-5 fortnights", "2026-13-01",
-                          "2026-11-30 25:00", "5", "-"}) {
+  for (const char* bad : {"", "last tuesday", "-5 fortnights", "2026-13-01", "2026-11-30 25:00", "5", "-"}) {
     CAPTURE(bad);
     CHECK_FALSE(ParseTimeSpec(bad, kNow).has_value());
   }

@@ -24,4 +24,4 @@ std::optional<uint64_t> ParseTimeSpec(std::string_view spec, uint64_t now_ns);
 // "2026-11-30T13:05:00.123456Z".
 std::string FormatRfc3339(uint64_t ns);
 
-} // namespace wald::tools
+}  // namespace wald::tools

@@ -51,6 +51,8 @@ enum class ErrorCode {
   kInvalidArgument,  // a bad argument to this library
   kUnsupported,      // the daemon does not serve this request
   kTrimmed,          // a read below the first seq still held (Error::first_seq)
+  kSeqGap,           // a read reached seqs that a salvage retired: they do not
+                     // exist; Error::first_seq is the next seq that does
 };
 
 const char* error_code_name(ErrorCode code);
@@ -58,7 +60,7 @@ const char* error_code_name(ErrorCode code);
 struct Error {
   ErrorCode code = ErrorCode::kOk;
   std::string message;
-  uint64_t first_seq = 0;  // kTrimmed: the first seq the log still holds
+  uint64_t first_seq = 0;  // kTrimmed: the first seq the log still holds; kSeqGap: the next seq after the gap
   bool ok() const { return code == ErrorCode::kOk; }
   explicit operator bool() const { return !ok(); }  // true if an error
 };
@@ -95,6 +97,18 @@ using AppendCallback = std::function<void(Result<Seq>)>;
 // Called for each record of a read or subscription, in seq order; the payload
 // is valid during the call only. Return false to stop.
 using RecordCallback = std::function<bool(Seq seq, std::span<const std::byte> payload)>;
+
+// A record with the metadata the daemon stamped on it (wald --stamp).
+struct RecordInfo {
+  Seq seq = 0;
+  std::span<const std::byte> payload;  // valid during the call only
+  uint64_t time_ns = 0;                // when the daemon received it, ns since the Unix epoch; 0: not stamped
+  bool has_producer = false;           // pid, uid, gid were stamped (SO_PEERCRED of the sender)
+  uint32_t pid = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+using RecordInfoCallback = std::function<bool(const RecordInfo& record)>;
 
 using LogId = std::array<uint8_t, 16>;
 
@@ -167,12 +181,16 @@ class Client {
   // daemon reaches it), calling cb per record; blocks. A `from` below the
   // first seq still held fails with kTrimmed (and Error::first_seq).
   // max_records 0: no limit.
+  // Seqs that a salvage retired are never skipped silently: the read ends
+  // with kSeqGap (Error::first_seq: where to read on).
   Error read(Seq from, const RecordCallback& cb, uint64_t max_records = 0);
+  Error read(Seq from, const RecordInfoCallback& cb, uint64_t max_records = 0);
   // Follows the log from `from`: cb runs for every record as soon as it is
   // durable (never before: a subscriber never sees a record its writer could
   // not yet have had acked), until cb returns false or an error. Stopping
   // closes this connection: a subscription owns its Client.
   Error subscribe(Seq from, const RecordCallback& cb);
+  Error subscribe(Seq from, const RecordInfoCallback& cb);
   // Releases whole segments whose records are all <= up_to; returns the seq
   // up to which records are gone (durably: a restart does not bring them back).
   Result<Seq> trim(Seq up_to);

@@ -35,6 +35,7 @@ enum {
   WALD_E_INVALID_ARGUMENT = -9,
   WALD_E_UNSUPPORTED = -10,
   WALD_E_TRIMMED = -11,
+  WALD_E_SEQ_GAP = -12, /* a read reached seqs a salvage retired; wald_last_error says where the log goes on */
 };
 
 typedef struct wald_client wald_client;
@@ -42,6 +43,19 @@ typedef struct wald_client wald_client;
 /* A record of a read or subscription; the data is valid during the call.
  * Return 0 to go on, non-zero to stop. */
 typedef int (*wald_record_cb)(void *user, uint64_t seq, const void *data, size_t len);
+
+/* A record with the metadata wald stamped on it (wald --stamp). */
+typedef struct wald_record_info {
+  uint64_t seq;
+  const void *data; /* valid during the call */
+  size_t len;
+  uint64_t time_ns; /* when wald received it, ns since the Unix epoch; 0: not stamped */
+  int has_producer; /* non-zero: pid, uid, gid are the sender's */
+  uint32_t pid;
+  uint32_t uid;
+  uint32_t gid;
+} wald_record_info;
+typedef int (*wald_record_info_cb)(void *user, const wald_record_info *rec);
 
 /* status is WALD_OK (seq valid) or a WALD_E_* code with a message. */
 typedef void (*wald_append_cb)(void *user, int status, uint64_t seq, const char *message);
@@ -70,6 +84,9 @@ int wald_read(wald_client *c, uint64_t from, wald_record_cb cb, void *user);
 /* Follows the log from `from` until cb returns non-zero (which closes the
  * connection: use a handle of its own) or an error. */
 int wald_subscribe(wald_client *c, uint64_t from, wald_record_cb cb, void *user);
+/* wald_read and wald_subscribe with each record's metadata. */
+int wald_read_info(wald_client *c, uint64_t from, wald_record_info_cb cb, void *user);
+int wald_subscribe_info(wald_client *c, uint64_t from, wald_record_info_cb cb, void *user);
 /* Releases whole segments at or below up_to; *released (may be NULL) gets
  * the seq up to which records are gone. */
 int wald_trim(wald_client *c, uint64_t up_to, uint64_t *released);
