@@ -128,6 +128,10 @@ TEST_CASE("crash loop: SIGKILL and power cuts under 16-client load lose no acked
     d.Restart({});  // recovery
     d.Signal(SIGTERM);
     REQUIRE(d.Wait() == 0);
+    // A real torn tail is never mistaken for damage (FORMAT.md's rule).
+    const std::string log = d.Log();
+    REQUIRE_MESSAGE(log.find("damage") == std::string::npos, log);
+    REQUIRE_MESSAGE(log.find("critical") == std::string::npos, log);
     CheckLog(tmp.path() + "/data", all_acked);
   }
   MESSAGE(iterations << " iterations: " << kills << " SIGKILLs, " << cuts << " power cuts, " << total_acked
