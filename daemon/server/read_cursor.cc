@@ -49,7 +49,9 @@ void ReadCursor::Fill(const std::string& log_dir) {
     next_seq = rec.seq + 1;
     if (limited) --remaining;
   }
-  done = gap_to != 0 || (limited && remaining == 0) || (!follow && next_seq > durable_cap);
+  // A gap ends the Read with Error{SeqGap} (sent by the loop after this
+  // frame), never with done: a client that saw done would stop reading first.
+  done = gap_to == 0 && ((limited && remaining == 0) || (!follow && next_seq > durable_cap));
   if (recs.empty() && !done) return;
   auto v = fbb.CreateVector(recs);
   auto span = fb.Finish(proto::Body::Records, proto::CreateRecords(fbb, request_id, v, done).Union());

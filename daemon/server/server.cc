@@ -542,14 +542,18 @@ void Server::OnReadDone(uv_work_t* w, int) {
     return;
   }
   if (!r->frame.empty()) s->Send(c, r->frame);
-  if (r->gap_to != 0 && c->state != Connection::State::kClosing) {
+  if (r->gap_to != 0) {
     // Never skipped silently: the reader learns which seqs do not exist and
     // where the log goes on.
-    s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::SeqGap,
+    if (c->state != Connection::State::kClosing) {
+      s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::SeqGap,
                             "seqs " + std::to_string(r->gap_from) + ".." + std::to_string(r->gap_to) +
                                 " do not exist: a salvage retired them; the log goes on at seq " +
                                 std::to_string(r->gap_to + 1),
-                            r->gap_to + 1));
+                              r->gap_to + 1));
+    }
+    s->EndRead(r);
+    return;
   }
   if (r->done) {
     s->EndRead(r);

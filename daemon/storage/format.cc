@@ -89,6 +89,17 @@ size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::b
   return total;
 }
 
+bool RestampDurable(std::byte* record, uint64_t durable_seq) {
+  const uint32_t word = Get<uint32_t>(record);
+  const uint32_t flags = word >> kLengthBits;
+  if (!(flags & kFlagDurable) || Get<uint64_t>(record + kRecordHeaderSize) >= durable_seq) return false;
+  Put<uint64_t>(record + kRecordHeaderSize, durable_seq);  // the first metadata field
+  const size_t used = kRecordHeaderSize + MetaSize(flags) + (word & kMaxPayload);
+  Put<uint32_t>(record + 4, 0);
+  Put<uint32_t>(record + 4, crc32c::Mask(crc32c::Value(record, used)));
+  return true;
+}
+
 const char* DecodeStatusName(DecodeStatus s) {
   switch (s) {
     case DecodeStatus::kOk: return "ok";

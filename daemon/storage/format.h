@@ -71,6 +71,13 @@ inline size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload, std
   return EncodeRecord(seq, RecordMeta{}, payload, dst);
 }
 
+// Raises the durable stamp of the encoded record at `record` to
+// `durable_seq` and recomputes its CRC, if the record carries kFlagDurable
+// and its stamp is lower; returns whether it did. The writer thread does this
+// to the first record of each batch just before writing it, when it knows
+// exactly what is durable (FORMAT.md, "The durability rule").
+bool RestampDurable(std::byte* record, uint64_t durable_seq);
+
 struct RecordView {
   uint64_t seq = 0;
   RecordMeta meta;                     // flags == 0: none stored

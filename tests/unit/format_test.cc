@@ -192,3 +192,20 @@ TEST_CASE(
   std::memcpy(mb + 60, &crc, 4);
   CHECK(DecodeMeta(mb, &mo).find("unsupported format version 2") == 0);
 }
+
+TEST_CASE("the writer's restamp raises a batch's durable stamp and keeps the record valid") {
+  auto payload = Bytes("batch head");
+  RecordMeta meta{kFlagDurable | kFlagTime, 10, 99, 0, 0, 0};
+  std::vector<std::byte> buf(EncodedSize(payload.size(), MetaSize(meta.flags)));
+  EncodeRecord(50, meta, payload, buf.data());
+  CHECK(RestampDurable(buf.data(), 49));
+  RecordView rec;
+  REQUIRE(DecodeRecord(buf, &rec) == DecodeStatus::kOk);
+  CHECK(rec.meta.durable_seq == 49);
+  CHECK(rec.meta.time_ns == 99);
+  CHECK_FALSE(RestampDurable(buf.data(), 40));  // never lowered
+  std::vector<std::byte> plain(EncodedSize(payload.size()));
+  EncodeRecord(51, payload, plain.data());
+  CHECK_FALSE(RestampDurable(plain.data(), 50));  // no stamp to raise
+  REQUIRE(DecodeRecord(plain, &rec) == DecodeStatus::kOk);
+}
