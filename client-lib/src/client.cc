@@ -289,7 +289,14 @@ void Client::Impl::Dispatch() {
             trim_result = err;
           }
         } else if (e->request_id() >= first_id && e->request_id() < next_id && !At(e->request_id()).done) {
-          Complete(e->request_id(), Err(FromWire(e->code()), msg));
+          // ServerFailed on an append: the daemon fail-stopped with it
+          // written but not known durable. It may or may not be in the log.
+          if (e->code() == proto::ErrorCode::ServerFailed) {
+            Complete(e->request_id(),
+                     Err(ErrorCode::kOutcomeUnknown, msg + ": this append may or may not be in the log"));
+          } else {
+            Complete(e->request_id(), Err(FromWire(e->code()), msg));
+          }
         }
         break;
       }

@@ -42,7 +42,10 @@ void AppendUntilGone(const std::string& socket, uint64_t conn, std::vector<Acked
     Error e = c->append_async(p, [acked, errors, p](Result<Seq> r) {
       if (r.ok()) {
         acked->push_back({r.value(), p});
-      } else if (r.error().code != ErrorCode::kOutcomeUnknown) {
+      } else if (r.error().code != ErrorCode::kOutcomeUnknown ||
+                 r.error().message.find("server failed") != std::string::npos) {
+        // Anything but a broken connection: an error from the daemon (a
+        // fail-stop reaches each pending append as outcome unknown).
         ++*errors;
       }
     });

@@ -8,8 +8,9 @@
 //
 // Guarantees (see protocol/PROTOCOL.md): a returned or called-back Seq means
 // the record is durable at that position in the log. An append that fails
-// with kOutcomeUnknown (the connection broke while it was in flight) may or
-// may not be in the log.
+// with kOutcomeUnknown (the connection broke while it was in flight, or the
+// daemon fail-stopped with it written but not durable) may or may not be in
+// the log; every other error means it was not appended.
 //
 // Threads: a Client is used by one thread at a time, like a database
 // connection; give each thread its own. Callbacks run on the thread that
@@ -41,11 +42,12 @@ using Seq = uint64_t;
 enum class ErrorCode {
   kOk = 0,
   kDaemonGone,       // cannot connect, or the connection is closed
-  kOutcomeUnknown,   // the connection broke while this append was in flight
+  kOutcomeUnknown,   // the connection broke, or the daemon failed, while this append was in flight
   kProtocol,         // the daemon or this client broke the protocol
   kRecordTooLarge,   // over the daemon's max record size; nothing was appended
   kNotPermitted,     // the daemon refuses this peer (uid/gid)
-  kServerFailed,     // the daemon hit an I/O error and stopped (fail-stop)
+  kServerFailed,     // the daemon hit an I/O error and stopped (fail-stop); the connection's error.
+                     // An append in flight then gets kOutcomeUnknown
   kShuttingDown,     // the daemon is draining and takes no new work
   kTimeout,          // a wait with a timeout ran out
   kInvalidArgument,  // a bad argument to this library
