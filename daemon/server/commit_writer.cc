@@ -133,10 +133,16 @@ void CommitWriter::Run() {
   batch.reserve(1024);
   spans.reserve(1024);
   for (;;) {
+    // Group commit, capped (as LevelDB and RocksDB cap a write group): a
+    // burst of staged chunks goes out as several batches of about
+    // kMaxBatchBytes, each published as soon as its fdatasync returns, so the
+    // first appends of a burst are acked without waiting for the last.
     Chunk* c;
-    while (full_.Pop(&c)) {
+    size_t bytes = 0;
+    while (bytes < kMaxBatchBytes && full_.Pop(&c)) {
       batch.push_back(c);
       spans.push_back({std::span<const std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
+      bytes += c->used;
     }
     // Trims are rare and run between batches, on this thread, which owns
     // every file.
