@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -609,22 +610,32 @@ void Server::OnWriterProgress() {
   const uint64_t now = uv_hrtime();
   if (durable > acked_seq_) {
     acked_seq_ = durable;
-    size_t keep = 0;
-    for (Connection* c : ack_list_) {
+    // Tricky. AckUpTo can close the connection it acks (the write fails: the
+    // client reset), and Close takes it off ack_list_. So the walk is over
+    // the list swapped out into ack_walk_, and callees edit only ack_list_.
+    // A connection closed during the walk has in_ack_list cleared by Close
+    // and is dropped here; it is not deleted before OnClose, which libuv runs
+    // after this callback.
+    assert(ack_walk_.empty());  // not re-entered from a callee
+    ack_walk_.swap(ack_list_);
+    for (Connection* c : ack_walk_) {
+      if (!c->in_ack_list) continue;  // closed earlier in this walk
       AckUpTo(c, durable, now);
+      if (!c->in_ack_list) continue;  // closed by its own ack write
       if (c->pending.empty()) {
         c->in_ack_list = false;
       } else {
-        ack_list_[keep++] = c;
+        ack_list_.push_back(c);
       }
     }
-    ack_list_.resize(keep);
+    ack_walk_.clear();  // keeps its capacity: no allocation per batch
   }
   if (writer_->failed()) {
     FailStop();
     return;
   }
-  // Followers waiting at the durable end go on.
+  // Followers waiting at the durable end go on. The ready ones are taken out
+  // before any is continued; ContinueRead closes nothing (server.h).
   if (!parked_.empty()) {
     std::vector<ReadCursor*> ready;
     size_t keep = 0;
@@ -639,17 +650,23 @@ void Server::OnWriterProgress() {
     parked_.resize(keep);
     for (ReadCursor* r : ready) ContinueRead(r);
   }
+  // Finished trims are taken out of trims_ before any is answered: a failed
+  // Send closes its connection, and Close drops that connection's entries
+  // from trims_. A later entry for a connection closed meanwhile is not sent
+  // (Send ignores a closed connection).
   if (!trims_.empty()) {
     const uint64_t done = writer_->trims_done();
+    std::vector<PendingTrim> finished;
     size_t keep = 0;
     for (const PendingTrim& t : trims_) {
       if (t.number <= done) {
-        Send(t.conn, fb_.TrimAck(t.request_id, writer_->trim_seq()));
+        finished.push_back(t);
       } else {
         trims_[keep++] = t;
       }
     }
     trims_.resize(keep);
+    for (const PendingTrim& t : finished) Send(t.conn, fb_.TrimAck(t.request_id, writer_->trim_seq()));
   }
   // Recycle chunks, then let stalled and paused connections go on.
   Recycle();
@@ -735,7 +752,13 @@ void Server::UpdateReading(Connection* c) {
 // ---- Writing ----
 
 void Server::Send(Connection* c, std::span<const uint8_t> frame) {
-  if (c->state == Connection::State::kClosing && !c->close_after_write) return;
+  // A closing connection still gets the frame that close_after_write waits
+  // for; a closed one (uv_close called, maybe earlier in the caller's walk)
+  // gets nothing.
+  if (c->state == Connection::State::kClosing &&
+      (!c->close_after_write || uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->pipe)))) {
+    return;
+  }
   size_t off = 0;
   if (!c->write_in_flight && c->out.empty()) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(frame.data())),
@@ -802,6 +825,7 @@ void Server::OnWrite(uv_write_t* req, int status) {
 }
 
 void Server::SendErrorAndClose(Connection* c, uint64_t request_id, proto::ErrorCode code, std::string_view msg) {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->pipe))) return;  // already closed (FailStop's Sends)
   spdlog::info("connection {}: {} ({}), closing", c->id, msg, proto::ErrorCodeName(code));
   if (c->reading) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));

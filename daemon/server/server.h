@@ -96,6 +96,8 @@ class Server {
   // end, or wait for the connection's output to drain.
   static void OnReadWork(uv_work_t* w);
   static void OnReadDone(uv_work_t* w, int status);
+  // Parks, blocks or queues r. Sends nothing and closes nothing, so callers
+  // may walk a list of cursors around it.
   void ContinueRead(ReadCursor* r);
   void QueueRead(ReadCursor* r);
   void EndRead(ReadCursor* r);
@@ -166,6 +168,7 @@ class Server {
   uint64_t next_conn_id_ = 1;
   std::vector<Connection*> all_;
   std::vector<Connection*> ack_list_;  // connections with pending acks
+  std::vector<Connection*> ack_walk_;  // OnWriterProgress's walk: ack_list_ swapped out
   std::vector<Connection*> stalled_;
   std::vector<ReadCursor*> parked_;  // following cursors at the durable end
   struct PendingTrim {
