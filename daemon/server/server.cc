@@ -491,29 +491,32 @@ void Server::OnReadWork(uv_work_t* w) {
 
 void Server::OnReadDone(uv_work_t* w, int) {
   auto* r = static_cast<ReadCursor*>(w->data);
-  r->in_flight = false;
   Connection* c = r->conn;
   if (c == nullptr) {  // the connection closed meanwhile
     delete r;
     return;
   }
   Server* s = c->server;
+  // r stays in_flight while its answer is sent: a failed Send closes the
+  // connection, Close ends every cursor on it, and EndRead must then only
+  // detach r (conn = nullptr), not delete it under this function.
   if (r->trimmed) {
     s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::Trimmed,
                             "seq " + std::to_string(r->next_seq) + " is trimmed; the first seq held is " +
                                 std::to_string(r->first_held),
                             r->first_held));
-    s->EndRead(r);
-    return;
-  }
-  if (!r->error.ok()) {
+  } else if (!r->error.ok()) {
     spdlog::error("read for connection {}: {}", c->id, r->error.ToString());
     s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::ServerFailed, "read failed: " + r->error.ToString()));
-    s->EndRead(r);
+  } else if (!r->frame.empty()) {
+    s->Send(c, r->frame);
+  }
+  r->in_flight = false;
+  if (r->conn == nullptr) {  // the Send closed the connection
+    delete r;
     return;
   }
-  if (!r->frame.empty()) s->Send(c, r->frame);
-  if (r->done) {
+  if (r->trimmed || !r->error.ok() || r->done) {
     s->EndRead(r);
     return;
   }

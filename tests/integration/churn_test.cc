@@ -102,17 +102,37 @@ struct Healthy {
   }
 };
 
-// Connects, appends kChurnAppends records without reading a byte, and resets
-// the connection (SO_LINGER 0), until told to stop. Returns the rounds done.
-uint64_t Churn(const std::string& socket, uint64_t id, const std::atomic<bool>& stop) {
+// What a churner sends before it resets.
+enum class ChurnKind {
+  kAppends,          // kChurnAppends appends
+  kAppendsReadTrim,  // the same, then a Read of seq 1 (one record) and a Trim that
+                     // releases nothing, in the same write
+};
+
+// Connects, sends what `kind` says in one write, reads nothing after the
+// HelloAck, and resets the connection (SO_LINGER 0), until told to stop.
+// Returns the rounds done.
+uint64_t Churn(const std::string& socket, uint64_t id, ChurnKind kind, const std::atomic<bool>& stop) {
   uint64_t rounds = 0;
+  proto::FrameBuilder fb;
+  std::vector<uint8_t> out;
   while (!stop.load()) {
     try {
       RawClient c(socket);
-      // The HelloAck is the one frame read: after it every Append is taken.
       if (c.Handshake() == nullptr) continue;
-      for (int i = 1; i <= kChurnAppends; ++i) c.QueueAppend(i, TestPayload(id, rounds * kChurnAppends + i));
-      (void)c.Flush();
+      out.clear();
+      for (int i = 1; i <= kChurnAppends; ++i) {
+        const std::string p = TestPayload(id, rounds * kChurnAppends + i);
+        auto f = fb.Append(i, {reinterpret_cast<const uint8_t*>(p.data()), p.size()});
+        out.insert(out.end(), f.begin(), f.end());
+      }
+      if (kind == ChurnKind::kAppendsReadTrim) {
+        auto r = fb.Read(kChurnAppends + 1, 1, 1, false);
+        out.insert(out.end(), r.begin(), r.end());
+        auto t = fb.Trim(kChurnAppends + 2, 0);
+        out.insert(out.end(), t.begin(), t.end());
+      }
+      (void)c.SendRaw(out);
       const linger reset{1, 0};
       (void)::setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
       ++rounds;
@@ -151,7 +171,7 @@ namespace {
 
 // kHealthy healthy clients and kChurners churners against one daemon started
 // with `args`, for WALD_CHURN_SECONDS; then the checks.
-void RunChurn(const std::vector<std::string>& args) {
+void RunChurn(const std::vector<std::string>& args, ChurnKind kind = ChurnKind::kAppends) {
   TempDir tmp;
   Daemon d(tmp.path(), args);
   std::atomic<bool> stop{false};
@@ -164,7 +184,7 @@ void RunChurn(const std::vector<std::string>& args) {
   }
   std::atomic<uint64_t> churned{0};
   for (int i = 0; i < kChurners; ++i) {
-    threads.emplace_back([&, i] { churned += Churn(d.socket(), 1000 + static_cast<uint64_t>(i), stop); });
+    threads.emplace_back([&, i] { churned += Churn(d.socket(), 1000 + static_cast<uint64_t>(i), kind, stop); });
   }
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration<double>(ChurnSeconds());
@@ -225,4 +245,14 @@ TEST_CASE("connection churn with --max-inflight 16: every reset lands before its
   // time.
   static_assert(kWindow < 16 && kChurnAppends > 16);
   RunChurn({"--max-inflight", "16"});
+}
+
+TEST_CASE("connection churn with --max-inflight 16, a read and a trim: their answers to a reset client go nowhere") {
+  // As above, and the churner's last frames are a Read of one record and a
+  // Trim. Their answers and the acks race to the reset socket: when the
+  // read's answer comes first, its write fails inside the read's completion,
+  // which closes the connection and ends the very cursor being completed;
+  // when a TrimAck does, the write fails in the walk over finished trims,
+  // and Close drops that connection's trims.
+  RunChurn({"--max-inflight", "16"}, ChurnKind::kAppendsReadTrim);
 }
