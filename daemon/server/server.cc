@@ -47,21 +47,42 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
 }
 
 Server::~Server() {
-  if (handles_open_) {
-    // Run() did not finish (Start failed half-way): close what is open.
-    uv_walk(&loop_, [](uv_handle_t* h, void*) {
-      if (!uv_is_closing(h)) uv_close(h, nullptr);
-    }, nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-  }
+  // After Run() everything is closed already. Otherwise (Start failed
+  // half-way, or Run was never called) the same order as Shutdown: the writer
+  // first, since it may still uv_async_send on async_, then the handles that
+  // were opened, then their close callbacks. No connection exists without
+  // Run (accepting happens in the loop), and Run returns only once every
+  // connection's handle is closed.
   writer_.reset();
-  uv_loop_close(&loop_);
+  CloseOwnHandles();
+  if (loop_open_) {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    if (int rc = uv_loop_close(&loop_); rc != 0) spdlog::error("closing the event loop: {}", uv_strerror(rc));
+  }
   if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+template <typename Handle>
+void Server::CloseHandle(Handle* handle, HandleState* state) {
+  if (*state != HandleState::kOpen) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle), nullptr);
+  *state = HandleState::kClosed;
+}
+
+// In the reverse order of Start's.
+void Server::CloseOwnHandles() {
+  CloseHandle(&listener_, &listener_state_);
+  CloseHandle(&signal_poll_, &signal_poll_state_);
+  CloseHandle(&watchdog_timer_, &watchdog_timer_state_);
+  CloseHandle(&stats_timer_, &stats_timer_state_);
+  CloseHandle(&check_, &check_state_);
+  CloseHandle(&async_, &async_state_);
 }
 
 storage::Status Server::Start() {
   start_ns_ = uv_hrtime();
   if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
+  loop_open_ = true;
   if (options_.max_record > storage::kMaxPayload ||
       storage::EncodedSize(options_.max_record) > options_.segment_size - storage::kSegmentHeaderSize) {
     return storage::Status::InvalidArgument("--max-record " + std::to_string(options_.max_record) +
@@ -123,11 +144,17 @@ storage::Status Server::Start() {
 
   async_.data = check_.data = signal_poll_.data = stats_timer_.data = watchdog_timer_.data =
       listener_.data = this;
-  uv_async_init(&loop_, &async_, OnAsync);
+  // Each handle's state says it was initialised (CloseOwnHandles). Only
+  // uv_async_init can fail here (it creates the loop's eventfd).
+  if (int rc = uv_async_init(&loop_, &async_, OnAsync); rc != 0) return storage::Status::IoError("uv_async_init", -rc);
+  async_state_ = HandleState::kOpen;
   uv_check_init(&loop_, &check_);
+  check_state_ = HandleState::kOpen;
   uv_check_start(&check_, OnCheck);
   uv_timer_init(&loop_, &stats_timer_);
+  stats_timer_state_ = HandleState::kOpen;
   uv_timer_init(&loop_, &watchdog_timer_);
+  watchdog_timer_state_ = HandleState::kOpen;
   if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
     const uint64_t ms = std::max<uint64_t>(1, usec / 2000);  // ping at half the interval
     uv_timer_start(&watchdog_timer_, OnWatchdogTimer, ms, ms);
@@ -136,7 +163,6 @@ storage::Status Server::Start() {
     uint64_t ms = uint64_t{options_.stats_interval_s} * 1000;
     uv_timer_start(&stats_timer_, OnStatsTimer, ms, ms);
   }
-  handles_open_ = true;
   if (options_.handle_stop_signals) WALD_RETURN_IF_ERROR(WatchStopSignals());
 
   writer_ = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin,
@@ -164,6 +190,7 @@ storage::Status Server::WatchStopSignals() {
   if (int rc = uv_poll_init(&loop_, &signal_poll_, signal_fd_); rc != 0) {
     return storage::Status::IoError("watching the signalfd", -rc);
   }
+  signal_poll_state_ = HandleState::kOpen;
   if (int rc = uv_poll_start(&signal_poll_, UV_READABLE, OnSignal); rc != 0) {
     return storage::Status::IoError("watching the signalfd", -rc);
   }
@@ -172,7 +199,7 @@ storage::Status Server::WatchStopSignals() {
 
 storage::Status Server::Listen() {
   uv_pipe_init(&loop_, &listener_, 0);
-  listener_open_ = true;
+  listener_state_ = HandleState::kOpen;
   if (options_.listen_fd >= 0) {
     if (int rc = uv_pipe_open(&listener_, options_.listen_fd); rc != 0) {
       return storage::Status::IoError("adopting listening socket fd " + std::to_string(options_.listen_fd), -rc);
@@ -203,7 +230,6 @@ int Server::Run() {
   // READY only now: recovery is done and the socket listens.
   systemd::Notify("READY=1\nSTATUS=ready: " + ReadyLine());
   uv_run(&loop_, UV_RUN_DEFAULT);
-  handles_open_ = false;
   return exit_code_;
 }
 
@@ -941,10 +967,7 @@ void Server::BeginDrain(const char* why) {
   spdlog::info("{}: draining: no new connections or appends; making {} staged records durable", why,
                next_seq_ - 1 - writer_->durable_seq());
   state_ = State::kDraining;
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listener_open_ = false;
-  }
+  CloseHandle(&listener_, &listener_state_);
   for (Connection* c : all_) UpdateReading(c);  // stops every read
   HandOff();
   CheckDrained();
@@ -976,10 +999,7 @@ void Server::FailStop() {
                    why);
   state_ = State::kFailed;
   systemd::Notify("STATUS=failed: " + why);
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listener_open_ = false;
-  }
+  CloseHandle(&listener_, &listener_state_);
   size_t failed = 0;
   std::vector<Connection*> conns = all_;
   for (Connection* c : conns) {
@@ -998,16 +1018,7 @@ void Server::Shutdown(int exit_code) {
   exit_code_ = exit_code;
   state_ = State::kStopped;
   writer_->Stop();  // before closing async_: the writer may still send on it
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&check_),
-                         reinterpret_cast<uv_handle_t*>(&signal_poll_),
-                         reinterpret_cast<uv_handle_t*>(&stats_timer_),
-                         reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
-    if (!uv_is_closing(h)) uv_close(h, nullptr);
-  }
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listener_open_ = false;
-  }
+  CloseOwnHandles();
   if (owns_socket_file_) {
     ::unlink(options_.socket.c_str());
     owns_socket_file_ = false;
