@@ -72,7 +72,7 @@ struct Connection {
   bool reading = false;      // uv_read_start is active
   bool stalled = false;      // unparsed frames in `partial` wait for a staging chunk
   bool close_after_write = false;
-  bool in_ack_list = false;
+  bool in_ack_list = false;  // in Server::ack_list_ (or its walk); Close clears it
   size_t all_index = 0;      // position in Server::all_
 
   // Input: bytes of frames not yet processed (an incomplete frame, or frames

@@ -7,7 +7,8 @@
 // receives a record before its writer could have had the ack.
 //
 // Threads: `reader`, `fb`, `frame`, `error` and the Fill outputs belong to
-// the pool thread while `in_flight`; everything else to the loop thread.
+// the pool thread from QueueRead until OnReadDone runs; everything else to
+// the loop thread.
 #pragma once
 
 #include <uv.h>
@@ -41,10 +42,10 @@ struct ReadCursor {
   uint64_t remaining = 0;  // records still allowed; 0: unlimited
   bool limited = false;    // max_records was given
   bool follow = false;
-  bool in_flight = false;            // queued on the pool
-  bool parked = false;               // following, waiting for a larger durable seq
-  bool blocked = false;              // waiting for the connection's output to drain
-  uint64_t durable_cap = 0;          // set by the loop before queueing
+  bool in_flight = false;      // queued on the pool, or in OnReadDone: EndRead only detaches it
+  bool parked = false;         // following, waiting for a larger durable seq
+  bool blocked = false;        // waiting for the connection's output to drain
+  uint64_t durable_cap = 0;    // set by the loop before queueing
   const std::string* dir = nullptr;  // the log directory (the server's options)
 
   // Pool thread's.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -52,21 +53,42 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
 }
 
 Server::~Server() {
-  if (handles_open_) {
-    // Run() did not finish (Start failed half-way): close what is open.
-    uv_walk(&loop_, [](uv_handle_t* h, void*) {
-      if (!uv_is_closing(h)) uv_close(h, nullptr);
-    }, nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-  }
+  // After Run() everything is closed already. Otherwise (Start failed
+  // half-way, or Run was never called) the same order as Shutdown: the writer
+  // first, since it may still uv_async_send on async_, then the handles that
+  // were opened, then their close callbacks. No connection exists without
+  // Run (accepting happens in the loop), and Run returns only once every
+  // connection's handle is closed.
   writer_.reset();
-  uv_loop_close(&loop_);
+  CloseOwnHandles();
+  if (loop_open_) {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    if (int rc = uv_loop_close(&loop_); rc != 0) spdlog::error("closing the event loop: {}", uv_strerror(rc));
+  }
   if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+template <typename Handle>
+void Server::CloseHandle(Handle* handle, HandleState* state) {
+  if (*state != HandleState::kOpen) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle), nullptr);
+  *state = HandleState::kClosed;
+}
+
+// In the reverse order of Start's.
+void Server::CloseOwnHandles() {
+  CloseHandle(&listener_, &listener_state_);
+  CloseHandle(&signal_poll_, &signal_poll_state_);
+  CloseHandle(&watchdog_timer_, &watchdog_timer_state_);
+  CloseHandle(&stats_timer_, &stats_timer_state_);
+  CloseHandle(&check_, &check_state_);
+  CloseHandle(&async_, &async_state_);
 }
 
 storage::Status Server::Start() {
   start_ns_ = uv_hrtime();
   if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
+  loop_open_ = true;
   if (options_.max_record > storage::kMaxPayload ||
       storage::EncodedSize(options_.max_record, storage::kMaxMetaSize) >
           options_.segment_size - storage::kSegmentHeaderSize) {
@@ -137,11 +159,17 @@ storage::Status Server::Start() {
 
   async_.data = check_.data = signal_poll_.data = stats_timer_.data = watchdog_timer_.data =
       listener_.data = this;
-  uv_async_init(&loop_, &async_, OnAsync);
+  // Each handle's state says it was initialised (CloseOwnHandles). Only
+  // uv_async_init can fail here (it creates the loop's eventfd).
+  if (int rc = uv_async_init(&loop_, &async_, OnAsync); rc != 0) return storage::Status::IoError("uv_async_init", -rc);
+  async_state_ = HandleState::kOpen;
   uv_check_init(&loop_, &check_);
+  check_state_ = HandleState::kOpen;
   uv_check_start(&check_, OnCheck);
   uv_timer_init(&loop_, &stats_timer_);
+  stats_timer_state_ = HandleState::kOpen;
   uv_timer_init(&loop_, &watchdog_timer_);
+  watchdog_timer_state_ = HandleState::kOpen;
   if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
     const uint64_t ms = std::max<uint64_t>(1, usec / 2000);  // ping at half the interval
     uv_timer_start(&watchdog_timer_, OnWatchdogTimer, ms, ms);
@@ -150,7 +178,6 @@ storage::Status Server::Start() {
     uint64_t ms = uint64_t{options_.stats_interval_s} * 1000;
     uv_timer_start(&stats_timer_, OnStatsTimer, ms, ms);
   }
-  handles_open_ = true;
   if (options_.handle_stop_signals) WALD_RETURN_IF_ERROR(WatchStopSignals());
 
   writer_ = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin,
@@ -178,6 +205,7 @@ storage::Status Server::WatchStopSignals() {
   if (int rc = uv_poll_init(&loop_, &signal_poll_, signal_fd_); rc != 0) {
     return storage::Status::IoError("watching the signalfd", -rc);
   }
+  signal_poll_state_ = HandleState::kOpen;
   if (int rc = uv_poll_start(&signal_poll_, UV_READABLE, OnSignal); rc != 0) {
     return storage::Status::IoError("watching the signalfd", -rc);
   }
@@ -186,7 +214,7 @@ storage::Status Server::WatchStopSignals() {
 
 storage::Status Server::Listen() {
   uv_pipe_init(&loop_, &listener_, 0);
-  listener_open_ = true;
+  listener_state_ = HandleState::kOpen;
   if (options_.listen_fd >= 0) {
     if (int rc = uv_pipe_open(&listener_, options_.listen_fd); rc != 0) {
       return storage::Status::IoError("adopting listening socket fd " + std::to_string(options_.listen_fd), -rc);
@@ -217,7 +245,6 @@ int Server::Run() {
   // READY only now: recovery is done and the socket listens.
   systemd::Notify("READY=1\nSTATUS=ready: " + ReadyLine());
   uv_run(&loop_, UV_RUN_DEFAULT);
-  handles_open_ = false;
   return exit_code_;
 }
 
@@ -520,42 +547,41 @@ void Server::OnReadWork(uv_work_t* w) {
 
 void Server::OnReadDone(uv_work_t* w, int) {
   auto* r = static_cast<ReadCursor*>(w->data);
-  r->in_flight = false;
   Connection* c = r->conn;
   if (c == nullptr) {  // the connection closed meanwhile
     delete r;
     return;
   }
   Server* s = c->server;
+  // r stays in_flight while its answer is sent: a failed Send closes the
+  // connection, Close ends every cursor on it, and EndRead must then only
+  // detach r (conn = nullptr), not delete it under this function.
   if (r->trimmed) {
     s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::Trimmed,
                             "seq " + std::to_string(r->next_seq) + " is trimmed; the first seq held is " +
                                 std::to_string(r->first_held),
                             r->first_held));
-    s->EndRead(r);
-    return;
-  }
-  if (!r->error.ok()) {
+  } else if (!r->error.ok()) {
     spdlog::error("read for connection {}: {}", c->id, r->error.ToString());
     s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::ServerFailed, "read failed: " + r->error.ToString()));
-    s->EndRead(r);
-    return;
-  }
-  if (!r->frame.empty()) s->Send(c, r->frame);
-  if (r->gap_to != 0) {
-    // Never skipped silently: the reader learns which seqs do not exist and
-    // where the log goes on.
-    if (c->state != Connection::State::kClosing) {
+  } else {
+    if (!r->frame.empty()) s->Send(c, r->frame);
+    if (r->gap_to != 0 && c->state != Connection::State::kClosing) {
+      // Never skipped silently: the reader learns which seqs do not exist
+      // and where the log goes on.
       s->Send(c, s->fb_.Error(r->request_id, proto::ErrorCode::SeqGap,
-                            "seqs " + std::to_string(r->gap_from) + ".." + std::to_string(r->gap_to) +
-                                " do not exist: a salvage retired them; the log goes on at seq " +
-                                std::to_string(r->gap_to + 1),
+                              "seqs " + std::to_string(r->gap_from) + ".." + std::to_string(r->gap_to) +
+                                  " do not exist: a salvage retired them; the log goes on at seq " +
+                                  std::to_string(r->gap_to + 1),
                               r->gap_to + 1));
     }
-    s->EndRead(r);
+  }
+  r->in_flight = false;
+  if (r->conn == nullptr) {  // the Send closed the connection
+    delete r;
     return;
   }
-  if (r->done) {
+  if (r->trimmed || !r->error.ok() || r->gap_to != 0 || r->done) {
     s->EndRead(r);
     return;
   }
@@ -652,22 +678,32 @@ void Server::OnWriterProgress() {
   const uint64_t now = uv_hrtime();
   if (durable > acked_seq_) {
     acked_seq_ = durable;
-    size_t keep = 0;
-    for (Connection* c : ack_list_) {
+    // Tricky. AckUpTo can close the connection it acks (the write fails: the
+    // client reset), and Close takes it off ack_list_. So the walk is over
+    // the list swapped out into ack_walk_, and callees edit only ack_list_.
+    // A connection closed during the walk has in_ack_list cleared by Close
+    // and is dropped here; it is not deleted before OnClose, which libuv runs
+    // after this callback.
+    assert(ack_walk_.empty());  // not re-entered from a callee
+    ack_walk_.swap(ack_list_);
+    for (Connection* c : ack_walk_) {
+      if (!c->in_ack_list) continue;  // closed earlier in this walk
       AckUpTo(c, durable, now);
+      if (!c->in_ack_list) continue;  // closed by its own ack write
       if (c->pending.empty()) {
         c->in_ack_list = false;
       } else {
-        ack_list_[keep++] = c;
+        ack_list_.push_back(c);
       }
     }
-    ack_list_.resize(keep);
+    ack_walk_.clear();  // keeps its capacity: no allocation per batch
   }
   if (writer_->failed()) {
     FailStop();
     return;
   }
-  // Followers waiting at the durable end go on.
+  // Followers waiting at the durable end go on. The ready ones are taken out
+  // before any is continued; ContinueRead closes nothing (server.h).
   if (!parked_.empty()) {
     std::vector<ReadCursor*> ready;
     size_t keep = 0;
@@ -682,17 +718,23 @@ void Server::OnWriterProgress() {
     parked_.resize(keep);
     for (ReadCursor* r : ready) ContinueRead(r);
   }
+  // Finished trims are taken out of trims_ before any is answered: a failed
+  // Send closes its connection, and Close drops that connection's entries
+  // from trims_. A later entry for a connection closed meanwhile is not sent
+  // (Send ignores a closed connection).
   if (!trims_.empty()) {
     const uint64_t done = writer_->trims_done();
+    std::vector<PendingTrim> finished;
     size_t keep = 0;
     for (const PendingTrim& t : trims_) {
       if (t.number <= done) {
-        Send(t.conn, fb_.TrimAck(t.request_id, writer_->trim_seq()));
+        finished.push_back(t);
       } else {
         trims_[keep++] = t;
       }
     }
     trims_.resize(keep);
+    for (const PendingTrim& t : finished) Send(t.conn, fb_.TrimAck(t.request_id, writer_->trim_seq()));
   }
   // Recycle chunks, then let stalled and paused connections go on.
   Recycle();
@@ -778,7 +820,13 @@ void Server::UpdateReading(Connection* c) {
 // ---- Writing ----
 
 void Server::Send(Connection* c, std::span<const uint8_t> frame) {
-  if (c->state == Connection::State::kClosing && !c->close_after_write) return;
+  // A closing connection still gets the frame that close_after_write waits
+  // for; a closed one (uv_close called, maybe earlier in the caller's walk)
+  // gets nothing.
+  if (c->state == Connection::State::kClosing &&
+      (!c->close_after_write || uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->pipe)))) {
+    return;
+  }
   size_t off = 0;
   if (!c->write_in_flight && c->out.empty()) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(frame.data())),
@@ -845,6 +893,7 @@ void Server::OnWrite(uv_write_t* req, int status) {
 }
 
 void Server::SendErrorAndClose(Connection* c, uint64_t request_id, proto::ErrorCode code, std::string_view msg) {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->pipe))) return;  // already closed (FailStop's Sends)
   spdlog::info("connection {}: {} ({}), closing", c->id, msg, proto::ErrorCodeName(code));
   if (c->reading) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
@@ -957,10 +1006,7 @@ void Server::BeginDrain(const char* why) {
   spdlog::info("{}: draining: no new connections or appends; making {} staged records durable", why,
                next_seq_ - 1 - writer_->durable_seq());
   state_ = State::kDraining;
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listener_open_ = false;
-  }
+  CloseHandle(&listener_, &listener_state_);
   for (Connection* c : all_) UpdateReading(c);  // stops every read
   HandOff();
   CheckDrained();
@@ -992,10 +1038,7 @@ void Server::FailStop() {
                    why);
   state_ = State::kFailed;
   systemd::Notify("STATUS=failed: " + why);
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listener_open_ = false;
-  }
+  CloseHandle(&listener_, &listener_state_);
   size_t failed = 0;
   std::vector<Connection*> conns = all_;
   for (Connection* c : conns) {
@@ -1019,16 +1062,7 @@ void Server::Shutdown(int exit_code) {
     // proves it to a later recovery is missing.
     spdlog::error("closing the log: {}", writer_->close_status().ToString());
   }
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_), reinterpret_cast<uv_handle_t*>(&check_),
-                         reinterpret_cast<uv_handle_t*>(&signal_poll_),
-                         reinterpret_cast<uv_handle_t*>(&stats_timer_),
-                         reinterpret_cast<uv_handle_t*>(&watchdog_timer_)}) {
-    if (!uv_is_closing(h)) uv_close(h, nullptr);
-  }
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listener_open_ = false;
-  }
+  CloseOwnHandles();
   if (owns_socket_file_) {
     ::unlink(options_.socket.c_str());
     owns_socket_file_ = false;
@@ -1036,3 +1070,17 @@ void Server::Shutdown(int exit_code) {
 }
 
 }  // namespace wald::server
+
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer builds only. libuv closes descriptors with
+// syscall(SYS_close), which TSan does not see (google/sanitizers#1376; libuv
+// annotates it only when libuv itself is built with TSan, libuv#3112, and
+// Debian's is not). To TSan a closed socket's descriptor then stays open, and
+// when a pool thread reuses the number for LogReader::Open's directory scan,
+// its closedir is reported as a race with the loop thread's last read,
+// write or epoll_ctl on the old socket. (opendir's open happens inside glibc,
+// so TSan does not see the descriptor being created anew, as it does for
+// open and accept4.) ListDir's DIR is its own, so a report with closedir on
+// one side is always this reuse.
+extern "C" const char* __tsan_default_suppressions() { return "race:closedir\n"; }
+#endif

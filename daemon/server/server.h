@@ -25,6 +25,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,6 +97,8 @@ class Server {
   // end, or wait for the connection's output to drain.
   static void OnReadWork(uv_work_t* w);
   static void OnReadDone(uv_work_t* w, int status);
+  // Parks, blocks or queues r. Sends nothing and closes nothing, so callers
+  // may walk a list of cursors around it.
   void ContinueRead(ReadCursor* r);
   void QueueRead(ReadCursor* r);
   void EndRead(ReadCursor* r);
@@ -121,13 +124,30 @@ class Server {
   void BeginDrain(const char* why);
   void CheckDrained();
   void FailStop();
+  // Stops the writer, then closes the Server's own handles.
   void Shutdown(int exit_code);
+
+  // The Server's own uv handles each carry their state: only an initialised
+  // handle may be closed (uv_close on a zeroed one follows a null loop
+  // pointer), and only once. Start may stop half-way, and the stop-signal
+  // handle exists only with handle_stop_signals, so Shutdown and ~Server
+  // close exactly the kOpen ones.
+  enum class HandleState : uint8_t { kUnopened, kOpen, kClosed /* uv_close called */ };
+  template <typename Handle>
+  static void CloseHandle(Handle* handle, HandleState* state);
+  // Closes every kOpen handle of the Server's own (not the connections').
+  // Call only after the writer has stopped: it may uv_async_send on async_.
+  void CloseOwnHandles();
 
   const ServerOptions options_;
   uv_loop_t loop_{};
+  bool loop_open_ = false;  // uv_loop_init succeeded; uv_loop_close is due
   uv_pipe_t listener_{};
+  HandleState listener_state_ = HandleState::kUnopened;
   uv_async_t async_{};
+  HandleState async_state_ = HandleState::kUnopened;
   uv_check_t check_{};
+  HandleState check_state_ = HandleState::kUnopened;
   // SIGTERM and SIGINT arrive through a signalfd, never through a handler:
   // WatchStopSignals() blocks them in the loop thread, every other thread
   // either inherits that block (libuv's pool) or blocks every signal (the
@@ -136,11 +156,12 @@ class Server {
   // kernel picks; under ThreadSanitizer such a SIGTERM was sometimes lost and
   // wald never drained (a CI hang: the second SIGTERM always worked).
   uv_poll_t signal_poll_{};
+  HandleState signal_poll_state_ = HandleState::kUnopened;
   int signal_fd_ = -1;
   uv_timer_t stats_timer_{};
+  HandleState stats_timer_state_ = HandleState::kUnopened;
   uv_timer_t watchdog_timer_{};
-  bool listener_open_ = false;
-  bool handles_open_ = false;
+  HandleState watchdog_timer_state_ = HandleState::kUnopened;
   bool owns_socket_file_ = false;
 
   std::unique_ptr<storage::Env> fault_env_;  // test builds only
@@ -168,6 +189,7 @@ class Server {
   uint64_t next_conn_id_ = 1;
   std::vector<Connection*> all_;
   std::vector<Connection*> ack_list_;  // connections with pending acks
+  std::vector<Connection*> ack_walk_;  // OnWriterProgress's walk: ack_list_ swapped out
   std::vector<Connection*> stalled_;
   std::vector<ReadCursor*> parked_;  // following cursors at the durable end
   struct PendingTrim {
