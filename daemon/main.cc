@@ -92,6 +92,12 @@ int main(int argc, char** argv) {
   app.add_option("--stamp", stamp, "Metadata stored with each record: all (time, pid, uid, gid), time, none")
       ->check(CLI::IsMember({"all", "time", "none"}))
       ->capture_default_str();
+  double drain_timeout_s = 10;
+  app.add_option("--drain-timeout", drain_timeout_s,
+                 "Seconds a stop waits for peers to read their acks before closing them (their records are "
+                 "durable; 0: wait forever)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--stats-interval", o.stats_interval_s, "Seconds between summary log lines (0: none)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical")
@@ -123,6 +129,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
+  o.drain_timeout_ms = static_cast<uint64_t>(drain_timeout_s * 1000);
   o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;
   o.stamp = stamp == "all"    ? wald::storage::kFlagTime | wald::storage::kFlagProducer
             : stamp == "time" ? wald::storage::kFlagTime

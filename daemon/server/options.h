@@ -33,6 +33,9 @@ struct ServerOptions {
   // Per-record metadata (FORMAT.md): storage::kFlagTime and/or kFlagProducer.
   uint32_t stamp = storage::kFlagTime | storage::kFlagProducer;
   uint32_t stats_interval_s = 5;
+  // A drain closes connections that still have unsent acks after this long
+  // (their records are durable); 0: wait for them forever.
+  uint64_t drain_timeout_ms = 10000;
   // SIGTERM/SIGINT start a drain (read from a signalfd). Off only where the
   // Server runs inside another program that keeps its own signals (the
   // dispatch fuzzer).

@@ -79,6 +79,7 @@ void Server::CloseHandle(Handle* handle, HandleState* state) {
 void Server::CloseOwnHandles() {
   CloseHandle(&listener_, &listener_state_);
   CloseHandle(&signal_poll_, &signal_poll_state_);
+  CloseHandle(&drain_timer_, &drain_timer_state_);
   CloseHandle(&watchdog_timer_, &watchdog_timer_state_);
   CloseHandle(&stats_timer_, &stats_timer_state_);
   CloseHandle(&check_, &check_state_);
@@ -157,7 +158,7 @@ storage::Status Server::Start() {
     free_chunks_.push_back(chunks_.back().get());
   }
 
-  async_.data = check_.data = signal_poll_.data = stats_timer_.data = watchdog_timer_.data =
+  async_.data = check_.data = signal_poll_.data = stats_timer_.data = watchdog_timer_.data = drain_timer_.data =
       listener_.data = this;
   // Each handle's state says it was initialised (CloseOwnHandles). Only
   // uv_async_init can fail here (it creates the loop's eventfd).
@@ -170,6 +171,8 @@ storage::Status Server::Start() {
   stats_timer_state_ = HandleState::kOpen;
   uv_timer_init(&loop_, &watchdog_timer_);
   watchdog_timer_state_ = HandleState::kOpen;
+  uv_timer_init(&loop_, &drain_timer_);
+  drain_timer_state_ = HandleState::kOpen;
   if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
     const uint64_t ms = std::max<uint64_t>(1, usec / 2000);  // ping at half the interval
     uv_timer_start(&watchdog_timer_, OnWatchdogTimer, ms, ms);
@@ -1009,7 +1012,38 @@ void Server::BeginDrain(const char* why) {
   CloseHandle(&listener_, &listener_state_);
   for (Connection* c : all_) UpdateReading(c);  // stops every read
   HandOff();
+  if (options_.drain_timeout_ms > 0) {
+    uv_timer_start(&drain_timer_, OnDrainTimer, options_.drain_timeout_ms, options_.drain_timeout_ms);
+  }
   CheckDrained();
+}
+
+// The drain's deadline: a peer that never reads its acks must not hold a stop
+// until systemd's TimeoutStopSec kills wald. Once every record received is
+// durable and its ack produced, connections whose output is still unsent are
+// closed. Nothing is lost: the records are in the log; only those peers miss
+// the acks (an unknown outcome to them, as after any broken connection).
+void Server::OnDrainTimer(uv_timer_t* h) {
+  Server* s = static_cast<Server*>(h->data);
+  if (s->state_ != State::kDraining) return;
+  if (s->acked_seq_ < s->next_seq_ - 1) {
+    spdlog::warn("drain: {} ms passed and {} received records are not durable yet; still waiting for the writer",
+                 s->options_.drain_timeout_ms, s->next_seq_ - 1 - s->acked_seq_);
+    return;  // the watchdog covers a writer that is stuck
+  }
+  std::vector<Connection*> slow;
+  for (Connection* c : s->all_) {
+    if (c->write_in_flight || !c->out.empty()) slow.push_back(c);
+  }
+  if (slow.empty()) return;
+  spdlog::warn("drain: after {} ms, closing {} connection(s) that did not read their acks; every record they sent "
+               "is durable (up to seq {}), they just will not hear it",
+               s->options_.drain_timeout_ms, slow.size(), s->acked_seq_);
+  for (Connection* c : slow) {
+    c->out.clear();
+    s->Close(c);
+  }
+  s->CheckDrained();
 }
 
 void Server::CheckDrained() {

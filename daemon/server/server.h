@@ -77,6 +77,7 @@ class Server {
   static void OnSignal(uv_poll_t* h, int status, int events);
   static void OnStatsTimer(uv_timer_t* h);
   static void OnWatchdogTimer(uv_timer_t* h);
+  static void OnDrainTimer(uv_timer_t* h);
 
   storage::Status WatchStopSignals();
   storage::Status Listen();
@@ -162,6 +163,8 @@ class Server {
   HandleState stats_timer_state_ = HandleState::kUnopened;
   uv_timer_t watchdog_timer_{};
   HandleState watchdog_timer_state_ = HandleState::kUnopened;
+  uv_timer_t drain_timer_{};  // the drain's deadline (--drain-timeout)
+  HandleState drain_timer_state_ = HandleState::kUnopened;
   bool owns_socket_file_ = false;
 
   std::unique_ptr<storage::Env> fault_env_;  // test builds only

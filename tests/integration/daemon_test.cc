@@ -1,17 +1,15 @@
 // The real wald binary on a real socket and real files.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
-
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "../unit/log_fixture.h"
@@ -537,4 +535,42 @@ TEST_CASE("options from a config file (CLI11 TOML)") {
   REQUIRE(h != nullptr);
   CHECK(h->max_record_size() == 1000);
   CHECK(h->max_inflight() == 7);
+}
+
+// A peer that never reads its acks must not hold a stop until systemd kills
+// wald: after --drain-timeout its connection is closed, and its records,
+// durable anyway, stay in the log.
+TEST_CASE("a drain does not wait past --drain-timeout for a peer that never reads its acks") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--drain-timeout", "1"});
+  RawClient hog(d.socket());
+  REQUIRE(hog.Handshake() != nullptr);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint64_t i = 1; i <= 200000 && !stop; ++i) {
+      hog.QueueAppend(i, std::string(100, 'h'));
+      if (i % 16 == 0 && !hog.Flush()) break;  // blocks once wald stops reading us
+    }
+  });
+  struct Join {  // the writer thread ends whatever happens below
+    std::atomic<bool>& stop;
+    RawClient& hog;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      ::shutdown(hog.fd(), SHUT_RDWR);
+      t.join();
+    }
+  } join{stop, hog, writer};
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // acks pile up unsent
+  const auto t0 = std::chrono::steady_clock::now();
+  d.Signal(SIGTERM);
+  int code = -1;
+  CHECK_NOTHROW(code = d.Wait(8000));  // without a deadline: "wald did not exit in time"
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(code == 0);
+  CHECK(waited < 5);
+  CHECK(d.Log().find("did not read their acks") != std::string::npos);
+  const auto log = ReadLog(d.data_dir());  // dense from 1
+  CHECK(log.size() > 1000);
 }
