@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-inflight", o.max_inflight, "Unacked appends per connection before it stops being read")
       ->capture_default_str();
+  app.add_option("--max-reads-per-connection", o.max_reads_per_connection,
+                 "Open Reads one connection may have; more get Error TooManyReads")
+      ->check(CLI::Range(1u, 1u << 20))
+      ->capture_default_str();
   app.add_option("--max-connection-bytes", o.max_connection_bytes,
                  "Unacked payload plus unsent output per connection before it stops being read")
       ->transform(CLI::AsSizeValue(false))

@@ -115,6 +115,11 @@ std::span<const uint8_t> FrameBuilder::Trim(uint64_t request_id, uint64_t up_to_
   return Finish(Body::Trim, CreateTrim(fbb_, request_id, up_to_seq).Union());
 }
 
+std::span<const uint8_t> FrameBuilder::CancelRead(uint64_t request_id) {
+  fbb_.Clear();
+  return Finish(Body::CancelRead, CreateCancelRead(fbb_, request_id).Union());
+}
+
 std::span<const uint8_t> FrameBuilder::TrimAck(uint64_t request_id, uint64_t released_up_to) {
   fbb_.Clear();
   return Finish(Body::TrimAck, CreateTrimAck(fbb_, request_id, released_up_to).Union());

@@ -58,6 +58,7 @@ class FrameBuilder {
                                  uint64_t first_seq = 0);
   std::span<const uint8_t> Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow);
   std::span<const uint8_t> Trim(uint64_t request_id, uint64_t up_to_seq);
+  std::span<const uint8_t> CancelRead(uint64_t request_id);
   std::span<const uint8_t> TrimAck(uint64_t request_id, uint64_t released_up_to);
   std::span<const uint8_t> StatsRequest(uint64_t request_id);
 

@@ -151,6 +151,7 @@ struct Client::Impl {
   uint64_t read_id = 0;                      // the Read being served, or 0
   const RecordInfoCallback* read_cb = nullptr;
   bool read_done = false;
+  bool read_stopped = false;  // the callback returned false
   Error read_error;
   uint64_t trim_id = 0;
   std::optional<Result<Seq>> trim_result;
@@ -332,6 +333,7 @@ void Client::Impl::Dispatch() {
             }
             if (!(*read_cb)(info)) {
               read_done = true;  // the caller stopped
+              read_stopped = true;
               break;
             }
           }
@@ -554,8 +556,16 @@ Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const R
   out.insert(out.end(), frame.begin(), frame.end());
   Error e;
   while (!read_done && e.ok()) e = Poll(-1);
+  if (e.ok() && read_stopped && !follow) {
+    // The caller has what it wanted: ask the daemon to stop streaming
+    // (Records still on their way for this id are ignored: read_id resets).
+    auto cancel = fb.CancelRead(read_id);
+    out.insert(out.end(), cancel.begin(), cancel.end());
+    e = WriteSome();
+  }
   read_id = 0;
   read_cb = nullptr;
+  read_stopped = false;
   return read_error.ok() ? e : read_error;
 }
 

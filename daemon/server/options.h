@@ -20,6 +20,7 @@ struct ServerOptions {
   uint32_t max_record = 1u << 20;               // payload bytes of one Append
   uint64_t max_unsynced_bytes = 16ull << 20;    // received but not yet durable, all clients
   uint32_t max_inflight = 4096;                 // unacked Appends per connection
+  uint32_t max_reads_per_connection = 16;       // open Reads (each a cursor: buffers and an fd)
   uint64_t max_connection_bytes = 4ull << 20;   // unacked payload + unsent output per connection
   SpinOptions spin;
   // Low-load latency: after handing the writer a batch of at most

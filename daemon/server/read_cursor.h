@@ -42,11 +42,12 @@ struct ReadCursor {
   uint64_t remaining = 0;  // records still allowed; 0: unlimited
   bool limited = false;    // max_records was given
   bool follow = false;
-  bool in_flight = false;      // queued on the pool, or in OnReadDone: EndRead only detaches it
-  bool parked = false;         // following, waiting for a larger durable seq
-  bool blocked = false;        // waiting for the connection's output to drain
-  uint64_t durable_cap = 0;    // set by the loop before queueing
+  bool in_flight = false;            // queued on the pool, or in OnReadDone: EndRead only detaches it
+  bool parked = false;               // following, waiting for a larger durable seq
+  bool blocked = false;              // waiting for the connection's output to drain
+  uint64_t durable_cap = 0;          // set by the loop before queueing
   const std::string* dir = nullptr;  // the log directory (the server's options)
+  storage::Env* env = nullptr;       // the server's: faults and power cuts reach reads too
 
   // Pool thread's.
   std::unique_ptr<storage::LogReader> reader;

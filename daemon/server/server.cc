@@ -118,6 +118,7 @@ storage::Status Server::Start() {
                  options_.fault_sync_eio_after, options_.fault_write_error_after, options_.fault_write_errno,
                  options_.fault_alloc_enospc, options_.fault_power_cut_after);
   }
+  env_ = env;
   storage::LogOptions lo;
   lo.segment_size = options_.segment_size;
   lo.recovery.verify = options_.verify;
@@ -401,6 +402,7 @@ Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg, uint6
     case Body::StatsRequest: HandleStats(c, msg->body_as_StatsRequest()); return Outcome::kDone;
     case Body::Read: HandleRead(c, msg->body_as_Read()); return Outcome::kDone;
     case Body::Trim: HandleTrim(c, msg->body_as_Trim()); return Outcome::kDone;
+    case Body::CancelRead: HandleCancelRead(c, msg->body_as_CancelRead()); return Outcome::kDone;
     default:
       ++stats_.rejected_frames;
       SendErrorAndClose(c, 0, proto::ErrorCode::ProtocolError,
@@ -507,6 +509,14 @@ void Server::HandleStats(Connection* c, const proto::StatsRequest* r) {
 // ---- Reading and trimming ----
 
 void Server::HandleRead(Connection* c, const proto::Read* r) {
+  // Each open Read holds buffers and a file descriptor: capped per connection.
+  if (c->cursors.size() >= options_.max_reads_per_connection) {
+    ++stats_.rejected_frames;
+    Send(c, fb_.Error(r->request_id(), proto::ErrorCode::TooManyReads,
+                      "this connection already has " + std::to_string(c->cursors.size()) +
+                          " open Reads (--max-reads-per-connection); cancel or finish one first"));
+    return;
+  }
   auto* cur = new ReadCursor;
   cur->conn = c;
   cur->request_id = r->request_id();
@@ -515,8 +525,18 @@ void Server::HandleRead(Connection* c, const proto::Read* r) {
   cur->limited = r->max_records() != 0;
   cur->follow = r->follow();
   cur->dir = &options_.dir;
+  cur->env = env_;
   c->cursors.push_back(cur);
   ContinueRead(cur);
+}
+
+void Server::HandleCancelRead(Connection* c, const proto::CancelRead* m) {
+  for (ReadCursor* r : c->cursors) {
+    if (r->request_id == m->request_id()) {
+      EndRead(r);  // in flight on the pool: detached now, deleted when it returns
+      return;
+    }
+  }
 }
 
 void Server::HandleTrim(Connection* c, const proto::Trim* t) {

@@ -93,6 +93,7 @@ class Server {
   void HandleStats(Connection* c, const proto::StatsRequest* r);
   void HandleRead(Connection* c, const proto::Read* r);
   void HandleTrim(Connection* c, const proto::Trim* t);
+  void HandleCancelRead(Connection* c, const proto::CancelRead* m);
 
   // Reads (read_cursor.h): queue a chunk on the pool, park at the durable
   // end, or wait for the connection's output to drain.
@@ -168,6 +169,7 @@ class Server {
   bool owns_socket_file_ = false;
 
   std::unique_ptr<storage::Env> fault_env_;  // test builds only
+  storage::Env* env_ = nullptr;  // every file operation, the reads' too: fault_env_ or Env::Posix()
   std::unique_ptr<CommitWriter> writer_;
   std::string log_id_hex_;
   storage::LogId log_id_{};

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "../unit/log_fixture.h"
@@ -176,4 +177,53 @@ TEST_CASE("a reader that stops reading does not grow daemon memory while appends
   ::shutdown(stuck.fd(), SHUT_RDWR);
   d.Signal(SIGTERM);
   CHECK(d.Wait() == 0);
+}
+
+// Every open Read holds a cursor (buffers and a file descriptor): one
+// connection may hold only --max-reads-per-connection of them. CancelRead
+// frees one.
+TEST_CASE("open Reads are capped per connection; CancelRead ends one and frees its place") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--max-reads-per-connection", "4"});
+  Load(d.socket(), 1, 10, 50);
+  RawClient c(d.socket());
+  REQUIRE(c.Handshake() != nullptr);
+  proto::FrameBuilder fb(4096);
+  auto send = [&](std::span<const uint8_t> f) { REQUIRE(c.SendRaw(f)); };
+  // Four followers, each first sent the 10 records there are.
+  for (uint64_t id = 1; id <= 4; ++id) send(fb.Read(id, 1, 0, /*follow=*/true));
+  int records = 0;
+  while (records < 40) {
+    const proto::Message* m = c.Next(5000);
+    REQUIRE(m != nullptr);
+    REQUIRE(m->body_type() == proto::Body::Records);
+    records += static_cast<int>(m->body_as_Records()->records()->size());
+  }
+  send(fb.Read(5, 1, 0, true));
+  const proto::Message* m = c.Next(5000);
+  REQUIRE(m != nullptr);
+  REQUIRE(m->body_type() == proto::Body::Error);
+  CHECK(m->body_as_Error()->request_id() == 5);
+  CHECK(m->body_as_Error()->code() == proto::ErrorCode::TooManyReads);
+  // The connection stays open; cancel one, and the next Read is served.
+  send(fb.CancelRead(2));
+  send(fb.Read(6, 10, 0, false));
+  m = c.Next(5000);
+  REQUIRE(m != nullptr);
+  REQUIRE(m->body_type() == proto::Body::Records);
+  CHECK(m->body_as_Records()->request_id() == 6);
+  CHECK(m->body_as_Records()->done());
+  // New records reach the three followers left, not the cancelled one.
+  auto writer = wald::connect(d.socket());
+  REQUIRE(writer.ok());
+  REQUIRE(writer->append("one more").ok());
+  std::set<uint64_t> got;
+  while (got.size() < 3) {
+    m = c.Next(5000);
+    REQUIRE(m != nullptr);
+    REQUIRE(m->body_type() == proto::Body::Records);
+    got.insert(m->body_as_Records()->request_id());
+  }
+  CHECK(got == std::set<uint64_t>{1, 3, 4});
+  CHECK(c.Next(300) == nullptr);  // nothing for 2
 }
