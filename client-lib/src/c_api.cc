@@ -30,6 +30,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kUnsupported: return WALD_E_UNSUPPORTED;
     case wald::ErrorCode::kTrimmed: return WALD_E_TRIMMED;
     case wald::ErrorCode::kSeqGap: return WALD_E_SEQ_GAP;
+    case wald::ErrorCode::kTooManyReads: return WALD_E_TOO_MANY_READS;
   }
   return WALD_E_PROTOCOL;
 }
@@ -147,6 +148,7 @@ const char* wald_strerror(int code) {
     case WALD_E_UNSUPPORTED: return "unsupported";
     case WALD_E_TRIMMED: return "trimmed";
     case WALD_E_SEQ_GAP: return "seq gap: a salvage retired these seqs";
+    case WALD_E_TOO_MANY_READS: return "too many reads open on this connection";
     default: return "unknown error";
   }
 }

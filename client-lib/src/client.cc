@@ -29,6 +29,7 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::Unsupported: return ErrorCode::kUnsupported;
     case proto::ErrorCode::Trimmed: return ErrorCode::kTrimmed;
     case proto::ErrorCode::SeqGap: return ErrorCode::kSeqGap;
+    case proto::ErrorCode::TooManyReads: return ErrorCode::kTooManyReads;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -94,6 +95,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kUnsupported: return "unsupported";
     case ErrorCode::kTrimmed: return "trimmed";
     case ErrorCode::kSeqGap: return "seq gap";
+    case ErrorCode::kTooManyReads: return "too many reads";
   }
   return "unknown";
 }

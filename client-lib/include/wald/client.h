@@ -55,6 +55,7 @@ enum class ErrorCode {
   kTrimmed,          // a read below the first seq still held (Error::first_seq)
   kSeqGap,           // a read reached seqs that a salvage retired: they do not
                      // exist; Error::first_seq is the next seq that does
+  kTooManyReads,     // this connection already has the daemon's cap of open reads
 };
 
 const char* error_code_name(ErrorCode code);

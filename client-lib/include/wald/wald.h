@@ -36,6 +36,7 @@ enum {
   WALD_E_UNSUPPORTED = -10,
   WALD_E_TRIMMED = -11,
   WALD_E_SEQ_GAP = -12, /* a read reached seqs a salvage retired; wald_last_error says where the log goes on */
+  WALD_E_TOO_MANY_READS = -13, /* this connection already has the daemon's cap of open reads */
 };
 
 typedef struct wald_client wald_client;
