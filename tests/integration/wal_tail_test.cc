@@ -96,9 +96,7 @@ TEST_CASE("golden output of a known log in each format") {
         "3\t0\t2023-11-14T22:13:23.000003Z\t4242/1000/100\t\n");
 }
 
-TEST_CASE(
-    "--since, --until, --pid and --uid select by the stamped time and "
-    "producer") {
+TEST_CASE("--since, --until, --pid and --uid select by the stamped time and producer") {
   LogFixture f;
   MakeKnownLog(f);  // records 1..5 received at 22:13:21, :22, ... UTC, from pid
                     // 4242 uid 1000
@@ -187,9 +185,7 @@ TEST_CASE("schema-aware decoding prints each payload as JSON") {
   CHECK(err.find("no table Nope") != std::string::npos);
 }
 
-TEST_CASE(
-    "missing, empty and foreign directories get a clear error and exit "
-    "code 3") {
+TEST_CASE("missing, empty and foreign directories get a clear error and exit code 3") {
   TempDir tmp;
   std::string out, err;
   CHECK(Run({WAL_TAIL_BINARY, tmp.path() + "/missing"}, &out, &err) == 3);
@@ -214,9 +210,7 @@ TEST_CASE("wal-tail | head ends cleanly") {
   CHECK(std::count(out.begin(), out.end(), '\n') == 3);
 }
 
-TEST_CASE(
-    "follow mode prints records appended by a running wald within 100 "
-    "ms, across a segment roll") {
+TEST_CASE("follow mode prints records appended by a running wald within 100 ms, across a segment roll") {
   TempDir tmp;
   Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});
   auto c = wald::connect(d.socket());

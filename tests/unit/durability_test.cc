@@ -54,11 +54,18 @@ ReadRecord Victim(const std::vector<ReadRecord>& recs) {
   return r;
 }
 
+// The first record stored in `segment`.
+const ReadRecord* FirstIn(const std::vector<ReadRecord>& recs, const std::string& segment) {
+  for (const auto& r : recs) {
+    if (r.segment == segment) return &r;
+  }
+  FAIL("no record in " << segment);
+  return nullptr;
+}
+
 }  // namespace
 
-TEST_CASE(
-    "damage at every position of a durable record refuses to open, after "
-    "a clean stop or a kill") {
+TEST_CASE("damage at every position of a durable record refuses to open, after a clean stop or a kill") {
   for (Stop stop : {Stop::kClean, Stop::kKill}) {
     for (const Position& pos : kPositions) {
       CAPTURE(pos.name);
@@ -79,9 +86,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE_FIXTURE(LogFixture,
-                  "damage to the newest segment's header is "
-                  "refused when its records were durable") {
+TEST_CASE_FIXTURE(LogFixture, "damage to the newest segment's header is refused when its records were durable") {
   opts.segment_size = 16 << 10;
   const auto recs = Fill(*this, Stop::kKill);
   const auto segs = Segments();
@@ -101,9 +106,7 @@ TEST_CASE_FIXTURE(LogFixture, "the clean-stop marker proves the last batch durab
   CHECK(Open().code() == Code::kCorruption);
 }
 
-TEST_CASE_FIXTURE(LogFixture,
-                  "without a clean stop, damage in the last batch "
-                  "is a torn write: cut, and kept aside") {
+TEST_CASE_FIXTURE(LogFixture, "without a clean stop, damage in the last batch is a torn write: cut, and kept aside") {
   opts.segment_size = 16 << 20;
   const auto recs = Fill(*this, Stop::kKill);
   const ReadRecord& v = recs[kRecords - 3];  // in the last batch: nothing proves it durable
@@ -128,9 +131,7 @@ TEST_CASE_FIXTURE(LogFixture, "a record lost entirely below the durable floor is
   CHECK(st.message().find("wald.meta records every seq up to " + std::to_string(kRecords)) != std::string::npos);
 }
 
-TEST_CASE(
-    "a power cut (unsynced data dropped) still recovers quietly to the "
-    "last sync") {
+TEST_CASE("a power cut (unsynced data dropped) still recovers quietly to the last sync") {
   LogFixture f;
   f.opts.segment_size = 16 << 20;
   REQUIRE(f.Open().ok());
@@ -143,17 +144,12 @@ TEST_CASE(
   CHECK(f.reporter.Count(Kind::kDamage) == 0);
 }
 
-TEST_CASE_FIXTURE(LogFixture,
-                  "damage in a sealed segment: refused by a full "
-                  "verify, never cut by a fast open") {
+TEST_CASE_FIXTURE(LogFixture, "damage in a sealed segment: refused by a full verify, never cut by a fast open") {
   opts.segment_size = 16 << 10;
   const auto recs = Fill(*this, Stop::kKill);
   const auto segs = Segments();
   REQUIRE(segs.size() > 2);
-  const ReadRecord* v = nullptr;
-  for (const auto& r : recs) {
-    if (r.segment == segs[1] && v == nullptr) v = &r;
-  }
+  const ReadRecord* v = FirstIn(recs, segs[1]);
   FlipByte(v->segment, v->offset + 30);
   opts.recovery.verify = VerifyMode::kAll;
   Status st = Open();
@@ -164,16 +160,11 @@ TEST_CASE_FIXTURE(LogFixture,
   CHECK(w->next_seq() == kRecords + 1);  // started with every record, none cut
 }
 
-TEST_CASE_FIXTURE(LogFixture,
-                  "salvage in a sealed segment sets later segments "
-                  "aside and continues above them") {
+TEST_CASE_FIXTURE(LogFixture, "salvage in a sealed segment sets later segments aside and continues above them") {
   opts.segment_size = 16 << 10;
   const auto recs = Fill(*this, Stop::kKill);
   const auto segs = Segments();
-  const ReadRecord* v = nullptr;
-  for (const auto& r : recs) {
-    if (r.segment == segs[1] && v == nullptr) v = &r;
-  }
+  const ReadRecord* v = FirstIn(recs, segs[1]);
   FlipByte(v->segment, v->offset + 30);
   opts.recovery.verify = VerifyMode::kAll;
   opts.recovery.salvage = true;

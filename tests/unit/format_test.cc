@@ -42,9 +42,7 @@ TEST_CASE("a record encodes, pads to 8 and decodes back") {
   CHECK(PeekEncodedSize(buf) == 32);
 }
 
-TEST_CASE(
-    "the record CRC covers header and payload in one range, CRC field as "
-    "zero, format version 3") {
+TEST_CASE("the record CRC covers header and payload in one range, CRC field as zero, format version 3") {
   auto payload = Bytes("abc");
   std::vector<std::byte> buf(EncodedSize(payload.size()));
   EncodeRecord(0x0102030405060708ull, payload, buf.data());
@@ -132,9 +130,7 @@ TEST_CASE("segment file names sort in seq order and parse back") {
   CHECK_FALSE(ParseSegmentFileName("99999999999999999999.wal", &s));  // overflows u64
 }
 
-TEST_CASE(
-    "v3 metadata: each field announced by its flag, covered by the CRC, "
-    "stored before the payload") {
+TEST_CASE("v3 metadata: each field announced by its flag, covered by the CRC, stored before the payload") {
   auto payload = Bytes("hello");
   RecordMeta meta{kFlagDurable | kFlagTime | kFlagProducer, 41, 1764500000123456789ull, 77, 1000, 100};
   std::vector<std::byte> buf(EncodedSize(payload.size(), MetaSize(meta.flags)));
@@ -169,9 +165,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE(
-    "v3 segment header carries a salvage gap; meta carries the durable "
-    "and salvage floors") {
+TEST_CASE("v3 segment header carries a salvage gap; meta carries the durable and salvage floors") {
   SegmentHeader h{{1}, 500, 100};
   std::byte buf[kSegmentHeaderSize];
   EncodeSegmentHeader(h, buf);
