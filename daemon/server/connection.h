@@ -71,6 +71,7 @@ struct Connection {
   bool peer_known = false;   // SO_PEERCRED answered at accept
   bool reading = false;      // uv_read_start is active
   bool stalled = false;      // unparsed frames in `partial` wait for a staging chunk
+  uint64_t stalled_time_ns = 0;  // wall clock when the frames held back while stalled arrived
   bool close_after_write = false;
   bool in_ack_list = false;  // in Server::ack_list_ (or its walk); Close clears it
   size_t all_index = 0;      // position in Server::all_

@@ -45,6 +45,7 @@ struct ReadCursor {
   bool in_flight = false;            // queued on the pool, or in OnReadDone: EndRead only detaches it
   bool parked = false;               // following, waiting for a larger durable seq
   bool blocked = false;              // waiting for the connection's output to drain
+  bool cancelled = false;            // CancelRead arrived while in flight: OnReadDone ends it
   uint64_t durable_cap = 0;          // set by the loop before queueing
   const std::string* dir = nullptr;  // the log directory (the server's options)
   storage::Env* env = nullptr;       // the server's: faults and power cuts reach reads too

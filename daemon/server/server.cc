@@ -367,6 +367,7 @@ void Server::Consume(Connection* c, const uint8_t* data, size_t len, uint64_t no
     if (o == Outcome::kStall) {
       if (!c->stalled) {
         c->stalled = true;
+        c->stalled_time_ns = recv_time_ns_;  // when the held-back frames arrived
         stalled_.push_back(c);
       }
       break;
@@ -532,8 +533,15 @@ void Server::HandleRead(Connection* c, const proto::Read* r) {
 
 void Server::HandleCancelRead(Connection* c, const proto::CancelRead* m) {
   for (ReadCursor* r : c->cursors) {
-    if (r->request_id == m->request_id()) {
-      EndRead(r);  // in flight on the pool: detached now, deleted when it returns
+    if (r->request_id == m->request_id() && !r->cancelled) {
+      if (r->in_flight) {
+        // Still on the pool: it keeps its place under the cap until it
+        // returns (OnReadDone ends it), so Read+CancelRead loops cannot pile
+        // up work, buffers and descriptors.
+        r->cancelled = true;
+      } else {
+        EndRead(r);
+      }
       return;
     }
   }
@@ -576,6 +584,11 @@ void Server::OnReadDone(uv_work_t* w, int) {
     return;
   }
   Server* s = c->server;
+  if (r->cancelled) {
+    r->in_flight = false;
+    s->EndRead(r);
+    return;
+  }
   // r stays in_flight while its answer is sent: a failed Send closes the
   // connection, Close ends every cursor on it, and EndRead must then only
   // detach r (conn = nullptr), not delete it under this function.
@@ -792,6 +805,7 @@ void Server::RetryStalled(uint64_t now_ns) {
     if (c->state == Connection::State::kClosing) continue;
     const size_t len = c->partial_len;
     c->partial_len = 0;
+    recv_time_ns_ = c->stalled_time_ns;  // their receipt time, not another socket's
     Consume(c, c->partial.data(), len, now_ns);
     if (c->state != Connection::State::kClosing) UpdateReading(c);
   }
@@ -1061,6 +1075,7 @@ void Server::OnDrainTimer(uv_timer_t* h) {
                s->options_.drain_timeout_ms, slow.size(), s->acked_seq_);
   for (Connection* c : slow) {
     c->out.clear();
+    c->close_after_write = false;  // its write will never complete: close now (libuv cancels it)
     s->Close(c);
   }
   s->CheckDrained();
@@ -1113,8 +1128,10 @@ void Server::Shutdown(int exit_code) {
   writer_->Stop();  // before closing async_: the writer may still send on it
   if (!writer_->close_status().ok()) {
     // Every record is durable and acked; only the clean-stop marker that
-    // proves it to a later recovery is missing.
+    // proves it to a later recovery is missing. Still an I/O error: fail-stop
+    // promises a non-zero exit after one.
     spdlog::error("closing the log: {}", writer_->close_status().ToString());
+    exit_code_ = 1;
   }
   CloseOwnHandles();
   if (owns_socket_file_) {

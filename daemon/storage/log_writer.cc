@@ -164,6 +164,17 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
     w->file_ = std::move(*f);
     w->tail_ = rec->tail_offset;
   }
+  if (w->meta_.salvage_floor >= w->next_seq_ && w->segments_.empty()) {
+    // A salvage set aside every segment: nothing precedes the retired seqs,
+    // so they are released like a trim (a read below gets Trimmed), and the
+    // log starts again above them.
+    Meta next = w->meta_;
+    next.trim_seq = next.salvage_floor;
+    WALD_RETURN_IF_ERROR(WriteMeta(env, dir, next));
+    w->meta_ = next;
+    w->next_seq_ = next.trim_seq + 1;
+    w->durable_seq_ = next.trim_seq;
+  }
   if (w->meta_.salvage_floor >= w->next_seq_) {
     // A salvage retired the seqs up to salvage_floor: some may have been
     // acked. Continue above them in a new segment whose header records the

@@ -97,15 +97,32 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
 // segment: the durability rule (recovery.h).
 struct Verdict {
   bool damage = false;
-  std::string evidence;  // why seq `expected` was durable
-  uint64_t lost_to = 0;  // the highest seq known to have existed or been durable
+  std::string evidence;    // why seq `expected` was durable
+  uint64_t lost_to = 0;    // the highest seq known to have existed or been durable
+  uint64_t retire_to = 0;  // what a salvage retires: lost_to, or more where damaged bytes may hide records
 };
 
-Verdict Judge(const Probe& p, uint64_t stop, uint64_t expected, const Meta& meta) {
+// `sealed_by`: the first seq of a newer segment whose roll did not complete
+// and that recovery removed (0: none). Its file exists only because this
+// segment was synced in full first (LogWriter::Roll), so this segment must end
+// exactly there.
+Verdict Judge(const Probe& p, uint64_t stop, uint64_t expected, const Meta& meta, uint64_t sealed_by = 0) {
   Verdict v;
-  v.lost_to = std::max({expected - 1, p.max_seq, p.max_durable, meta.durable_floor, meta.salvage_floor});
+  v.lost_to = std::max({expected - 1, p.max_seq, p.max_durable, meta.durable_floor, meta.salvage_floor,
+                        sealed_by > 0 ? sealed_by - 1 : 0});
+  // Damaged bytes after the last valid record may hold records that no
+  // longer verify, with seqs above every one seen: at most one per 16 bytes
+  // (the smallest record). A salvage retires those seqs too.
+  const uint64_t tail_from = p.found_valid ? std::max(p.valid_end, stop) : stop;
+  const uint64_t hidden = p.nonzero_end > tail_from ? (p.nonzero_end - tail_from) / 16 : 0;
+  v.retire_to = std::max(v.lost_to, std::max(expected - 1, p.max_seq) + hidden);
   if (expected <= meta.salvage_floor) return v;  // an earlier salvage cut here; the gap is known
-  if (meta.durable_floor >= expected) {
+  if (sealed_by != 0 && expected != sealed_by) {
+    v.damage = true;
+    v.evidence = "a newer segment starting at seq " + std::to_string(sealed_by) +
+                 " was created (its roll did not complete), which happens only after this segment was synced in "
+                 "full";
+  } else if (meta.durable_floor >= expected) {
     v.damage = true;
     v.evidence = "wald.meta records every seq up to " + std::to_string(meta.durable_floor) +
                  " as durable (a clean stop or an earlier recovery)";
@@ -131,7 +148,7 @@ std::string DamageMessage(const std::string& path, uint64_t stop, const std::str
          ": damage to durable records, not a torn tail; seqs " + std::to_string(expected) + ".." +
          std::to_string(v.lost_to) + " would be lost. Inspect with `wal-tail --verify " + dir +
          "`; `wald --salvage` keeps seqs up to " + std::to_string(expected - 1) + ", moves the damaged bytes to " +
-         SideName(path, stop) + " and continues at seq " + std::to_string(v.lost_to + 1);
+         SideName(path, stop) + " and continues at seq " + std::to_string(v.retire_to + 1);
 }
 
 // Copies [from, to) of `file` to a new .broken file beside it, durably.
@@ -227,6 +244,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
                               " were trimmed: earlier segments are missing");
   }
 
+  uint64_t sealed_by = 0;  // a removed incomplete roll's first seq (see Judge)
   // 3. A roll that did not complete: the newest segment's header never became
   // durable, so neither did any record in it, unless the log proves
   // otherwise (then the header is damage).
@@ -248,9 +266,9 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
         if (!options.salvage) {
           return Status::Corruption(why + ". Inspect with `wal-tail --verify " + dir +
                                     "`; `wald --salvage` moves the segment to " + SideName(last.path, 0) +
-                                    " and continues at seq " + std::to_string(v.lost_to + 1));
+                                    " and continues at seq " + std::to_string(v.retire_to + 1));
         }
-        meta.salvage_floor = v.lost_to;
+        meta.salvage_floor = v.retire_to;
         WALD_RETURN_IF_ERROR(WriteMeta(env, dir, meta));
         Tell(options, Reporter::Kind::kDamage, last.path, 0, probe->nonzero_end, "set aside by salvage: " + why);
         WALD_RETURN_IF_ERROR(MoveAside(env, dir, last.path));
@@ -261,6 +279,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
              "segment roll did not complete" + (side.empty() ? std::string() : "; kept in " + side));
         WALD_RETURN_IF_ERROR(env->Remove(last.path));
         WALD_RETURN_IF_ERROR(env->SyncDir(dir));
+        sealed_by = last.first_seq;
       }
       segs.pop_back();
       if (segs.empty()) return out;
@@ -305,10 +324,11 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
         v.lost_to = std::max({v.lost_to, p->max_seq, p->max_durable});
       }
       v.evidence = "the next segment starts at seq " + std::to_string(segs[i + 1].first_seq);
+      v.retire_to = v.lost_to;
       const std::string why = DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir);
       if (!options.salvage) return Status::Corruption(why);
       // Salvage: the log ends here; the later segments go aside, whole.
-      meta.salvage_floor = v.lost_to;
+      meta.salvage_floor = v.retire_to;
       WALD_RETURN_IF_ERROR(WriteMeta(env, dir, meta));
       for (size_t j = segs.size(); j-- > i + 1;) {
         Tell(options, Reporter::Kind::kDamage, segs[j].path, 0, 0, "set aside by salvage: " + why);
@@ -330,12 +350,12 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
     // The newest segment: a torn tail, or damage?
     auto probe = ProbeAfter(sc.file(), stop, expected);
     if (!probe.ok()) return probe.take_status();
-    const Verdict v = Judge(*probe, stop, expected, meta);
+    const Verdict v = Judge(*probe, stop, expected, meta, sealed_by);
     std::string side;
     if (v.damage) {
       const std::string why = DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir);
       if (!options.salvage) return Status::Corruption(why);
-      meta.salvage_floor = v.lost_to;
+      meta.salvage_floor = v.retire_to;
       WALD_RETURN_IF_ERROR(WriteMeta(env, dir, meta));
       WALD_RETURN_IF_ERROR(CutAt(env, dir, sc.file(), stop, probe->nonzero_end, &side));
       Tell(options, Reporter::Kind::kDamage, sc.path(), stop, probe->nonzero_end - stop,

@@ -208,3 +208,41 @@ TEST_CASE_FIXTURE(LogFixture, "VerifyLog applies the same rule and lists the sid
   REQUIRE(bad.status().code() == Code::kCorruption);
   CHECK(bad.status().message().find(v.segment + " offset " + std::to_string(v.offset)) != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(LogFixture, "a newer segment whose roll did not complete proves the previous one synced in full") {
+  opts.segment_size = 16 << 10;
+  const auto recs = Fill(*this, Stop::kKill);
+  const auto segs = Segments();
+  REQUIRE(segs.size() > 2);
+  ZeroBytes(segs.back(), 0, 16 << 10);  // the newest roll never became durable
+  const ReadRecord* last_of_prev = nullptr;
+  for (const auto& r : recs) {
+    if (r.segment == segs[segs.size() - 2]) last_of_prev = &r;
+  }
+  REQUIRE(last_of_prev != nullptr);
+  FlipByte(last_of_prev->segment, last_of_prev->offset + 60);  // nothing later in its segment stamps it
+  Status st = Open();
+  REQUIRE(st.code() == Code::kCorruption);
+  CHECK(st.message().find("its roll did not complete") != std::string::npos);
+  CHECK(st.message().find(last_of_prev->segment + " offset " + std::to_string(last_of_prev->offset)) !=
+        std::string::npos);
+}
+
+TEST_CASE_FIXTURE(LogFixture, "a salvage that sets aside the only segment leaves a log that opens again") {
+  const auto recs = Fill(*this, Stop::kClean);  // one segment
+  REQUIRE(Segments().size() == 1);
+  FlipByte(Segments()[0], 20);  // its header
+  REQUIRE(Open().code() == Code::kCorruption);
+  opts.recovery.salvage = true;
+  Status st = Open();
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  const uint64_t next = w->next_seq();
+  CHECK(next > kRecords);
+  REQUIRE(Write({"after"}).ok());
+  Close();
+  opts.recovery.salvage = false;
+  st = Open();
+  REQUIRE_MESSAGE(st.ok(), st.ToString());
+  CHECK(w->next_seq() == next + 1);
+  CHECK(ReadAll(next).size() == 1);
+}
