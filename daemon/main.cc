@@ -1,17 +1,16 @@
 // wald: the daemon's entry point. Parses the command line (CLI11, with an
 // optional config file), sets up logging, and runs the Server; `wald stats`
 // queries a running daemon.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/sinks/systemd_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "server/server.h"
 #include "server/systemd.h"
@@ -51,8 +50,9 @@ int main(int argc, char** argv) {
   CLI::App app{"wald: a local write-ahead-log daemon (group commit over a Unix socket)"};
   app.footer(kExamples);
   app.set_config("--config", "", "Read options from this TOML or INI file");
-  auto* dir_opt = app.add_option("--dir", o.dir, "Log directory (created if missing; default under systemd: "
-                                                 "$STATE_DIRECTORY)")
+  auto* dir_opt = app.add_option("--dir", o.dir,
+                                 "Log directory (created if missing; default under systemd: "
+                                 "$STATE_DIRECTORY)")
                       ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket path to listen on")->capture_default_str();
   app.add_option("--socket-mode", o.socket_mode, "Permissions of the socket file (octal, e.g. 0660)")
@@ -115,8 +115,7 @@ int main(int argc, char** argv) {
                  "TEST BUILDS: a write stops half-way and fails after this many succeed")
       ->group("");
   app.add_option("--fault-write-errno", o.fault_write_errno, "TEST BUILDS: errno of that write failure")->group("");
-  app.add_flag("--fault-alloc-enospc", o.fault_alloc_enospc, "TEST BUILDS: preallocation fails with ENOSPC")
-      ->group("");
+  app.add_flag("--fault-alloc-enospc", o.fault_alloc_enospc, "TEST BUILDS: preallocation fails with ENOSPC")->group("");
   app.add_option("--fault-power-cut-after", o.fault_power_cut_after,
                  "TEST BUILDS: lose unsynced data and exit 137 at the N-th file operation")
       ->group("");
@@ -142,8 +141,8 @@ int main(int argc, char** argv) {
   // Under journald, log through its native protocol (priorities, fields);
   // otherwise to stderr with timestamps.
   if (wald::server::systemd::StderrIsJournal()) {
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
-        "wald", std::make_shared<spdlog::sinks::systemd_sink_mt>("wald")));
+    spdlog::set_default_logger(
+        std::make_shared<spdlog::logger>("wald", std::make_shared<spdlog::sinks::systemd_sink_mt>("wald")));
     spdlog::set_pattern("%v");
   } else {
     spdlog::set_default_logger(spdlog::stderr_color_mt("wald"));

@@ -80,9 +80,9 @@ std::span<const uint8_t> FrameBuilder::HelloAck(std::span<const uint8_t> log_id,
   fbb_.Clear();
   auto id = fbb_.CreateVector(log_id.data(), log_id.size());
   auto ver = fbb_.CreateString(server_version.data(), server_version.size());
-  return Finish(Body::HelloAck,
-                CreateHelloAck(fbb_, kProtocolVersion, id, durable_seq, max_frame, max_record, max_inflight, ver)
-                    .Union());
+  return Finish(
+      Body::HelloAck,
+      CreateHelloAck(fbb_, kProtocolVersion, id, durable_seq, max_frame, max_record, max_inflight, ver).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::Append(uint64_t request_id, std::span<const uint8_t> payload) {
@@ -104,8 +104,7 @@ std::span<const uint8_t> FrameBuilder::Error(uint64_t request_id, ErrorCode code
   return Finish(Body::Error, CreateError(fbb_, request_id, code, m, first_seq).Union());
 }
 
-std::span<const uint8_t> FrameBuilder::Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records,
-                                            bool follow) {
+std::span<const uint8_t> FrameBuilder::Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow) {
   fbb_.Clear();
   return Finish(Body::Read, CreateRead(fbb_, request_id, from_seq, max_records, follow).Union());
 }

@@ -54,8 +54,7 @@ class FrameBuilder {
                                     uint32_t max_record, uint32_t max_inflight, std::string_view server_version);
   std::span<const uint8_t> Append(uint64_t request_id, std::span<const uint8_t> payload);
   std::span<const uint8_t> Acks(std::span<const AckEntry> acks);
-  std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message,
-                                 uint64_t first_seq = 0);
+  std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message, uint64_t first_seq = 0);
   std::span<const uint8_t> Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow);
   std::span<const uint8_t> Trim(uint64_t request_id, uint64_t up_to_seq);
   std::span<const uint8_t> CancelRead(uint64_t request_id);

@@ -1,11 +1,10 @@
 // The C ABI over wald::Client. No exception crosses it: the C++ client does
 // not throw for wald errors, and allocation failure terminates.
-#include "wald/wald.h"
-
 #include <cstring>
 #include <string>
 
 #include "wald/client.h"
+#include "wald/wald.h"
 
 struct wald_client {
   explicit wald_client(wald::Client c) : client(std::move(c)) {}
@@ -40,14 +39,12 @@ int Report(wald_client* c, const wald::Error& e) {
   return Code(e.code);
 }
 
-std::span<const std::byte> Bytes(const void* data, size_t len) {
-  return {static_cast<const std::byte*>(data), len};
-}
+std::span<const std::byte> Bytes(const void* data, size_t len) { return {static_cast<const std::byte*>(data), len}; }
 
 wald::RecordInfoCallback InfoCallback(wald_record_info_cb cb, void* user) {
   return [cb, user](const wald::RecordInfo& r) {
-    const wald_record_info info{r.seq, r.payload.data(), r.payload.size(), r.time_ns, r.has_producer ? 1 : 0,
-                                r.pid, r.uid,            r.gid};
+    const wald_record_info info{
+        r.seq, r.payload.data(), r.payload.size(), r.time_ns, r.has_producer ? 1 : 0, r.pid, r.uid, r.gid};
     return cb(user, &info) == 0;
   };
 }

@@ -146,11 +146,11 @@ struct Client::Impl {
   uint64_t next_id = 1;
   bool dispatching = false;
   bool hello_done = false;
-  uint64_t stats_id = 0;                     // of the StatsRequest awaiting its reply
+  uint64_t stats_id = 0;  // of the StatsRequest awaiting its reply
   // Reads and trims use request ids above this, apart from appends' 1, 2, 3...
   static constexpr uint64_t kControlIds = uint64_t{1} << 63;
   uint64_t control_id = kControlIds;
-  uint64_t read_id = 0;                      // the Read being served, or 0
+  uint64_t read_id = 0;  // the Read being served, or 0
   const RecordInfoCallback* read_cb = nullptr;
   bool read_done = false;
   bool read_stopped = false;  // the callback returned false
@@ -173,8 +173,9 @@ Error Client::Impl::Break(Error why) {
     if (!s.done) {
       s.done = true;
       AppendCallback cb = std::move(s.cb);
-      if (cb) cb(Err(ErrorCode::kOutcomeUnknown, "the connection broke with this append in flight (" +
-                                                      broken.message + "): it may or may not be in the log"));
+      if (cb)
+        cb(Err(ErrorCode::kOutcomeUnknown, "the connection broke with this append in flight (" + broken.message +
+                                               "): it may or may not be in the log"));
     }
   }
   head = 0;
@@ -465,10 +466,11 @@ Result<Seq> Client::append(std::span<const std::byte> payload) {
     Result<Seq> r = Error{ErrorCode::kOutcomeUnknown, "not completed"};
   } o;
   if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
-  if (Error e = impl_->Queue(payload, [&o](Result<Seq> r) {
-        o.r = std::move(r);
-        o.done = true;
-      });
+  if (Error e = impl_->Queue(payload,
+                             [&o](Result<Seq> r) {
+                               o.r = std::move(r);
+                               o.done = true;
+                             });
       !e.ok()) {
     return e;
   }

@@ -62,15 +62,15 @@ struct Connection {
     write_req.data = this;
   }
 
-  uv_pipe_t pipe;       // the socket; pipe.data == this
+  uv_pipe_t pipe;        // the socket; pipe.data == this
   uv_write_t write_req;  // the one uv_write in flight, if any
   Server* const server;
   const uint64_t id;
   State state = State::kHello;
   ucred peer{};
-  bool peer_known = false;   // SO_PEERCRED answered at accept
-  bool reading = false;      // uv_read_start is active
-  bool stalled = false;      // unparsed frames in `partial` wait for a staging chunk
+  bool peer_known = false;       // SO_PEERCRED answered at accept
+  bool reading = false;          // uv_read_start is active
+  bool stalled = false;          // unparsed frames in `partial` wait for a staging chunk
   uint64_t stalled_time_ns = 0;  // wall clock when the frames held back while stalled arrived
   bool close_after_write = false;
   bool in_ack_list = false;  // in Server::ack_list_ (or its walk); Close clears it
@@ -82,7 +82,7 @@ struct Connection {
   std::vector<uint8_t> partial;
   size_t partial_len = 0;
 
-  AckRing pending;            // Appends with a seq, not yet acked, in seq order
+  AckRing pending;  // Appends with a seq, not yet acked, in seq order
   uint64_t pending_bytes = 0;
 
   // Output. `writing` is owned by the in-flight uv_write until its callback;

@@ -17,11 +17,11 @@ struct ServerOptions {
   uint32_t socket_mode = 0660;
   int listen_fd = -1;  // an already listening socket to adopt (systemd); then `socket` is informational
   uint64_t segment_size = 64ull << 20;
-  uint32_t max_record = 1u << 20;               // payload bytes of one Append
-  uint64_t max_unsynced_bytes = 16ull << 20;    // received but not yet durable, all clients
-  uint32_t max_inflight = 4096;                 // unacked Appends per connection
-  uint32_t max_reads_per_connection = 16;       // open Reads (each a cursor: buffers and an fd)
-  uint64_t max_connection_bytes = 4ull << 20;   // unacked payload + unsent output per connection
+  uint32_t max_record = 1u << 20;              // payload bytes of one Append
+  uint64_t max_unsynced_bytes = 16ull << 20;   // received but not yet durable, all clients
+  uint32_t max_inflight = 4096;                // unacked Appends per connection
+  uint32_t max_reads_per_connection = 16;      // open Reads (each a cursor: buffers and an fd)
+  uint64_t max_connection_bytes = 4ull << 20;  // unacked payload + unsent output per connection
   SpinOptions spin;
   // Low-load latency: after handing the writer a batch of at most
   // kAckSpinMaxBatch records, the loop thread waits up to this long for it
@@ -42,11 +42,11 @@ struct ServerOptions {
   // dispatch fuzzer).
   bool handle_stop_signals = true;
   // Test builds (WALD_FAULT_INJECTION) only: faults through storage::FaultEnv.
-  int64_t fault_sync_eio_after = -1;    // fdatasync fails with EIO after N succeed
-  int64_t fault_write_error_after = -1; // a write stops half-way and fails after N succeed
-  int fault_write_errno = 28;           // ...with this errno (ENOSPC)
-  bool fault_alloc_enospc = false;      // preallocating a segment fails with ENOSPC
-  int64_t fault_power_cut_after = -1;   // power loss (unsynced data dropped, _exit) after N ops
+  int64_t fault_sync_eio_after = -1;     // fdatasync fails with EIO after N succeed
+  int64_t fault_write_error_after = -1;  // a write stops half-way and fails after N succeed
+  int fault_write_errno = 28;            // ...with this errno (ENOSPC)
+  bool fault_alloc_enospc = false;       // preallocating a segment fails with ENOSPC
+  int64_t fault_power_cut_after = -1;    // power loss (unsynced data dropped, _exit) after N ops
 };
 
 }  // namespace wald::server

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,8 +12,6 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "server/socket_util.h"
 #include "server/systemd.h"
@@ -90,12 +89,11 @@ storage::Status Server::Start() {
   start_ns_ = uv_hrtime();
   if (int rc = uv_loop_init(&loop_); rc != 0) return storage::Status::IoError("uv_loop_init", -rc);
   loop_open_ = true;
-  if (options_.max_record > storage::kMaxPayload ||
-      storage::EncodedSize(options_.max_record, storage::kMaxMetaSize) >
-          options_.segment_size - storage::kSegmentHeaderSize) {
+  if (options_.max_record > storage::kMaxPayload || storage::EncodedSize(options_.max_record, storage::kMaxMetaSize) >
+                                                        options_.segment_size - storage::kSegmentHeaderSize) {
     return storage::Status::InvalidArgument("--max-record " + std::to_string(options_.max_record) +
-                                            " does not fit in a segment of " +
-                                            std::to_string(options_.segment_size) + " bytes");
+                                            " does not fit in a segment of " + std::to_string(options_.segment_size) +
+                                            " bytes");
   }
 
   storage::Env* env = storage::Env::Posix();
@@ -113,10 +111,11 @@ storage::Status Server::Start() {
     if (options_.fault_power_cut_after >= 0) f->PowerCutAfterOps(options_.fault_power_cut_after);
     fault_env_.reset(f);
     env = f;
-    spdlog::warn("fault injection on: sync-eio-after {}, write-error-after {} (errno {}), alloc-enospc {}, "
-                 "power-cut-after {}",
-                 options_.fault_sync_eio_after, options_.fault_write_error_after, options_.fault_write_errno,
-                 options_.fault_alloc_enospc, options_.fault_power_cut_after);
+    spdlog::warn(
+        "fault injection on: sync-eio-after {}, write-error-after {} (errno {}), alloc-enospc {}, "
+        "power-cut-after {}",
+        options_.fault_sync_eio_after, options_.fault_write_error_after, options_.fault_write_errno,
+        options_.fault_alloc_enospc, options_.fault_power_cut_after);
   }
   env_ = env;
   storage::LogOptions lo;
@@ -124,14 +123,14 @@ storage::Status Server::Start() {
   lo.recovery.verify = options_.verify;
   lo.recovery.salvage = options_.salvage;
   struct LogReporter : storage::Reporter {
-    void Report(Kind kind, const std::string& file, uint64_t offset, uint64_t bytes,
-                std::string_view reason) override {
+    void Report(Kind kind, const std::string& file, uint64_t offset, uint64_t bytes, std::string_view reason) override {
       if (kind == Kind::kTornTail) {
         spdlog::info("recovery: cut a torn tail of {} bytes at {} offset {}: {}", bytes, file, offset, reason);
       } else if (kind == Kind::kGap) {
-        spdlog::warn("salvage: seqs {}..{} are retired and never handed out again (some may have been acked); "
-                     "the log goes on at seq {} in {}",
-                     offset, offset + bytes - 1, offset + bytes, file);
+        spdlog::warn(
+            "salvage: seqs {}..{} are retired and never handed out again (some may have been acked); "
+            "the log goes on at seq {} in {}",
+            offset, offset + bytes - 1, offset + bytes, file);
       } else {
         spdlog::error("recovery: damage at {} offset {} ({} bytes): {}", file, offset, bytes, reason);
       }
@@ -184,8 +183,8 @@ storage::Status Server::Start() {
   }
   if (options_.handle_stop_signals) WALD_RETURN_IF_ERROR(WatchStopSignals());
 
-  writer_ = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin,
-                                           [this] { uv_async_send(&async_); });
+  writer_ =
+      std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin, [this] { uv_async_send(&async_); });
   writer_->Start();
   return Listen();
 }
@@ -240,8 +239,9 @@ storage::Status Server::Listen() {
 }
 
 std::string Server::ReadyLine() const {
-  return "log " + log_id_hex_ + ", durable seq " + std::to_string(writer_->durable_seq()) + ", dir " +
-         options_.dir + ", socket " + (options_.listen_fd >= 0 ? "fd " + std::to_string(options_.listen_fd) + " from systemd" : options_.socket);
+  return "log " + log_id_hex_ + ", durable seq " + std::to_string(writer_->durable_seq()) + ", dir " + options_.dir +
+         ", socket " +
+         (options_.listen_fd >= 0 ? "fd " + std::to_string(options_.listen_fd) + " from systemd" : options_.socket);
 }
 
 int Server::Run() {
@@ -277,10 +277,9 @@ void Server::Accept() {
   uv_os_fd_t fd;
   uv_fileno(reinterpret_cast<uv_handle_t*>(&c->pipe), &fd);
   c->peer_known = PeerCredentials(fd, &c->peer);
-  std::string who = c->peer_known ? "pid " + std::to_string(c->peer.pid) + " uid " +
-                                                        std::to_string(c->peer.uid) + " gid " +
-                                                        std::to_string(c->peer.gid)
-                                                  : std::string("unknown peer");
+  std::string who = c->peer_known ? "pid " + std::to_string(c->peer.pid) + " uid " + std::to_string(c->peer.uid) +
+                                        " gid " + std::to_string(c->peer.gid)
+                                  : std::string("unknown peer");
   spdlog::debug("connection {} from {}", c->id, who);
   auto allowed = [](const std::vector<uint32_t>& list, uint32_t v) {
     return std::find(list.begin(), list.end(), v) != list.end();
@@ -288,9 +287,9 @@ void Server::Accept() {
   if (!options_.allow_uids.empty() || !options_.allow_gids.empty()) {
     if (!allowed(options_.allow_uids, c->peer.uid) && !allowed(options_.allow_gids, c->peer.gid)) {
       spdlog::warn("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who);
-      SendErrorAndClose(c, 0, proto::ErrorCode::NotPermitted,
-                        "uid " + std::to_string(c->peer.uid) + " gid " + std::to_string(c->peer.gid) +
-                            " may not use this log");
+      SendErrorAndClose(
+          c, 0, proto::ErrorCode::NotPermitted,
+          "uid " + std::to_string(c->peer.uid) + " gid " + std::to_string(c->peer.gid) + " may not use this log");
       return;
     }
   }
@@ -352,9 +351,9 @@ void Server::Consume(Connection* c, const uint8_t* data, size_t len, uint64_t no
     if (f.kind == proto::ParsedFrame::kNeedMore) break;
     if (f.kind == proto::ParsedFrame::kTooLarge) {
       ++stats_.rejected_frames;
-      SendErrorAndClose(c, 0, proto::ErrorCode::FrameTooLarge,
-                        "frame of " + std::to_string(f.declared) + " bytes exceeds the limit of " +
-                            std::to_string(max_frame));
+      SendErrorAndClose(
+          c, 0, proto::ErrorCode::FrameTooLarge,
+          "frame of " + std::to_string(f.declared) + " bytes exceeds the limit of " + std::to_string(max_frame));
       return;
     }
     if (f.kind == proto::ParsedFrame::kInvalid) {
@@ -415,8 +414,8 @@ Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg, uint6
 void Server::HandleHello(Connection* c, const proto::Hello* h) {
   if (h->protocol_version() != proto::kProtocolVersion) {
     SendErrorAndClose(c, 0, proto::ErrorCode::UnsupportedVersion,
-                      "this server speaks protocol version " + std::to_string(proto::kProtocolVersion) +
-                          ", not " + std::to_string(h->protocol_version()));
+                      "this server speaks protocol version " + std::to_string(proto::kProtocolVersion) + ", not " +
+                          std::to_string(h->protocol_version()));
     return;
   }
   if (h->client_name() != nullptr && h->client_name()->size() > 0) {
@@ -984,17 +983,18 @@ void Server::OnStatsTimer(uv_timer_t* h) {
   const double secs = static_cast<double>(now - s->last_logged_ns_) / 1e9;
   const WriterStats& ws = s->writer_->stats();
   const uint64_t syncs = ws.syncs.load(std::memory_order_relaxed);
-  spdlog::info("{:.0f} records/s, durable seq {}, {} connections, {:.1f} records/sync, sync p50 {} us p99 {} us, "
-               "ack p50 {} us p99 {} us",
-               static_cast<double>(s->stats_.records - s->last_logged_records_) / (s->last_logged_ns_ ? secs : 1e9),
-               s->writer_->durable_seq(), s->all_.size(),
-               syncs ? static_cast<double>(ws.records_per_sync.sum()) / static_cast<double>(syncs) : 0.0,
-               ws.sync_latency_us.Percentile(0.5), ws.sync_latency_us.Percentile(0.99),
-               s->stats_.ack_latency_us.Percentile(0.5), s->stats_.ack_latency_us.Percentile(0.99));
-  systemd::Notify(fmt::format("STATUS={:.0f} records/s, durable seq {}, {} connections",
-                              static_cast<double>(s->stats_.records - s->last_logged_records_) /
-                                  (s->last_logged_ns_ ? secs : 1e9),
-                              s->writer_->durable_seq(), s->all_.size()));
+  spdlog::info(
+      "{:.0f} records/s, durable seq {}, {} connections, {:.1f} records/sync, sync p50 {} us p99 {} us, "
+      "ack p50 {} us p99 {} us",
+      static_cast<double>(s->stats_.records - s->last_logged_records_) / (s->last_logged_ns_ ? secs : 1e9),
+      s->writer_->durable_seq(), s->all_.size(),
+      syncs ? static_cast<double>(ws.records_per_sync.sum()) / static_cast<double>(syncs) : 0.0,
+      ws.sync_latency_us.Percentile(0.5), ws.sync_latency_us.Percentile(0.99), s->stats_.ack_latency_us.Percentile(0.5),
+      s->stats_.ack_latency_us.Percentile(0.99));
+  systemd::Notify(
+      fmt::format("STATUS={:.0f} records/s, durable seq {}, {} connections",
+                  static_cast<double>(s->stats_.records - s->last_logged_records_) / (s->last_logged_ns_ ? secs : 1e9),
+                  s->writer_->durable_seq(), s->all_.size()));
   s->last_logged_records_ = s->stats_.records;
   s->last_logged_ns_ = now;
 }
@@ -1070,9 +1070,10 @@ void Server::OnDrainTimer(uv_timer_t* h) {
     if (c->write_in_flight || !c->out.empty()) slow.push_back(c);
   }
   if (slow.empty()) return;
-  spdlog::warn("drain: after {} ms, closing {} connection(s) that did not read their acks; every record they sent "
-               "is durable (up to seq {}), they just will not hear it",
-               s->options_.drain_timeout_ms, slow.size(), s->acked_seq_);
+  spdlog::warn(
+      "drain: after {} ms, closing {} connection(s) that did not read their acks; every record they sent "
+      "is durable (up to seq {}), they just will not hear it",
+      s->options_.drain_timeout_ms, slow.size(), s->acked_seq_);
   for (Connection* c : slow) {
     c->out.clear();
     c->close_after_write = false;  // its write will never complete: close now (libuv cancels it)
@@ -1102,9 +1103,10 @@ void Server::CheckDrained() {
 
 void Server::FailStop() {
   const std::string why = writer_->failure();
-  spdlog::critical("the log writer failed: {}. Nothing more will be acked; failing every pending append and "
-                   "exiting so that recovery runs on restart",
-                   why);
+  spdlog::critical(
+      "the log writer failed: {}. Nothing more will be acked; failing every pending append and "
+      "exiting so that recovery runs on restart",
+      why);
   state_ = State::kFailed;
   systemd::Notify("STATUS=failed: " + why);
   CloseHandle(&listener_, &listener_state_);

@@ -106,8 +106,8 @@ class Server {
   void EndRead(ReadCursor* r);
 
   Chunk* TakeChunk();
-  void Recycle();           // takes back every chunk the writer is done with
-  void Submit(Chunk* c);    // hands a chunk to the writer and wakes it
+  void Recycle();         // takes back every chunk the writer is done with
+  void Submit(Chunk* c);  // hands a chunk to the writer and wakes it
   // Returns the number of records handed to the writer (0: none).
   uint64_t HandOff();
   void AwaitDurable(uint64_t target);
@@ -169,7 +169,7 @@ class Server {
   bool owns_socket_file_ = false;
 
   std::unique_ptr<storage::Env> fault_env_;  // test builds only
-  storage::Env* env_ = nullptr;  // every file operation, the reads' too: fault_env_ or Env::Posix()
+  storage::Env* env_ = nullptr;              // every file operation, the reads' too: fault_env_ or Env::Posix()
   std::unique_ptr<CommitWriter> writer_;
   std::string log_id_hex_;
   storage::LogId log_id_{};
@@ -181,11 +181,11 @@ class Server {
   std::vector<std::unique_ptr<Chunk>> chunks_;  // every chunk there is
   std::vector<Chunk*> free_chunks_;
   Chunk* current_ = nullptr;
-  uint64_t next_seq_ = 1;     // seq of the next accepted Append
-  uint32_t stamp_flags_ = 0;  // storage::kFlagTime / kFlagProducer, from --stamp
-  uint64_t recv_time_ns_ = 0; // wall clock of the socket read being consumed
-  uint64_t staged_bytes_ = 0; // encoded bytes handed out but not yet recycled
-  uint64_t acked_seq_ = 0;    // durable seq the acks were sent for
+  uint64_t next_seq_ = 1;          // seq of the next accepted Append
+  uint32_t stamp_flags_ = 0;       // storage::kFlagTime / kFlagProducer, from --stamp
+  uint64_t recv_time_ns_ = 0;      // wall clock of the socket read being consumed
+  uint64_t staged_bytes_ = 0;      // encoded bytes handed out but not yet recycled
+  uint64_t acked_seq_ = 0;         // durable seq the acks were sent for
   uint64_t submitted_chunks_ = 0;  // handed to the writer (watchdog: idle?)
   uint64_t recycled_chunks_ = 0;   // handed back
   uint64_t watchdog_syncs_ = 0;    // writer syncs at the last watchdog tick

@@ -271,9 +271,7 @@ Status FaultEnv::DropLocked() {
         WALD_RETURN_IF_ERROR(base_->Rename(it->path, it->from));
         if (it->had_content) WALD_RETURN_IF_ERROR(write_file(it->path, it->content));
         break;
-      case DirOp::kRemove:
-        WALD_RETURN_IF_ERROR(write_file(it->path, it->content));
-        break;
+      case DirOp::kRemove: WALD_RETURN_IF_ERROR(write_file(it->path, it->content)); break;
     }
   }
   dir_ops_.clear();

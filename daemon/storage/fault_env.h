@@ -53,8 +53,8 @@ class FaultEnv : public Env {
   // once, as if the machine had lost power (for daemon tests).
   void PowerCutAfterOps(int64_t n);
 
-  int64_t ops() const;          // mutating operations so far
-  int64_t syncs() const;        // successful DataSyncs so far
+  int64_t ops() const;    // mutating operations so far
+  int64_t syncs() const;  // successful DataSyncs so far
 
   // Env
   Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override;
@@ -76,15 +76,15 @@ class FaultEnv : public Env {
   };
   struct DirOp {
     enum Kind { kCreate, kRename, kRemove } kind;
-    std::string path;                   // created, renamed to, removed
-    std::string from;                   // kRename: the old name
-    bool had_content = false;           // kRename over a file, kRemove
-    std::vector<std::byte> content;     // what that file held
+    std::string path;                // created, renamed to, removed
+    std::string from;                // kRename: the old name
+    bool had_content = false;        // kRename over a file, kRemove
+    std::vector<std::byte> content;  // what that file held
   };
 
   // Counts one mutating operation; false if the machine has "crashed".
-  bool Tick();  // requires mu_
-  void FaultFired();  // requires mu_: drops unsynced data if asked to
+  bool Tick();          // requires mu_
+  void FaultFired();    // requires mu_: drops unsynced data if asked to
   Status DropLocked();  // requires mu_
   Result<std::vector<std::byte>> Slurp(const std::string& path);
   static std::string Parent(const std::string& path);
@@ -102,7 +102,7 @@ class FaultEnv : public Env {
   int alloc_err_ = 0;
   bool drop_at_fault_ = false;
   std::map<std::string, std::vector<Undo>> undo_;  // by path, since its last sync
-  std::vector<DirOp> dir_ops_;                      // since their directory's last sync
+  std::vector<DirOp> dir_ops_;                     // since their directory's last sync
 };
 
 }  // namespace wald::storage

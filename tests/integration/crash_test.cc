@@ -8,7 +8,6 @@
 // - I/O faults: ENOSPC/EIO on write, ENOSPC while preallocating: fail-stop,
 //   errors to clients, nothing acked that is not durable, clean recovery.
 #include <doctest/doctest.h>
-
 #include <signal.h>
 
 #include <atomic>
@@ -128,7 +127,7 @@ TEST_CASE("crash loop: SIGKILL and power cuts under 16-client load lose no acked
       all_acked.push_back(std::move(acked[c]));
     }
     CheckLog(tmp.path() + "/data", all_acked);  // recovery has not run yet: the reader copes
-    d.Restart({});  // recovery
+    d.Restart({});                              // recovery
     d.Signal(SIGTERM);
     REQUIRE(d.Wait() == 0);
     // A real torn tail is never mistaken for damage (FORMAT.md's rule).

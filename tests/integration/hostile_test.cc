@@ -1,7 +1,6 @@
 // Hostile clients, a real full disk, and access control, against the real
 // binary.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -13,8 +12,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -46,7 +45,8 @@ double GoodClientP99(const std::string& socket, int n, std::vector<std::pair<Seq
 
 }  // namespace
 
-TEST_CASE("hostile clients: slowloris, connect-close storms, never-readers, huge lengths, and a good client is served") {
+TEST_CASE(
+    "hostile clients: slowloris, connect-close storms, never-readers, huge lengths, and a good client is served") {
   TempDir tmp;
   Daemon d(tmp.path());
   std::vector<std::pair<Seq, std::string>> acked;

@@ -1,7 +1,6 @@
 // Reading the log back through the daemon: replay after a restart, a
 // follower under load, trim, and a reader that stops reading.
 #include <doctest/doctest.h>
-
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -170,7 +169,7 @@ TEST_CASE("a reader that stops reading does not grow daemon memory while appends
   REQUIRE(stuck.Handshake() != nullptr);
   proto::FrameBuilder fb;
   REQUIRE(stuck.SendRaw(fb.Read(1ull << 63 | 1, 1, 0, true)));  // follow from the start, never read
-  Load(d.socket(), 4, 12500, 1024);  // 50k records, 50 MiB through the follower's stream
+  Load(d.socket(), 4, 12500, 1024);                             // 50k records, 50 MiB through the follower's stream
   const long rss = d.RssKiB();
   MESSAGE("daemon RSS " << base << " KiB idle, " << rss << " KiB with a stuck follower after 50 MiB of appends");
   if (!kSanitized) CHECK(rss - base < 32 * 1024);  // stated bound: 32 MiB over the idle daemon

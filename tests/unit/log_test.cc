@@ -1,15 +1,14 @@
 // The segment log: round trips, recovery from every shape of damage, power
 // loss at every step, I/O faults, locking, concurrent reading, trim.
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <cmath>
 #include <thread>
 
 #include "log_fixture.h"

@@ -202,11 +202,11 @@ class Client {
   Result<ServerStats> stats(int timeout_ms = 5000);
 
   int fd() const;
-  bool wants_write() const;   // queued bytes not yet sent
-  size_t inflight() const;    // appends sent or queued, not yet acked or failed
+  bool wants_write() const;  // queued bytes not yet sent
+  size_t inflight() const;   // appends sent or queued, not yet acked or failed
 
   const LogId& log_id() const;
-  Seq durable_seq() const;    // highest seq this client knows durable
+  Seq durable_seq() const;  // highest seq this client knows durable
   uint32_t max_record_size() const;
   uint32_t max_inflight() const;
   bool connected() const;

@@ -35,7 +35,7 @@ enum {
   WALD_E_INVALID_ARGUMENT = -9,
   WALD_E_UNSUPPORTED = -10,
   WALD_E_TRIMMED = -11,
-  WALD_E_SEQ_GAP = -12, /* a read reached seqs a salvage retired; wald_last_error says where the log goes on */
+  WALD_E_SEQ_GAP = -12,        /* a read reached seqs a salvage retired; wald_last_error says where the log goes on */
   WALD_E_TOO_MANY_READS = -13, /* this connection already has the daemon's cap of open reads */
 };
 
@@ -43,12 +43,12 @@ typedef struct wald_client wald_client;
 
 /* A record of a read or subscription; the data is valid during the call.
  * Return 0 to go on, non-zero to stop. */
-typedef int (*wald_record_cb)(void *user, uint64_t seq, const void *data, size_t len);
+typedef int (*wald_record_cb)(void* user, uint64_t seq, const void* data, size_t len);
 
 /* A record with the metadata wald stamped on it (wald --stamp). */
 typedef struct wald_record_info {
   uint64_t seq;
-  const void *data; /* valid during the call */
+  const void* data; /* valid during the call */
   size_t len;
   uint64_t time_ns; /* when wald received it, ns since the Unix epoch; 0: not stamped */
   int has_producer; /* non-zero: pid, uid, gid are the sender's */
@@ -56,53 +56,53 @@ typedef struct wald_record_info {
   uint32_t uid;
   uint32_t gid;
 } wald_record_info;
-typedef int (*wald_record_info_cb)(void *user, const wald_record_info *rec);
+typedef int (*wald_record_info_cb)(void* user, const wald_record_info* rec);
 
 /* status is WALD_OK (seq valid) or a WALD_E_* code with a message. */
-typedef void (*wald_append_cb)(void *user, int status, uint64_t seq, const char *message);
+typedef void (*wald_append_cb)(void* user, int status, uint64_t seq, const char* message);
 
 /* Connects and runs the handshake. On failure *out is NULL and errbuf (if
  * not NULL) holds the reason. */
-int wald_connect(const char *socket_path, wald_client **out, char *errbuf, size_t errbuf_len);
+int wald_connect(const char* socket_path, wald_client** out, char* errbuf, size_t errbuf_len);
 /* Closes the connection and frees the handle; pending callbacks run with
  * WALD_E_OUTCOME_UNKNOWN. NULL is ignored. */
-void wald_close(wald_client *c);
+void wald_close(wald_client* c);
 
 /* Blocks until durable; *seq_out (may be NULL) receives the record's seq. */
-int wald_append(wald_client *c, const void *data, size_t len, uint64_t *seq_out);
+int wald_append(wald_client* c, const void* data, size_t len, uint64_t* seq_out);
 /* Queues an append; cb(user, ...) runs once when it is acked or failed. */
-int wald_append_async(wald_client *c, const void *data, size_t len, wald_append_cb cb, void *user);
+int wald_append_async(wald_client* c, const void* data, size_t len, wald_append_cb cb, void* user);
 /* Sends queued appends without waiting. */
-int wald_flush(wald_client *c);
+int wald_flush(wald_client* c);
 /* One round of I/O, waiting up to timeout_ms (-1: forever, 0: not at all). */
-int wald_poll(wald_client *c, int timeout_ms);
+int wald_poll(wald_client* c, int timeout_ms);
 /* Until nothing is in flight, or timeout_ms (-1: forever) passes. */
-int wald_wait_all(wald_client *c, int timeout_ms);
+int wald_wait_all(wald_client* c, int timeout_ms);
 
 /* Reads the durable log from `from` to its end; blocks. WALD_E_TRIMMED if
  * `from` was trimmed (wald_last_error names the first seq held). */
-int wald_read(wald_client *c, uint64_t from, wald_record_cb cb, void *user);
+int wald_read(wald_client* c, uint64_t from, wald_record_cb cb, void* user);
 /* Follows the log from `from` until cb returns non-zero (which closes the
  * connection: use a handle of its own) or an error. */
-int wald_subscribe(wald_client *c, uint64_t from, wald_record_cb cb, void *user);
+int wald_subscribe(wald_client* c, uint64_t from, wald_record_cb cb, void* user);
 /* wald_read and wald_subscribe with each record's metadata. */
-int wald_read_info(wald_client *c, uint64_t from, wald_record_info_cb cb, void *user);
-int wald_subscribe_info(wald_client *c, uint64_t from, wald_record_info_cb cb, void *user);
+int wald_read_info(wald_client* c, uint64_t from, wald_record_info_cb cb, void* user);
+int wald_subscribe_info(wald_client* c, uint64_t from, wald_record_info_cb cb, void* user);
 /* Releases whole segments at or below up_to; *released (may be NULL) gets
  * the seq up to which records are gone. */
-int wald_trim(wald_client *c, uint64_t up_to, uint64_t *released);
+int wald_trim(wald_client* c, uint64_t up_to, uint64_t* released);
 
-int wald_fd(const wald_client *c);
-int wald_wants_write(const wald_client *c);
-size_t wald_inflight(const wald_client *c);
-uint64_t wald_durable_seq(const wald_client *c);
+int wald_fd(const wald_client* c);
+int wald_wants_write(const wald_client* c);
+size_t wald_inflight(const wald_client* c);
+uint64_t wald_durable_seq(const wald_client* c);
 /* 16 bytes. */
-const uint8_t *wald_log_id(const wald_client *c);
+const uint8_t* wald_log_id(const wald_client* c);
 
 /* The message of the last error this handle returned, or "". */
-const char *wald_last_error(const wald_client *c);
+const char* wald_last_error(const wald_client* c);
 /* A fixed description of a WALD_E_* code. */
-const char *wald_strerror(int code);
+const char* wald_strerror(int code);
 
 #ifdef __cplusplus
 }
