@@ -15,6 +15,9 @@
 #include "server/server.h"
 #include "server/systemd.h"
 #include "stats_command.h"
+#ifdef WALD_FAULT_INJECTION
+#include "fault_flags.h"
+#endif
 
 namespace {
 
@@ -108,17 +111,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
 #ifdef WALD_FAULT_INJECTION
-  app.add_option("--fault-sync-eio-after", o.fault_sync_eio_after,
-                 "TEST BUILDS: fdatasync fails with EIO after this many succeed")
-      ->group("");
-  app.add_option("--fault-write-error-after", o.fault_write_error_after,
-                 "TEST BUILDS: a write stops half-way and fails after this many succeed")
-      ->group("");
-  app.add_option("--fault-write-errno", o.fault_write_errno, "TEST BUILDS: errno of that write failure")->group("");
-  app.add_flag("--fault-alloc-enospc", o.fault_alloc_enospc, "TEST BUILDS: preallocation fails with ENOSPC")->group("");
-  app.add_option("--fault-power-cut-after", o.fault_power_cut_after,
-                 "TEST BUILDS: lose unsynced data and exit 137 at the N-th file operation")
-      ->group("");
+  wald::FaultFlags faults;
+  faults.AddTo(app);
 #endif
 
   bool stats_json = false;
@@ -164,7 +158,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  wald::server::Server server(o);
+  std::unique_ptr<wald::storage::Env> env;  // nullptr: the real file system
+#ifdef WALD_FAULT_INJECTION
+  env = faults.MakeEnv(wald::storage::Env::Posix());
+#endif
+  wald::server::Server server(o, env.get());
   if (wald::storage::Status st = server.Start(); !st.ok()) {
     spdlog::critical("cannot start: {}", st.ToString());
     return 1;

@@ -47,11 +47,13 @@ void CommitWriter::Stop() {
 }
 
 void CommitWriter::Submit(Chunk* c) {
+  loop_role_.CheckOrBind();
   bool ok = full_.Push(c);
   (void)ok;  // cannot fail: the queue holds every chunk there is
 }
 
 void CommitWriter::Wake() {
+  loop_role_.Check();
   // Dekker-style: the loop stores tail_ (Push) then loads parked_; the writer
   // stores parked_ then loads tail_ (IdleWait). All four are seq_cst, so at
   // least one side sees the other's store: the writer does not sleep on a
@@ -60,11 +62,13 @@ void CommitWriter::Wake() {
 }
 
 Chunk* CommitWriter::TakeFree() {
+  loop_role_.Check();
   Chunk* c = nullptr;
   return free_.Pop(&c) ? c : nullptr;
 }
 
 uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
+  loop_role_.CheckOrBind();
   uint64_t cur = trim_target_.load();
   while (cur < up_to && !trim_target_.compare_exchange_weak(cur, up_to)) {
   }
@@ -114,6 +118,7 @@ void CommitWriter::IdleWait() {
 // Fail-stop: publish the cause, then write nothing more and wait for Stop().
 // Keeps the chunks; the process exits. Returns true (for `return` at callers).
 bool CommitWriter::Fail(const storage::Status& st) {
+  writer_role_.Check();
   {
     std::lock_guard lk(failure_mu_);
     failure_ = st.ToString();
@@ -128,6 +133,7 @@ bool CommitWriter::Fail(const storage::Status& st) {
 }
 
 void CommitWriter::Run() {
+  writer_role_.Bind();
   std::vector<Chunk*> batch;
   std::vector<storage::EncodedChunk> spans;
   batch.reserve(1024);

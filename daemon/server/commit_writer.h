@@ -47,9 +47,10 @@
 #include <thread>
 #include <vector>
 
-#include "server/histogram.h"
 #include "server/spsc_queue.h"
 #include "server/staging.h"
+#include "server/thread_role.h"
+#include "server/writer_port.h"
 #include "storage/log_writer.h"
 
 namespace wald::server {
@@ -59,13 +60,7 @@ struct SpinOptions {
   uint32_t spin_max_us = 50;  // never spin longer
 };
 
-struct WriterStats {
-  std::atomic<uint64_t> syncs{0};
-  Histogram records_per_sync;
-  Histogram sync_latency_us;  // Append (pwritev) + Sync (fdatasync) of one batch
-};
-
-class CommitWriter {
+class CommitWriter final : public WriterPort {
  public:
   // A batch takes chunks until it holds this many bytes (at least one chunk):
   // more would delay the publication of its first records behind a long
@@ -75,7 +70,7 @@ class CommitWriter {
   // `log` must have been opened; `max_chunks` bounds both queues.
   CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_chunks, SpinOptions spin,
                std::function<void()> notify);
-  ~CommitWriter();  // Stop()s and joins
+  ~CommitWriter() override;  // Stop()s and joins
   CommitWriter(const CommitWriter&) = delete;
   CommitWriter& operator=(const CommitWriter&) = delete;
 
@@ -83,29 +78,29 @@ class CommitWriter {
   // Writer finishes what was submitted, closes the log cleanly
   // (LogWriter::Close: the durable floor goes to wald.meta), then exits.
   // Blocks until it has. After a failure it only exits.
-  void Stop();
+  void Stop() override;
   // After Stop(): how the clean close went (OK if none was attempted).
-  const storage::Status& close_status() const { return close_status_; }
+  const storage::Status& close_status() const override { return close_status_; }
 
   // Loop thread. Hands a full or final chunk to the writer (the queue never
   // fills: it holds every chunk there is).
-  void Submit(Chunk* c);
+  void Submit(Chunk* c) override;
   // Loop thread, once per hand-off: wakes the writer if it is parked.
-  void Wake();
+  void Wake() override;
   // Loop thread: an empty chunk handed back, or nullptr.
-  Chunk* TakeFree();
+  Chunk* TakeFree() override;
   // Loop thread: asks the writer to release whole segments at or below
   // `up_to` (LogWriter::Trim) and wakes it. Returns the request's number;
   // trims_done() reaches it once the trim is durable (or failed()).
-  uint64_t RequestTrim(uint64_t up_to);
-  uint64_t trims_done() const { return trims_done_.load(std::memory_order_acquire); }
+  uint64_t RequestTrim(uint64_t up_to) override;
+  uint64_t trims_done() const override { return trims_done_.load(std::memory_order_acquire); }
   // Every seq <= trim_seq() is released.
-  uint64_t trim_seq() const { return trim_seq_.load(std::memory_order_acquire); }
+  uint64_t trim_seq() const override { return trim_seq_.load(std::memory_order_acquire); }
 
-  uint64_t durable_seq() const { return durable_seq_.load(std::memory_order_acquire); }
-  bool failed() const { return failed_.load(std::memory_order_acquire); }
-  std::string failure() const;  // the cause, once failed()
-  const WriterStats& stats() const { return stats_; }
+  uint64_t durable_seq() const override { return durable_seq_.load(std::memory_order_acquire); }
+  bool failed() const override { return failed_.load(std::memory_order_acquire); }
+  std::string failure() const override;  // the cause, once failed()
+  const WriterStats& stats() const override { return stats_; }
   const storage::LogId& log_id() const { return log_id_; }
 
  private:
@@ -133,6 +128,8 @@ class CommitWriter {
   double gap_avg_ns_;                       // writer thread: moving average of idle gaps
   storage::Status close_status_;            // writer thread until joined, then the caller's
   WriterStats stats_;
+  ThreadRole loop_role_{"loop"};      // bound by the first Submit
+  ThreadRole writer_role_{"writer"};  // bound when Run starts
   std::thread thread_;
 };
 

@@ -41,12 +41,6 @@ struct ServerOptions {
   // Server runs inside another program that keeps its own signals (the
   // dispatch fuzzer).
   bool handle_stop_signals = true;
-  // Test builds (WALD_FAULT_INJECTION) only: faults through storage::FaultEnv.
-  int64_t fault_sync_eio_after = -1;     // fdatasync fails with EIO after N succeed
-  int64_t fault_write_error_after = -1;  // a write stops half-way and fails after N succeed
-  int fault_write_errno = 28;            // ...with this errno (ENOSPC)
-  bool fault_alloc_enospc = false;       // preallocating a segment fails with ENOSPC
-  int64_t fault_power_cut_after = -1;    // power loss (unsynced data dropped, _exit) after N ops
 };
 
 }  // namespace wald::server

@@ -23,7 +23,8 @@
 
 namespace wald::server {
 
-struct Connection;
+class Connection;
+class ReadService;
 
 inline constexpr size_t kReadChunkBytes = proto::kRecordsChunk - 4096;  // headroom for the tables
 
@@ -49,6 +50,7 @@ struct ReadCursor {
   uint64_t durable_cap = 0;          // set by the loop before queueing
   const std::string* dir = nullptr;  // the log directory (the server's options)
   storage::Env* env = nullptr;       // the server's: faults and power cuts reach reads too
+  ReadService* service = nullptr;    // the one that queued it
 
   // Pool thread's.
   std::unique_ptr<storage::LogReader> reader;

@@ -1,55 +1,64 @@
-// Server: the libuv loop thread and everything it owns: the listening socket,
-// the connections, framing and dispatch, seq assignment, staging of encoded
-// records, the hand-off to the CommitWriter, and the acks.
+// Server: wires the parts of the daemon's loop thread together and owns its
+// state machine. The parts, each one thing:
 //
-// Threads: every method runs on the loop thread (the one that calls Run()),
-// except the CommitWriter's thread, which reaches the loop only through
-// uv_async_send on async_.
+//   listener      the listening socket, accept, the peer ACL
+//   connection    one socket: reads, sends, one idempotent close
+//   dispatch.cc   frames to handlers (this class's OnData and Handle*)
+//   staging       seqs, records encoded into chunks, the hand-off
+//   commit_writer the writer thread: batched write + fdatasync
+//   ack_fanout    durable seq -> Acks and TrimAcks
+//   backpressure  when reading stops (pure policy)
+//   read_service  Read cursors on the thread pool
+//   stop_signals  SIGTERM/SIGINT through a signalfd
+//   health        summary line, watchdog, StatsReply
 //
 // Data path per record (no lock, no allocation, no syscall of its own):
-// read (many frames per read) -> ParseFrame (verifier) -> seq = next_seq_++ ->
-// encode into the current staging chunk -> PendingAck on its connection.
-// Once per loop iteration (uv_check) the current chunk goes to the writer.
-// When the writer publishes a new durable seq (uv_async), every connection
-// with pending acks at or below it gets one Acks frame (one write).
+// socket read (many frames) -> ParseFrame -> StagingPool::Stage (seq, encode)
+// -> PendingAck on its connection. Once per loop iteration (uv_check) the
+// current chunk goes to the writer. When the writer publishes a new durable
+// seq (uv_async, or the ack spin at low load), AckFanout sends each
+// connection one Acks frame.
 //
-// Backpressure: reading stops on every socket while more than
-// max_unsynced_bytes are staged but not durable (or no staging chunk is
-// free), and on one socket while its unacked payload plus unsent output
-// exceeds max_connection_bytes or it has max_inflight unacked Appends.
+// States: kRunning -> kDraining (SIGTERM/SIGINT: stop accepting and reading,
+// make everything received durable, ack it, close; exit 0) -> kStopped.
+// kRunning or kDraining -> kFailed (the writer failed: every pending Append
+// gets ServerFailed; exit 1) -> kStopped. Only Shutdown enters kStopped.
 //
-// Shutdown: SIGTERM/SIGINT drain (stop accepting and reading, make everything
-// received durable, ack it, close, exit 0). A writer failure fails every
-// pending Append with ServerFailed and exits 1 (fail-stop).
+// Threads: every method runs on the loop thread (the one in Run(); debug
+// builds check), except that the writer reaches the loop only through
+// uv_async_send on async_.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "framing.h"
-#include "server/commit_writer.h"
+#include "server/ack_fanout.h"
 #include "server/connection.h"
+#include "server/health.h"
+#include "server/listener.h"
+#include "server/loop_handle.h"
 #include "server/options.h"
-#include "server/read_cursor.h"
+#include "server/read_service.h"
+#include "server/staging.h"
+#include "server/stop_signals.h"
+#include "server/thread_role.h"
+#include "server/writer_port.h"
 #include "storage/env.h"
+#include "storage/format.h"
 
 namespace wald::server {
 
-struct LoopStats {
-  uint64_t records = 0;
-  uint64_t bytes = 0;
-  uint64_t rejected_frames = 0;
-  uint64_t backpressure_events = 0;
-  Histogram ack_latency_us;
-};
-
-class Server {
+class Server final : public ConnectionOwner {
  public:
-  explicit Server(ServerOptions options);
+  // Every file operation, the reads' too, goes through `env` (nullptr:
+  // Env::Posix()); it must outlive the Server. Fault tests pass a FaultEnv.
+  explicit Server(ServerOptions options, storage::Env* env = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -57,162 +66,98 @@ class Server {
   // Opens and recovers the log, starts the writer, binds and listens.
   // Errors name what failed (directory, lock, socket in use).
   storage::Status Start();
+  // Start with a writer of the caller's making instead of the log's
+  // CommitWriter (the in-process tests' fake). `make_writer` gets the number
+  // of staging chunks and the callback to call after each batch.
+  using WriterFactory = std::function<std::unique_ptr<WriterPort>(size_t n_chunks, std::function<void()> notify)>;
+  storage::Status StartWith(const WriterFactory& make_writer, uint64_t next_seq, const storage::LogId& log_id);
+
   // Runs the loop until shutdown; returns the process exit code (0 after a
   // drain, 1 after a fail-stop).
   int Run();
+  // One loop iteration without blocking (tests); false once stopped.
+  bool RunOnce();
+  // Serves an already connected socket (tests: one end of a socketpair) as
+  // if it had been accepted. After Start, on the loop thread.
+  void Adopt(int fd);
+  // Starts a drain, as SIGTERM does. Loop thread.
+  void BeginDrain(const char* why);
 
-  // Called once, with READY details, after Start succeeded and before Run
-  // (for systemd notification by main).
   std::string ReadyLine() const;
 
  private:
-  // libuv callbacks
-  static void OnConnection(uv_stream_t* listener, int status);
-  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void OnWrite(uv_write_t* req, int status);
-  static void OnClose(uv_handle_t* h);
+  // ConnectionOwner (dispatch.cc and here).
+  size_t OnData(Connection* c, std::span<const uint8_t> data) override;
+  void OnDrained(Connection* c) override;
+  void OnClosing(Connection* c) override;
+  void OnClosed() override;
+
+  // Dispatch (dispatch.cc).
+  enum class Outcome { kDone, kStall, kClosed };
+  Outcome Dispatch(Connection* c, const proto::Message* msg);
+  void HandleHello(Connection* c, const proto::Hello* h);
+  Outcome HandleAppend(Connection* c, const proto::Append* a);
+  void Reject(Connection* c, proto::ErrorCode code, std::string_view msg);
+
+  // Accepting.
+  void Accept();
+  void Welcome(Connection* c);  // ACL and state checks, then reading
+
+  // The data path.
   static void OnCheck(uv_check_t* h);
   static void OnAsync(uv_async_t* h);
-  static void OnSignal(uv_poll_t* h, int status, int events);
-  static void OnStatsTimer(uv_timer_t* h);
-  static void OnWatchdogTimer(uv_timer_t* h);
-  static void OnDrainTimer(uv_timer_t* h);
-
-  storage::Status WatchStopSignals();
-  storage::Status Listen();
-  void Accept();
-  // Parses and dispatches frames in [data, data+len); keeps an incomplete
-  // tail (or, when stalled, everything unprocessed) in c->partial.
-  void Consume(Connection* c, const uint8_t* data, size_t len, uint64_t now_ns);
-  // False: no staging chunk is free; the frame must wait.
-  enum class Outcome { kDone, kStall, kClosed };
-  Outcome Dispatch(Connection* c, const proto::Message* msg, uint64_t now_ns);
-  Outcome HandleAppend(Connection* c, const proto::Append* a, uint64_t now_ns);
-  void HandleHello(Connection* c, const proto::Hello* h);
-  void HandleStats(Connection* c, const proto::StatsRequest* r);
-  void HandleRead(Connection* c, const proto::Read* r);
-  void HandleTrim(Connection* c, const proto::Trim* t);
-  void HandleCancelRead(Connection* c, const proto::CancelRead* m);
-
-  // Reads (read_cursor.h): queue a chunk on the pool, park at the durable
-  // end, or wait for the connection's output to drain.
-  static void OnReadWork(uv_work_t* w);
-  static void OnReadDone(uv_work_t* w, int status);
-  // Parks, blocks or queues r. Sends nothing and closes nothing, so callers
-  // may walk a list of cursors around it.
-  void ContinueRead(ReadCursor* r);
-  void QueueRead(ReadCursor* r);
-  void EndRead(ReadCursor* r);
-
-  Chunk* TakeChunk();
-  void Recycle();         // takes back every chunk the writer is done with
-  void Submit(Chunk* c);  // hands a chunk to the writer and wakes it
-  // Returns the number of records handed to the writer (0: none).
-  uint64_t HandOff();
   void AwaitDurable(uint64_t target);
   void OnWriterProgress();
-  void AckUpTo(Connection* c, uint64_t durable, uint64_t now_ns);
-  void RetryStalled(uint64_t now_ns);
+  void RetryStalled();
 
-  void Send(Connection* c, std::span<const uint8_t> frame);
-  void StartWrite(Connection* c);
-  void SendErrorAndClose(Connection* c, uint64_t request_id, proto::ErrorCode code, std::string_view msg);
-  void Close(Connection* c);
+  // Backpressure (backpressure.h): applies the policy to the sockets.
   void UpdateReading(Connection* c);
   void UpdateAllReading();
   bool GlobalPaused() const;
 
-  void BeginDrain(const char* why);
+  // Stopping.
+  static void OnDrainTimer(uv_timer_t* h);
   void CheckDrained();
   void FailStop();
-  // Stops the writer, then closes the Server's own handles.
-  void Shutdown(int exit_code);
-
-  // The Server's own uv handles each carry their state: only an initialised
-  // handle may be closed (uv_close on a zeroed one follows a null loop
-  // pointer), and only once. Start may stop half-way, and the stop-signal
-  // handle exists only with handle_stop_signals, so Shutdown and ~Server
-  // close exactly the kOpen ones.
-  enum class HandleState : uint8_t { kUnopened, kOpen, kClosed /* uv_close called */ };
-  template <typename Handle>
-  static void CloseHandle(Handle* handle, HandleState* state);
-  // Closes every kOpen handle of the Server's own (not the connections').
-  // Call only after the writer has stopped: it may uv_async_send on async_.
+  void Shutdown(int exit_code);  // stops the writer, then closes our handles
+  // Closes every open handle of the Server's own (not the connections').
+  // Only after the writer has stopped: it may uv_async_send on async_.
   void CloseOwnHandles();
 
   const ServerOptions options_;
+  storage::Env* const env_;
+  ThreadRole loop_role_{"loop"};
   uv_loop_t loop_{};
   bool loop_open_ = false;  // uv_loop_init succeeded; uv_loop_close is due
-  uv_pipe_t listener_{};
-  HandleState listener_state_ = HandleState::kUnopened;
-  uv_async_t async_{};
-  HandleState async_state_ = HandleState::kUnopened;
-  uv_check_t check_{};
-  HandleState check_state_ = HandleState::kUnopened;
-  // SIGTERM and SIGINT arrive through a signalfd, never through a handler:
-  // WatchStopSignals() blocks them in the loop thread, every other thread
-  // either inherits that block (libuv's pool) or blocks every signal (the
-  // writer, the segment preparer), and the kernel keeps them queued for the
-  // loop to read. libuv's uv_signal runs a handler on whatever thread the
-  // kernel picks; under ThreadSanitizer such a SIGTERM was sometimes lost and
-  // wald never drained (a CI hang: the second SIGTERM always worked).
-  uv_poll_t signal_poll_{};
-  HandleState signal_poll_state_ = HandleState::kUnopened;
-  int signal_fd_ = -1;
-  uv_timer_t stats_timer_{};
-  HandleState stats_timer_state_ = HandleState::kUnopened;
-  uv_timer_t watchdog_timer_{};
-  HandleState watchdog_timer_state_ = HandleState::kUnopened;
-  uv_timer_t drain_timer_{};  // the drain's deadline (--drain-timeout)
-  HandleState drain_timer_state_ = HandleState::kUnopened;
-  bool owns_socket_file_ = false;
+  LoopHandle<uv_async_t> async_;
+  LoopHandle<uv_check_t> check_;
+  LoopHandle<uv_timer_t> drain_timer_;  // the drain's deadline (--drain-timeout)
 
-  std::unique_ptr<storage::Env> fault_env_;  // test builds only
-  storage::Env* env_ = nullptr;              // every file operation, the reads' too: fault_env_ or Env::Posix()
-  std::unique_ptr<CommitWriter> writer_;
-  std::string log_id_hex_;
+  Listener listener_;
+  StopSignals stop_signals_;
+  std::unique_ptr<WriterPort> writer_;
+  std::unique_ptr<StagingPool> staging_;
+  AckFanout acks_;
+  std::unique_ptr<ReadService> reads_;
+  std::unique_ptr<Health> health_;
   storage::LogId log_id_{};
 
   enum class State { kRunning, kDraining, kFailed, kStopped } state_ = State::kRunning;
   int exit_code_ = 0;
+  uint64_t acked_seq_ = 0;    // durable seq the acks were sent for
+  uint32_t stamp_flags_ = 0;  // storage::kFlagTime / kFlagProducer, from --stamp
 
-  // Staging (loop thread).
-  std::vector<std::unique_ptr<Chunk>> chunks_;  // every chunk there is
-  std::vector<Chunk*> free_chunks_;
-  Chunk* current_ = nullptr;
-  uint64_t next_seq_ = 1;          // seq of the next accepted Append
-  uint32_t stamp_flags_ = 0;       // storage::kFlagTime / kFlagProducer, from --stamp
-  uint64_t recv_time_ns_ = 0;      // wall clock of the socket read being consumed
-  uint64_t staged_bytes_ = 0;      // encoded bytes handed out but not yet recycled
-  uint64_t acked_seq_ = 0;         // durable seq the acks were sent for
-  uint64_t submitted_chunks_ = 0;  // handed to the writer (watchdog: idle?)
-  uint64_t recycled_chunks_ = 0;   // handed back
-  uint64_t watchdog_syncs_ = 0;    // writer syncs at the last watchdog tick
-
-  // Connections.
   uint64_t next_conn_id_ = 1;
-  std::vector<Connection*> all_;
-  std::vector<Connection*> ack_list_;  // connections with pending acks
-  std::vector<Connection*> ack_walk_;  // OnWriterProgress's walk: ack_list_ swapped out
-  std::vector<Connection*> stalled_;
-  std::vector<ReadCursor*> parked_;  // following cursors at the durable end
-  struct PendingTrim {
-    Connection* conn;
-    uint64_t request_id;
-    uint64_t number;  // CommitWriter::RequestTrim's
-  };
-  std::vector<PendingTrim> trims_;
+  std::vector<Connection*> all_;      // every open connection (Connection::all_index)
+  size_t connections_ = 0;            // all_.size(), for Health
+  std::vector<Connection*> stalled_;  // held-back frames wait for a staging chunk
+  std::vector<Connection*> walk_;     // a copy of all_ or stalled_ to walk while callees close
   bool global_paused_ = false;
 
   std::vector<uint8_t> read_buf_;       // shared by all connections
   std::vector<uint8_t> frame_scratch_;  // for frames that arrive misaligned
   proto::FrameBuilder fb_{4096};
-  std::vector<proto::AckEntry> ack_scratch_;
   LoopStats stats_;
-  uint64_t start_ns_ = 0;
-  uint64_t last_logged_records_ = 0;
-  uint64_t last_logged_ns_ = 0;
 };
 
 }  // namespace wald::server

@@ -1,15 +1,18 @@
-// Staging chunks: records encoded in their on-disk form (checksums included)
-// by the loop thread, written by the writer thread. Chunks are allocated once
-// and recycled through free lists, so nothing is allocated per record.
+// Staging: records encoded in their on-disk form (checksums included) by the
+// loop thread, written by the writer thread. Chunks are allocated once and
+// recycled through a free list, so nothing is allocated per record.
 //
 // Ownership moves with the pointer: a chunk belongs to the loop thread while
-// it fills it, to the writer thread from the hand-off until it hands it back.
+// it fills it, to the writer from the hand-off until the writer hands it
+// back. StagingPool is the loop thread's side: it assigns seqs, fills the
+// current chunk, hands chunks over, and takes them back.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "storage/format.h"
 
@@ -37,6 +40,53 @@ struct Chunk {
   size_t used = 0;
   uint64_t first_seq = 0;
   uint64_t last_seq = 0;
+};
+
+class WriterPort;
+
+// Loop thread only.
+class StagingPool {
+ public:
+  // `n_chunks` of `chunk_size` bytes each (a chunk must hold the largest
+  // record); the next record gets `next_seq`. `writer` must outlive the pool.
+  StagingPool(size_t chunk_size, size_t n_chunks, uint64_t next_seq, WriterPort* writer);
+  StagingPool(const StagingPool&) = delete;
+  StagingPool& operator=(const StagingPool&) = delete;
+
+  // Assigns the next seq to a record and encodes it into the current chunk,
+  // handing a full chunk to the writer first. The first record of every
+  // chunk also carries the writer's durable seq (kFlagDurable): the proof
+  // recovery uses to tell damage from a torn tail (FORMAT.md). Returns the
+  // seq, or 0 when no chunk is free: the record must wait (nothing changed).
+  uint64_t Stage(storage::RecordMeta meta, std::span<const std::byte> payload);
+
+  // Hands the current chunk to the writer and wakes it. Returns the number
+  // of records handed over (0: the chunk was empty or there was none).
+  uint64_t HandOff();
+  // Takes back every chunk the writer is done with.
+  void Recycle();
+
+  uint64_t next_seq() const { return next_seq_; }
+  uint64_t staged_bytes() const { return staged_bytes_; }  // handed out, not yet recycled
+  // Some chunk is free (after a Recycle).
+  bool has_free() const { return !free_.empty(); }
+  // No chunk to fill: none free and none current.
+  bool exhausted() const { return free_.empty() && current_ == nullptr; }
+  // The writer holds no chunk of ours (the watchdog: an idle writer is healthy).
+  bool writer_idle() const { return submitted_ == recycled_; }
+  size_t size() const { return chunks_.size(); }
+
+ private:
+  void Submit(Chunk* c);
+
+  WriterPort* const writer_;
+  std::vector<std::unique_ptr<Chunk>> chunks_;  // every chunk there is
+  std::vector<Chunk*> free_;
+  Chunk* current_ = nullptr;   // being filled
+  uint64_t next_seq_;          // seq of the next staged record
+  uint64_t staged_bytes_ = 0;  // encoded bytes handed out but not yet recycled
+  uint64_t submitted_ = 0;     // chunks handed to the writer
+  uint64_t recycled_ = 0;      // ...and handed back
 };
 
 }  // namespace wald::server

@@ -32,6 +32,18 @@ bool CanConnect(const std::string& path) {
   ::close(fd);
   return ok;
 }
+// The daemon binary for these arguments: the test-only wald-faulty when a
+// --fault-* option is among them (the release wald has none).
+const char* BinaryFor(const std::vector<std::string>& args) {
+#ifdef WALD_FAULTY_BINARY
+  for (const std::string& a : args) {
+    if (a.rfind("--fault-", 0) == 0) return WALD_FAULTY_BINARY;
+  }
+#endif
+  (void)args;
+  return WALD_BINARY;
+}
+
 }  // namespace
 
 Daemon::Daemon(const std::string& dir, std::vector<std::string> args, const std::string& data_dir)
@@ -51,7 +63,8 @@ Daemon::~Daemon() {
 }
 
 void Daemon::Start() {
-  std::vector<std::string> argv = {WALD_BINARY, "--dir", data_, "--socket", socket_, "--stats-interval", "0"};
+  const char* binary = BinaryFor(args_);
+  std::vector<std::string> argv = {binary, "--dir", data_, "--socket", socket_, "--stats-interval", "0"};
   argv.insert(argv.end(), args_.begin(), args_.end());
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
@@ -70,7 +83,7 @@ void Daemon::Start() {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  int rc = posix_spawn(&pid_, WALD_BINARY, &fa, &attr, cargv.data(), environ);
+  int rc = posix_spawn(&pid_, binary, &fa, &attr, cargv.data(), environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) throw std::runtime_error("posix_spawn wald failed");
@@ -211,7 +224,7 @@ bool RawClient::WaitClosed(int timeout_ms) {
 }
 
 int RunWald(const std::vector<std::string>& args, std::string* output, int timeout_ms) {
-  std::vector<std::string> argv = {WALD_BINARY};
+  std::vector<std::string> argv = {BinaryFor(args)};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunProgram(argv, output, timeout_ms);
 }

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -19,6 +20,7 @@
 #include "../unit/log_fixture.h"
 #include "daemon_harness.h"
 #include "server/server.h"
+#include "storage/fault_env.h"
 
 using namespace wald;
 using namespace wald::test;
@@ -81,8 +83,9 @@ TEST_CASE("a writer failure with handle_stop_signals off: fail-stop, every handl
   Quiet quiet;
   TempDir tmp;
   server::ServerOptions o = Options(tmp);
-  o.fault_sync_eio_after = 40;  // the first syncs create the log; fail a little later
-  server::Server s(o);
+  storage::FaultEnv faults(storage::Env::Posix());
+  faults.FailSyncAfter(40, EIO);  // the first syncs create the log; fail a little later
+  server::Server s(o, &faults);
   REQUIRE(s.Start().ok());
   auto run = std::async(std::launch::async, [&s] { return s.Run(); });
   {

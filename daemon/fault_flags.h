@@ -1,0 +1,27 @@
+// Test builds only (the wald-faulty binary, never installed): the --fault-*
+// options, which put a storage::FaultEnv under the daemon so that the crash
+// and fault tests can make fdatasync, writes and preallocation fail, or cut
+// the power, at a chosen file operation. The release `wald` has none of it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <memory>
+
+#include "storage/env.h"
+
+namespace wald {
+
+struct FaultFlags {
+  int64_t sync_eio_after = -1;     // fdatasync fails with EIO after N succeed
+  int64_t write_error_after = -1;  // a write stops half-way and fails after N succeed
+  int write_errno = 28;            // ...with this errno (ENOSPC)
+  bool alloc_enospc = false;       // preallocating a segment fails with ENOSPC
+  int64_t power_cut_after = -1;    // power loss (unsynced data dropped, _exit) after N ops
+
+  void AddTo(CLI::App& app);
+  // A FaultEnv over `base` when any fault was asked for, else nullptr.
+  std::unique_ptr<storage::Env> MakeEnv(storage::Env* base) const;
+};
+
+}  // namespace wald

@@ -1,0 +1,202 @@
+// The Server's side of its connections (ConnectionOwner): welcome and
+// goodbye, frames in, handlers, replies. Loop thread only.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "server/server.h"
+#include "server/socket_util.h"
+
+#ifndef WALD_VERSION
+#define WALD_VERSION "0.0.0"
+#endif
+
+namespace wald::server {
+
+// ---- Connections ----
+
+void Server::Accept() {
+  auto* c = new Connection(&loop_, this, read_buf_, next_conn_id_++);
+  if (int rc = listener_.Accept(c); rc != 0) {
+    spdlog::warn("accept: {}", uv_strerror(rc));
+    return;  // c closed itself
+  }
+  Welcome(c);
+}
+
+void Server::Adopt(int fd) {
+  auto* c = new Connection(&loop_, this, read_buf_, next_conn_id_++);
+  if (int rc = c->Open(fd); rc != 0) {
+    spdlog::warn("adopting fd {}: {}", fd, uv_strerror(rc));
+    return;
+  }
+  Welcome(c);
+}
+
+void Server::Welcome(Connection* c) {
+  loop_role_.Check();
+  c->all_index = all_.size();
+  all_.push_back(c);
+  connections_ = all_.size();
+  c->peer_known = PeerCredentials(c->fd(), &c->peer);
+  const std::string who = c->peer_known ? fmt::format("pid {} uid {} gid {}", c->peer.pid, c->peer.uid, c->peer.gid)
+                                        : std::string("unknown peer");
+  spdlog::debug("connection {} from {}", c->id, who);
+  if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer)) {
+    spdlog::warn("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who);
+    Reject(c, proto::ErrorCode::NotPermitted,
+           "uid " + std::to_string(c->peer.uid) + " gid " + std::to_string(c->peer.gid) + " may not use this log");
+    return;
+  }
+  if (state_ != State::kRunning) {
+    Reject(c, proto::ErrorCode::ShuttingDown, "wald is shutting down");
+    return;
+  }
+  UpdateReading(c);
+}
+
+void Server::OnClosing(Connection* c) {
+  loop_role_.Check();
+  acks_.Forget(c);
+  if (c->stalled) {
+    stalled_.erase(std::remove(stalled_.begin(), stalled_.end(), c), stalled_.end());
+    c->stalled = false;
+  }
+  reads_->EndAll(c);
+  // Swap-remove from all_.
+  all_[c->all_index] = all_.back();
+  all_[c->all_index]->all_index = c->all_index;
+  all_.pop_back();
+  connections_ = all_.size();
+  spdlog::debug("connection {} closed ({} appends unacked)", c->id, c->pending.size());
+}
+
+void Server::OnClosed() {
+  if (state_ == State::kDraining) CheckDrained();
+}
+
+void Server::OnDrained(Connection* c) {
+  UpdateReading(c);
+  reads_->OnDrained(c);
+  if (state_ == State::kDraining) CheckDrained();
+}
+
+// ---- Frames ----
+
+size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
+  const uint32_t max_frame = options_.max_record + proto::kAppendOverhead;
+  size_t off = 0;
+  while (off < data.size() && !c->closing()) {
+    proto::ParsedFrame f = proto::ParseFrame(data.subspan(off), max_frame, &frame_scratch_);
+    if (f.kind == proto::ParsedFrame::kNeedMore) break;
+    if (f.kind == proto::ParsedFrame::kTooLarge) {
+      ++stats_.rejected_frames;
+      Reject(c, proto::ErrorCode::FrameTooLarge,
+             "frame of " + std::to_string(f.declared) + " bytes exceeds the limit of " + std::to_string(max_frame));
+      break;
+    }
+    if (f.kind == proto::ParsedFrame::kInvalid) {
+      ++stats_.rejected_frames;
+      Reject(c, proto::ErrorCode::ProtocolError, "frame failed verification");
+      break;
+    }
+    const Outcome o = Dispatch(c, f.msg);
+    if (o == Outcome::kClosed) break;
+    if (o == Outcome::kStall) {
+      // No staging chunk is free: the rest waits in the connection (held)
+      // until RetryStalled replays it; reading stops everywhere meanwhile.
+      if (!c->stalled) {
+        c->stalled = true;
+        stalled_.push_back(c);
+      }
+      break;
+    }
+    off += f.consumed;
+  }
+  if (!c->closing()) UpdateReading(c);
+  return off;
+}
+
+Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg) {
+  using proto::Body;
+  if (!c->hello_done) {
+    if (msg->body_type() != Body::Hello) {
+      ++stats_.rejected_frames;
+      Reject(c, proto::ErrorCode::ProtocolError, "the first message must be Hello");
+      return Outcome::kClosed;
+    }
+    HandleHello(c, msg->body_as_Hello());
+    return c->closing() ? Outcome::kClosed : Outcome::kDone;
+  }
+  switch (msg->body_type()) {
+    case Body::Append: return HandleAppend(c, msg->body_as_Append());
+    case Body::StatsRequest:
+      c->Send(health_->StatsReply(fb_, msg->body_as_StatsRequest()->request_id()));
+      return Outcome::kDone;
+    case Body::Read:
+      if (!reads_->Open(c, msg->body_as_Read())) ++stats_.rejected_frames;
+      return Outcome::kDone;
+    case Body::Trim: {
+      const proto::Trim* t = msg->body_as_Trim();
+      acks_.AwaitTrim(c, t->request_id(), writer_->RequestTrim(t->up_to_seq()));
+      return Outcome::kDone;
+    }
+    case Body::CancelRead: reads_->Cancel(c, msg->body_as_CancelRead()->request_id()); return Outcome::kDone;
+    default:
+      ++stats_.rejected_frames;
+      Reject(c, proto::ErrorCode::ProtocolError,
+             std::string("unexpected message ") + proto::EnumNameBody(msg->body_type()));
+      return Outcome::kClosed;
+  }
+}
+
+void Server::HandleHello(Connection* c, const proto::Hello* h) {
+  if (h->protocol_version() != proto::kProtocolVersion) {
+    Reject(c, proto::ErrorCode::UnsupportedVersion,
+           "this server speaks protocol version " + std::to_string(proto::kProtocolVersion) + ", not " +
+               std::to_string(h->protocol_version()));
+    return;
+  }
+  if (h->client_name() != nullptr && h->client_name()->size() > 0) {
+    spdlog::debug("connection {} is {}", c->id, h->client_name()->string_view());
+  }
+  c->hello_done = true;
+  c->Send(fb_.HelloAck({log_id_.data(), log_id_.size()}, writer_->durable_seq(),
+                       options_.max_record + proto::kAppendOverhead, options_.max_record, options_.max_inflight,
+                       WALD_VERSION));
+}
+
+Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
+  const auto* payload = a->payload();
+  const size_t size = payload ? payload->size() : 0;
+  if (size > options_.max_record) {
+    ++stats_.rejected_frames;
+    c->Send(fb_.Error(
+        a->request_id(), proto::ErrorCode::RecordTooLarge,
+        "record of " + std::to_string(size) + " bytes exceeds --max-record " + std::to_string(options_.max_record)));
+    return Outcome::kDone;
+  }
+  storage::RecordMeta meta;
+  meta.flags = stamp_flags_ & (c->peer_known ? ~0u : ~storage::kFlagProducer);
+  meta.time_ns = c->read_wall_ns();
+  meta.pid = static_cast<uint32_t>(c->peer.pid);
+  meta.uid = c->peer.uid;
+  meta.gid = c->peer.gid;
+  const uint64_t seq = staging_->Stage(meta, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
+  if (seq == 0) return Outcome::kStall;
+  c->pending.push({a->request_id(), seq, c->read_mono_ns(), static_cast<uint32_t>(size)});
+  c->pending_bytes += size;
+  acks_.Track(c);
+  ++stats_.records;
+  stats_.bytes += size;
+  return Outcome::kDone;
+}
+
+// An error that ends the connection: the frame goes out, then it closes.
+void Server::Reject(Connection* c, proto::ErrorCode code, std::string_view msg) {
+  if (c->closing()) return;
+  spdlog::info("connection {}: {} ({}), closing", c->id, msg, proto::ErrorCodeName(code));
+  c->SendAndClose(fb_.Error(0, code, msg));
+}
+
+}  // namespace wald::server

@@ -1,0 +1,106 @@
+#include "server/health.h"
+
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+#include "server/staging.h"
+#include "server/systemd.h"
+#include "server/writer_port.h"
+
+namespace wald::server {
+
+Health::Health(HealthSources sources) : src_(sources), start_ns_(uv_hrtime()), last_ns_(start_ns_) {}
+
+void Health::Start(uv_loop_t* loop, uint32_t interval_s) {
+  uv_timer_init(loop, summary_timer_.get());
+  summary_timer_.Opened(this);
+  uv_timer_init(loop, watchdog_timer_.get());
+  watchdog_timer_.Opened(this);
+  if (const uint64_t usec = systemd::WatchdogUsec(); usec > 0) {
+    const uint64_t ms = std::max<uint64_t>(1, usec / 2000);  // ping at half the interval
+    uv_timer_start(watchdog_timer_.get(), OnWatchdog, ms, ms);
+  }
+  if (interval_s > 0) {
+    const uint64_t ms = uint64_t{interval_s} * 1000;
+    uv_timer_start(summary_timer_.get(), OnSummary, ms, ms);
+  }
+}
+
+void Health::Close() {
+  watchdog_timer_.Close();
+  summary_timer_.Close();
+}
+
+void Health::OnSummary(uv_timer_t* h) {
+  auto* s = static_cast<Health*>(h->data);
+  const uint64_t now = uv_hrtime();
+  const uint64_t records = s->src_.loop->records;
+  if (records == s->last_records_) return;
+  const double rate = static_cast<double>(records - s->last_records_) * 1e9 / static_cast<double>(now - s->last_ns_);
+  const WriterStats& ws = s->src_.writer->stats();
+  const uint64_t syncs = ws.syncs.load(std::memory_order_relaxed);
+  const uint64_t durable = s->src_.writer->durable_seq();
+  spdlog::info(
+      "{:.0f} records/s, durable seq {}, {} connections, {:.1f} records/sync, sync p50 {} us p99 {} us, "
+      "ack p50 {} us p99 {} us",
+      rate, durable, *s->src_.connections,
+      syncs ? static_cast<double>(ws.records_per_sync.sum()) / static_cast<double>(syncs) : 0.0,
+      ws.sync_latency_us.Percentile(0.5), ws.sync_latency_us.Percentile(0.99), s->src_.ack_latency_us->Percentile(0.5),
+      s->src_.ack_latency_us->Percentile(0.99));
+  systemd::Notify(
+      fmt::format("STATUS={:.0f} records/s, durable seq {}, {} connections", rate, durable, *s->src_.connections));
+  s->last_records_ = records;
+  s->last_ns_ = now;
+}
+
+void Health::OnWatchdog(uv_timer_t* h) {
+  auto* s = static_cast<Health*>(h->data);
+  // WATCHDOG=1 only while both threads are healthy: this loop is running (we
+  // are here), and the writer is either idle or has finished a batch since
+  // the last ping. A stuck fdatasync stops the pings, and systemd restarts us.
+  const uint64_t syncs = s->src_.writer->stats().syncs.load(std::memory_order_relaxed);
+  s->src_.staging->Recycle();
+  const bool healthy = !s->src_.writer->failed() && (s->src_.staging->writer_idle() || syncs != s->watchdog_syncs_);
+  s->watchdog_syncs_ = syncs;
+  if (healthy) {
+    systemd::Notify("WATCHDOG=1");
+  } else {
+    spdlog::warn("watchdog: the writer made no progress for half a watchdog interval; not pinging systemd");
+  }
+}
+
+std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t request_id) const {
+  auto& fbb = fb.fbb();
+  fbb.Clear();
+  auto hist = [&](const Histogram& h) {
+    std::vector<uint64_t> bounds, counts;
+    for (int i = 0; i < Histogram::kBuckets; ++i) {
+      if (h.bucket(i) == 0) continue;
+      bounds.push_back(Histogram::Lower(i));
+      counts.push_back(h.bucket(i));
+    }
+    return proto::CreateHistogram(fbb, fbb.CreateVector(bounds), fbb.CreateVector(counts), h.count(), h.sum());
+  };
+  const WriterStats& ws = src_.writer->stats();
+  auto rps = hist(ws.records_per_sync);
+  auto lat = hist(ws.sync_latency_us);
+  auto ack = hist(*src_.ack_latency_us);
+  proto::StatsReplyBuilder b(fbb);
+  b.add_request_id(request_id);
+  b.add_uptime_us((uv_hrtime() - start_ns_) / 1000);
+  b.add_connections(*src_.connections);
+  b.add_records(src_.loop->records);
+  b.add_bytes(src_.loop->bytes);
+  b.add_syncs(ws.syncs.load(std::memory_order_relaxed));
+  b.add_durable_seq(src_.writer->durable_seq());
+  b.add_next_seq(src_.staging->next_seq());
+  b.add_records_per_sync(rps);
+  b.add_sync_latency_us(lat);
+  b.add_ack_latency_us(ack);
+  b.add_rejected_frames(src_.loop->rejected_frames);
+  b.add_backpressure_events(src_.loop->backpressure_events);
+  return fb.Finish(proto::Body::StatsReply, b.Finish().Union());
+}
+
+}  // namespace wald::server

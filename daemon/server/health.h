@@ -1,0 +1,64 @@
+// Health: what wald says about itself. The periodic summary line (and the
+// systemd STATUS=), the systemd watchdog ping, and the StatsReply frame.
+// Loop thread only; the writer's counters are read through their atomics.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <span>
+
+#include "framing.h"
+#include "server/histogram.h"
+#include "server/loop_handle.h"
+
+namespace wald::server {
+
+class StagingPool;
+class WriterPort;
+
+// The loop thread's counters.
+struct LoopStats {
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+  uint64_t rejected_frames = 0;
+  uint64_t backpressure_events = 0;
+};
+
+// What Health reads; every pointer must outlive it.
+struct HealthSources {
+  const LoopStats* loop;
+  const Histogram* ack_latency_us;
+  const size_t* connections;
+  StagingPool* staging;
+  const WriterPort* writer;
+};
+
+class Health {
+ public:
+  explicit Health(HealthSources sources);
+  Health(const Health&) = delete;
+  Health& operator=(const Health&) = delete;
+
+  // Starts the summary timer (every interval_s; 0: none) and, when systemd
+  // asked for one (WATCHDOG_USEC), the watchdog timer at half its interval.
+  void Start(uv_loop_t* loop, uint32_t interval_s);
+  void Close();
+
+  // A StatsReply frame, built in `fb`.
+  std::span<const uint8_t> StatsReply(proto::FrameBuilder& fb, uint64_t request_id) const;
+
+ private:
+  static void OnSummary(uv_timer_t* h);
+  static void OnWatchdog(uv_timer_t* h);
+
+  const HealthSources src_;
+  const uint64_t start_ns_;
+  LoopHandle<uv_timer_t> summary_timer_;
+  LoopHandle<uv_timer_t> watchdog_timer_;
+  uint64_t last_records_ = 0;
+  uint64_t last_ns_;
+  uint64_t watchdog_syncs_ = 0;  // writer syncs at the last watchdog tick
+};
+
+}  // namespace wald::server

@@ -1,0 +1,176 @@
+#include "server/read_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "server/connection.h"
+#include "server/writer_port.h"
+
+namespace wald::server {
+namespace {
+
+void EraseValue(std::vector<ReadCursor*>& v, ReadCursor* x) { v.erase(std::remove(v.begin(), v.end(), x), v.end()); }
+
+}  // namespace
+
+ReadService::ReadService(uv_loop_t* loop, std::string dir, storage::Env* env, const WriterPort* writer,
+                         ReadLimits limits)
+    : loop_(loop), dir_(std::move(dir)), env_(env), writer_(writer), limits_(limits) {}
+
+bool ReadService::Open(Connection* c, const proto::Read* r) {
+  if (c->cursors.size() >= limits_.max_reads) {
+    c->Send(fb_.Error(r->request_id(), proto::ErrorCode::TooManyReads,
+                      "this connection already has " + std::to_string(c->cursors.size()) +
+                          " open Reads (--max-reads-per-connection); cancel or finish one first"));
+    return false;
+  }
+  auto* cur = new ReadCursor;
+  cur->conn = c;
+  cur->request_id = r->request_id();
+  cur->next_seq = std::max<uint64_t>(1, r->from_seq());
+  cur->remaining = r->max_records();
+  cur->limited = r->max_records() != 0;
+  cur->follow = r->follow();
+  cur->dir = &dir_;
+  cur->env = env_;
+  c->cursors.push_back(cur);
+  Continue(cur);
+  return true;
+}
+
+void ReadService::Cancel(Connection* c, uint64_t request_id) {
+  for (ReadCursor* r : c->cursors) {
+    if (r->request_id == request_id && !r->cancelled) {
+      if (r->in_flight) {
+        r->cancelled = true;  // OnDone ends it
+      } else {
+        End(r);
+      }
+      return;
+    }
+  }
+}
+
+void ReadService::OnDurable(uint64_t durable) {
+  if (parked_.empty()) return;
+  // The ready ones leave parked_ before any goes on; Continue closes nothing.
+  ready_.clear();
+  size_t keep = 0;
+  for (ReadCursor* r : parked_) {
+    if (r->next_seq <= durable) {
+      r->parked = false;
+      ready_.push_back(r);
+    } else {
+      parked_[keep++] = r;
+    }
+  }
+  parked_.resize(keep);
+  for (ReadCursor* r : ready_) Continue(r);
+  ready_.clear();
+}
+
+void ReadService::OnDrained(Connection* c) {
+  ready_.clear();
+  for (ReadCursor* r : c->cursors) {
+    if (r->blocked) ready_.push_back(r);
+  }
+  for (ReadCursor* r : ready_) {
+    r->blocked = false;
+    Continue(r);
+  }
+  ready_.clear();
+}
+
+void ReadService::EndAll(Connection* c) {
+  while (!c->cursors.empty()) End(c->cursors.back());
+}
+
+void ReadService::Continue(ReadCursor* r) {
+  Connection* c = r->conn;
+  if (c->closing()) return;
+  if (r->follow && r->next_seq > writer_->durable_seq()) {
+    r->parked = true;
+    parked_.push_back(r);
+  } else if (c->unsent() > limits_.max_connection_bytes) {
+    r->blocked = true;  // OnDrained resumes it
+  } else {
+    Queue(r);
+  }
+}
+
+void ReadService::Queue(ReadCursor* r) {
+  r->durable_cap = writer_->durable_seq();
+  r->in_flight = true;
+  r->work.data = r;
+  r->service = this;
+  uv_queue_work(loop_, &r->work, OnWork, OnDone);
+}
+
+void ReadService::OnWork(uv_work_t* w) {
+  auto* r = static_cast<ReadCursor*>(w->data);
+  r->Fill(*r->dir);
+}
+
+void ReadService::OnDone(uv_work_t* w, int) {
+  auto* r = static_cast<ReadCursor*>(w->data);
+  if (r->conn == nullptr) {  // the connection closed meanwhile
+    delete r;
+    return;
+  }
+  r->service->Done(r);
+}
+
+void ReadService::Done(ReadCursor* r) {
+  Connection* c = r->conn;
+  if (r->cancelled) {
+    r->in_flight = false;
+    End(r);
+    return;
+  }
+  // r stays in_flight while its answer is sent: a failed Send closes the
+  // connection, and End must then only detach r, not delete it under us.
+  if (r->trimmed) {
+    c->Send(fb_.Error(
+        r->request_id, proto::ErrorCode::Trimmed,
+        "seq " + std::to_string(r->next_seq) + " is trimmed; the first seq held is " + std::to_string(r->first_held),
+        r->first_held));
+  } else if (!r->error.ok()) {
+    spdlog::error("read for connection {}: {}", c->id, r->error.ToString());
+    c->Send(fb_.Error(r->request_id, proto::ErrorCode::ServerFailed, "read failed: " + r->error.ToString()));
+  } else {
+    if (!r->frame.empty()) c->Send(r->frame);
+    if (r->gap_to != 0 && r->conn != nullptr) {
+      // Never skipped silently: the reader learns which seqs do not exist
+      // and where the log goes on.
+      c->Send(fb_.Error(r->request_id, proto::ErrorCode::SeqGap,
+                        "seqs " + std::to_string(r->gap_from) + ".." + std::to_string(r->gap_to) +
+                            " do not exist: a salvage retired them; the log goes on at seq " +
+                            std::to_string(r->gap_to + 1),
+                        r->gap_to + 1));
+    }
+  }
+  r->in_flight = false;
+  if (r->conn == nullptr) {  // a Send closed the connection
+    delete r;
+    return;
+  }
+  if (r->trimmed || !r->error.ok() || r->gap_to != 0 || r->done) {
+    End(r);
+    return;
+  }
+  Continue(r);
+}
+
+void ReadService::End(ReadCursor* r) {
+  if (r->conn != nullptr) EraseValue(r->conn->cursors, r);
+  if (r->parked) EraseValue(parked_, r);
+  r->parked = false;
+  if (r->in_flight) {
+    r->conn = nullptr;  // OnDone deletes it
+  } else {
+    delete r;
+  }
+}
+
+}  // namespace wald::server

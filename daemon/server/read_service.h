@@ -1,0 +1,83 @@
+// ReadService: the Read requests of every connection, each a ReadCursor
+// (read_cursor.h) whose segment reads run on libuv's thread pool through the
+// injected Env, so that faults and power cuts reach reads as they reach
+// writes. Loop thread only (Fill runs on the pool).
+//
+// - Capped: a connection may have max_reads open Reads (each holds buffers
+//   and a file descriptor); one more gets Error{TooManyReads} and the
+//   connection stays open.
+// - Backpressure per reader: the next chunk is queued only while the
+//   connection's unsent output is under max_connection_bytes; otherwise the
+//   cursor is blocked until OnDrained.
+// - A follower parks at the durable end and goes on at OnDurable, so that it
+//   never sees a record before its writer could have had the ack.
+// - CancelRead ends a cursor; one still on the pool keeps its place under the
+//   cap until it returns, so Read+CancelRead loops cannot pile up work.
+//
+// Lifetimes: a cursor belongs to its connection's `cursors` and, while
+// parked, to `parked_`. EndRead detaches a cursor that is on the pool
+// (conn = nullptr) and deletes it otherwise; OnReadDone deletes a detached
+// one. Every path that may Send (and so close the connection, and so EndAll)
+// holds the cursor in_flight, so that it is detached, never freed, under it.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framing.h"
+#include "server/read_cursor.h"
+#include "storage/env.h"
+
+namespace wald::server {
+
+class Connection;
+class WriterPort;
+
+struct ReadLimits {
+  uint32_t max_reads;             // open Reads per connection
+  uint64_t max_connection_bytes;  // unsent output before a cursor waits
+};
+
+class ReadService {
+ public:
+  // `dir`, `env` and `writer` must outlive the service.
+  ReadService(uv_loop_t* loop, std::string dir, storage::Env* env, const WriterPort* writer, ReadLimits limits);
+  ReadService(const ReadService&) = delete;
+  ReadService& operator=(const ReadService&) = delete;
+
+  // Returns false (and sends Error{TooManyReads}) when c is at the cap.
+  bool Open(Connection* c, const proto::Read* r);
+  void Cancel(Connection* c, uint64_t request_id);
+  // The writer published `durable`: parked followers below it go on.
+  void OnDurable(uint64_t durable);
+  // c's output drained: its blocked cursors go on.
+  void OnDrained(Connection* c);
+  // c is closing: its cursors end (those on the pool are detached).
+  void EndAll(Connection* c);
+
+  size_t parked() const { return parked_.size(); }
+
+ private:
+  static void OnWork(uv_work_t* w);
+  static void OnDone(uv_work_t* w, int status);
+  void Done(ReadCursor* r);
+  // Parks, blocks or queues r. Sends nothing and closes nothing, so callers
+  // may walk a list of cursors around it.
+  void Continue(ReadCursor* r);
+  void Queue(ReadCursor* r);
+  void End(ReadCursor* r);
+
+  uv_loop_t* const loop_;
+  const std::string dir_;
+  storage::Env* const env_;
+  const WriterPort* const writer_;
+  const ReadLimits limits_;
+  std::vector<ReadCursor*> parked_;  // following cursors at the durable end
+  std::vector<ReadCursor*> ready_;   // OnDurable's and OnDrained's walk
+  proto::FrameBuilder fb_{4096};
+};
+
+}  // namespace wald::server
