@@ -84,6 +84,8 @@ class Server final : public ConnectionOwner {
   void BeginDrain(const char* why);
 
   std::string ReadyLine() const;
+  // Run()'s result: 0 after a drain, 1 after a fail-stop (once stopped).
+  int exit_code() const { return exit_code_; }
 
  private:
   // ConnectionOwner (dispatch.cc and here).

@@ -57,7 +57,7 @@ class StagingPool {
   // handing a full chunk to the writer first. The first record of every
   // chunk also carries the writer's durable seq (kFlagDurable): the proof
   // recovery uses to tell damage from a torn tail (FORMAT.md). Returns the
-  // seq, or 0 when no chunk is free: the record must wait (nothing changed).
+  // seq, or 0 when no chunk is free: the record must wait (no seq is used).
   uint64_t Stage(storage::RecordMeta meta, std::span<const std::byte> payload);
 
   // Hands the current chunk to the writer and wakes it. Returns the number

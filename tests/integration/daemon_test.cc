@@ -503,6 +503,10 @@ TEST_CASE("start-up errors are clear: socket in use, unusable directory, bad opt
     CHECK(RunWald({"--no-such-flag"}, &out) == 2);
     CHECK(out.find("no-such-flag") != std::string::npos);
   }
+  SUBCASE("the release wald has no --fault-* options: they live in the test-only wald-faulty") {
+    CHECK(RunProgram({WALD_BINARY, "--fault-power-cut-after", "1"}, &out) == 2);
+    CHECK(out.find("fault-power-cut-after") != std::string::npos);
+  }
 }
 
 TEST_CASE("--allow-uid: other peers get NotPermitted before they can append") {

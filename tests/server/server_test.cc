@@ -1,0 +1,210 @@
+// Server: the parts wired together, with a FakeWriter (Server::StartWith),
+// peers on socketpairs (Server::Adopt), and the loop stepped by the test.
+// Acks, the drain and its deadline, the fail-stop, a stalled connection,
+// and a peer that resets among others.
+#include "server/server.h"
+
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../unit/log_fixture.h"
+#include "fake_writer.h"
+#include "peer.h"
+
+using namespace wald;
+using wald::test::FakeWriter;
+using wald::test::Peer;
+
+namespace {
+
+class ServerTest {
+ public:
+  ServerTest() {
+    spdlog::set_level(spdlog::level::warn);
+    ::signal(SIGPIPE, SIG_IGN);  // as wald's main() does
+    o.dir = tmp.path() + "/data";
+    o.socket = tmp.path() + "/wald.sock";
+    o.stats_interval_s = 0;
+    o.ack_spin_us = 0;              // no waiting inside a step
+    o.handle_stop_signals = false;  // the test runner's signals stay its own
+  }
+  ~ServerTest() { spdlog::set_level(spdlog::level::info); }
+
+  void Start() {
+    server = std::make_unique<server::Server>(o);
+    auto make = [this](size_t, std::function<void()> notify) {
+      auto w = std::make_unique<FakeWriter>(0, std::move(notify));
+      writer = w.get();
+      return w;
+    };
+    REQUIRE(server->StartWith(make, 1, storage::LogId{}).ok());
+  }
+  // A peer the server serves, past its handshake.
+  Peer& Connect() {
+    peers.push_back(std::make_unique<Peer>());
+    Peer& p = *peers.back();
+    p.on_blocked = [this] { Step(1); };
+    server->Adopt(p.TakeServerEnd());
+    p.Hello();
+    REQUIRE(StepUntil([&] {
+      p.Poll();
+      return p.Count(proto::Body::HelloAck) == 1;
+    }));
+    return p;
+  }
+  void Append(Peer& p, uint64_t first_id, int n, size_t size = 100) {
+    for (int i = 0; i < n; ++i) p.Append(first_id + static_cast<uint64_t>(i), std::string(size, 'a'));
+  }
+  // Appends n records and steps until the writer holds them all.
+  void AppendHanded(Peer& p, int n) {
+    const uint64_t before = writer->held_records();
+    Append(p, 1, n);
+    REQUIRE(StepUntil([&] { return writer->held_records() == before + static_cast<uint64_t>(n); }));
+  }
+  void Step(int n = 4) {
+    for (int i = 0; i < n && running; ++i) running = server->RunOnce();
+  }
+  bool StepUntil(const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done() && running && std::chrono::steady_clock::now() < deadline) {
+      Step(1);
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return done();
+  }
+  bool AckedCount(Peer& p, size_t n) {
+    return StepUntil([&] {
+      p.Poll();
+      return p.Acks().size() >= n;
+    });
+  }
+  bool Stopped() {
+    return StepUntil([&] { return !running; });
+  }
+
+  test::TempDir tmp;
+  server::ServerOptions o;
+  std::unique_ptr<server::Server> server;
+  FakeWriter* writer = nullptr;  // the server's
+  std::vector<std::unique_ptr<Peer>> peers;
+  bool running = true;
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(ServerTest, "server: an append is acked only once the writer has synced it") {
+  Start();
+  Peer& p = Connect();
+  AppendHanded(p, 1);
+  p.Poll();
+  CHECK(p.Acks().empty());
+  writer->Sync();
+  REQUIRE(AckedCount(p, 1));
+  CHECK(p.Acks()[0] == std::pair<uint64_t, uint64_t>{1, 1});
+}
+
+TEST_CASE_FIXTURE(ServerTest, "server: a drain makes what was received durable, acks it, and exits 0") {
+  Start();
+  Peer& p = Connect();
+  AppendHanded(p, 3);
+  server->BeginDrain("test");
+  Step();
+  CHECK(running);  // not before the writer syncs
+  writer->Sync();
+  REQUIRE(Stopped());
+  CHECK(server->exit_code() == 0);
+  p.Poll();
+  CHECK(p.Acks().size() == 3);
+  CHECK(p.eof);
+  CHECK(writer->stopped);
+}
+
+TEST_CASE_FIXTURE(ServerTest, "server: after --drain-timeout a drain closes a peer that does not read") {
+  o.drain_timeout_ms = 50;
+  Start();
+  Peer& slow = Connect();
+  for (uint64_t i = 0; i < 5000; ++i) slow.Stats(i);  // replies it never reads
+  Step(20);
+  server->BeginDrain("test");
+  REQUIRE(Stopped());
+  CHECK(server->exit_code() == 0);
+}
+
+TEST_CASE_FIXTURE(ServerTest, "server: a writer failure fails every pending append and exits 1") {
+  Start();
+  Peer& p = Connect();
+  AppendHanded(p, 3);
+  writer->Fail("disk on fire");
+  REQUIRE(Stopped());
+  CHECK(server->exit_code() == 1);
+  p.Poll();
+  size_t failed = 0;
+  for (const test::Got& g : p.got) failed += g.type == proto::Body::Error && g.code == proto::ErrorCode::ServerFailed;
+  CHECK(failed == 4);  // three appends and the connection
+  CHECK(p.Acks().empty());
+}
+
+TEST_CASE_FIXTURE(ServerTest, "server: a peer that resets with appends in flight costs the others nothing") {
+  Start();
+  Peer& gone = Connect();
+  Peer& a = Connect();
+  Peer& b = Connect();
+  Append(gone, 1, 8);
+  Append(a, 1, 8);
+  Append(b, 1, 8);
+  REQUIRE(StepUntil([&] { return writer->held_records() == 24; }));
+  gone.Reset();
+  writer->Sync();
+  REQUIRE(AckedCount(a, 8));
+  REQUIRE(AckedCount(b, 8));
+  Append(a, 9, 1);
+  Append(b, 9, 1);
+  REQUIRE(StepUntil([&] { return writer->held_records() == 2; }));
+  writer->Sync();
+  CHECK(AckedCount(a, 9));
+  CHECK(AckedCount(b, 9));
+}
+
+TEST_CASE_FIXTURE(ServerTest, "server: an append that finds no free staging chunk waits for one") {
+  o.max_unsynced_bytes = 1 << 20;  // 8 chunks
+  Start();
+  Peer& p = Connect();
+  for (uint64_t i = 1; i <= 8; ++i) {  // one record per loop iteration: one chunk each
+    Append(p, i, 1);
+    REQUIRE(StepUntil([&] { return writer->held().size() == i; }));
+  }
+  Append(p, 9, 1);
+  Step(20);
+  CHECK(writer->held_records() == 8);  // the ninth waits
+  writer->Sync();
+  REQUIRE(AckedCount(p, 8));
+  REQUIRE(StepUntil([&] { return writer->held_records() == 1; }));
+  writer->Sync();
+  REQUIRE(AckedCount(p, 9));
+  CHECK(p.Acks()[8] == std::pair<uint64_t, uint64_t>{9, 9});
+}
+
+TEST_CASE_FIXTURE(ServerTest, "server: over max_unsynced_bytes reading stops until the writer catches up") {
+  o.max_unsynced_bytes = 256 << 10;
+  o.max_record = 64 << 10;
+  Start();
+  Peer& p = Connect();
+  Append(p, 1, 8, 60 << 10);  // 480 KiB: the socket holds what is not read
+  Step(50);
+  CHECK(writer->held_records() < 8);
+  while (p.Acks().size() < 8) {  // sync whatever the writer was handed, until all is acked
+    REQUIRE(StepUntil([&] { return writer->held_records() > 0; }));
+    writer->Sync();
+    REQUIRE(AckedCount(p, p.Acks().size() + 1));
+  }
+  REQUIRE(p.Acks().size() == 8);
+  for (uint64_t i = 0; i < 8; ++i) CHECK(p.Acks()[i].second == i + 1);  // dense seqs, in order
+}

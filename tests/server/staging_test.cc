@@ -1,0 +1,98 @@
+// StagingPool: seqs, records encoded into chunks, the hand-off to the
+// writer (a FakeWriter), and the chunks coming back.
+#include "server/staging.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "fake_writer.h"
+#include "storage/format.h"
+
+using namespace wald;
+using wald::test::FakeWriter;
+
+namespace {
+
+constexpr size_t kChunk = 4096;
+
+class StagingTest {
+ public:
+  StagingTest() : pool(kChunk, 3, 10, &writer) {}
+
+  uint64_t Stage(size_t size = 100) {
+    const std::string payload(size, 'x');
+    return pool.Stage(storage::RecordMeta{}, std::as_bytes(std::span(payload)));
+  }
+  // Stages records until a chunk goes to the writer.
+  void FillOneChunk() {
+    const size_t before = writer.held().size();
+    while (writer.held().size() == before) REQUIRE(Stage(1000) != 0);
+  }
+  // The record at `offset` of a held chunk.
+  storage::RecordView RecordAt(size_t chunk, size_t offset = 0) {
+    storage::RecordView v;
+    const server::Chunk* c = writer.held()[chunk];
+    REQUIRE(storage::DecodeRecord({c->data.get() + offset, c->used - offset}, &v) == storage::DecodeStatus::kOk);
+    return v;
+  }
+
+  FakeWriter writer{/*durable=*/9};
+  server::StagingPool pool;
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(StagingTest, "staging: seqs are dense from the log's next seq") {
+  CHECK(Stage() == 10);
+  CHECK(Stage() == 11);
+  CHECK(pool.next_seq() == 12);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: nothing reaches the writer before the hand-off") {
+  Stage();
+  CHECK(writer.held().empty());
+  CHECK(pool.HandOff() == 1);
+  CHECK(writer.held().size() == 1);
+  CHECK(writer.wakes == 1);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: a hand-off with nothing staged hands nothing over") {
+  CHECK(pool.HandOff() == 0);
+  CHECK(writer.held().empty());
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: a record that does not fit sends the full chunk to the writer") {
+  FillOneChunk();
+  CHECK(writer.held().size() == 1);
+  CHECK(writer.held_records() == 4);  // 4 x ~1 KiB in 4 KiB
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: the first record of a chunk carries the writer's durable seq") {
+  Stage();
+  Stage();
+  pool.HandOff();
+  CHECK((RecordAt(0).meta.flags & storage::kFlagDurable) != 0);
+  CHECK(RecordAt(0).meta.durable_seq == 9);
+  CHECK((RecordAt(0, RecordAt(0).encoded_size).meta.flags & storage::kFlagDurable) == 0);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: with every chunk at the writer, Stage waits and assigns no seq") {
+  FillOneChunk();
+  FillOneChunk();  // the writer holds two chunks; the third is current
+  while (Stage(1000) != 0) {
+  }
+  const uint64_t next = pool.next_seq();
+  CHECK(Stage() == 0);
+  CHECK(pool.next_seq() == next);
+  CHECK(pool.exhausted());
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: synced chunks come back, and their bytes leave the count") {
+  FillOneChunk();
+  CHECK(pool.staged_bytes() > 4000);
+  writer.Sync();
+  pool.Recycle();
+  CHECK(pool.staged_bytes() < 1100);  // only the current chunk's record
+  CHECK(pool.writer_idle());
+}
