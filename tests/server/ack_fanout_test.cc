@@ -20,6 +20,7 @@ class AckFanoutTest : public LoopFixture {
   AckFanoutTest() {
     owner.on_closing = [this](server::Connection* c) { fanout.Forget(c); };
   }
+  ~AckFanoutTest() { Finish(); }  // while fanout lives
 
   // A served peer; the connection is peer i's.
   server::Connection* Add() {
@@ -144,7 +145,7 @@ TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a closed connection's trim is dro
   fanout.AwaitTrim(b, 2, 1);
   peers[0]->Reset();
   fanout.AnswerTrims(1, 9);
+  CHECK(gone->closing());  // (freed at the next loop step)
   Acked(1);
   CHECK(peers[1]->Count(proto::Body::TrimAck) == 1);
-  CHECK(gone->closing());
 }

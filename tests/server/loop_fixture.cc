@@ -33,9 +33,13 @@ LoopFixture::LoopFixture() {
 }
 
 LoopFixture::~LoopFixture() {
+  Finish();
+  CHECK(uv_loop_close(&loop_) == 0);
+}
+
+void LoopFixture::Finish() {
   for (server::Connection* c : std::set<server::Connection*>(owner.open)) c->Close();
   uv_run(&loop_, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(&loop_) == 0);
 }
 
 server::Connection* LoopFixture::Serve(Peer& p) {

@@ -40,7 +40,12 @@ class FakeOwner final : public server::ConnectionOwner {
 class LoopFixture {
  public:
   LoopFixture();
-  ~LoopFixture();  // closes the connections still open, then the loop
+  ~LoopFixture();  // Finish(), then closes the loop
+
+  // Closes the connections still open and runs the loop until every close
+  // and every pool job is done. A derived fixture whose members the owner's
+  // hooks use calls it first in its own destructor.
+  void Finish();
 
   // A Connection serving p's other end, reading.
   server::Connection* Serve(Peer& p);

@@ -47,6 +47,7 @@ class ReadServiceTest : public LoopFixture {
     owner.on_drained = [this](server::Connection* c) { reads->OnDrained(c); };
     Start(storage::Env::Posix());
   }
+  ~ReadServiceTest() { Finish(); }  // while reads lives
   void Start(storage::Env* env, uint32_t max_reads = 2, uint64_t max_connection_bytes = 1 << 20) {
     reads = std::make_unique<server::ReadService>(loop(), log.dir, env, &writer,
                                                   server::ReadLimits{max_reads, max_connection_bytes});
