@@ -5,7 +5,9 @@
 // list: the next healthy connection was skipped and never acked again (its
 // client hung), and the closing one could be kept in the list past its delete.
 //
-// WALD_CHURN_SECONDS sets how long each case churns (default 5).
+// WALD_CHURN_SECONDS sets how long each case churns (default 5) and
+// WALD_CHURN_CLIENTS how many healthy clients (default 24); the size issue #14
+// asks for is WALD_CHURN_SECONDS=20 WALD_CHURN_CLIENTS=32.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -32,7 +34,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kHealthy = 24;
 constexpr uint64_t kWindow = 8;  // appends each healthy client keeps in flight
 constexpr int kChurners = 4;     // threads that connect, append, and reset
 constexpr int kChurnAppends = 50;
@@ -41,6 +42,11 @@ constexpr int kMaxAckWaitMs = 5000;
 double ChurnSeconds() {
   const char* env = std::getenv("WALD_CHURN_SECONDS");
   return env != nullptr ? std::atof(env) : 5.0;
+}
+
+int HealthyClients() {
+  const char* env = std::getenv("WALD_CHURN_CLIENTS");
+  return env != nullptr ? std::max(1, std::atoi(env)) : 24;
 }
 
 // A client that keeps kWindow appends in flight until told to stop, then
@@ -169,16 +175,17 @@ uint64_t NextSeq(const Daemon& d) {
 
 namespace {
 
-// kHealthy healthy clients and kChurners churners against one daemon started
+// HealthyClients() healthy clients and kChurners churners against one daemon started
 // with `args`, for WALD_CHURN_SECONDS; then the checks.
 void RunChurn(const std::vector<std::string>& args, ChurnKind kind = ChurnKind::kAppends) {
   TempDir tmp;
   Daemon d(tmp.path(), args);
   std::atomic<bool> stop{false};
   std::atomic<int> failed{0};
-  std::vector<Healthy> healthy(kHealthy);
+  const int n_healthy = HealthyClients();
+  std::vector<Healthy> healthy(static_cast<size_t>(n_healthy));
   std::vector<std::thread> threads;
-  for (int i = 0; i < kHealthy; ++i) {
+  for (int i = 0; i < n_healthy; ++i) {
     healthy[i].conn = static_cast<uint64_t>(i);
     threads.emplace_back([&, i] { healthy[i].Run(d.socket(), stop, &failed); });
   }
@@ -200,7 +207,7 @@ void RunChurn(const std::vector<std::string>& args, ChurnKind kind = ChurnKind::
     max_wait = std::max(max_wait, h.max_wait_ms);
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  MESSAGE(seconds << " s: " << churned.load() << " resets of " << kChurnAppends << " appends each; " << kHealthy
+  MESSAGE(seconds << " s: " << churned.load() << " resets of " << kChurnAppends << " appends each; " << n_healthy
                   << " healthy clients got " << acked << " acks, longest wait " << max_wait << " ms");
   if (failed.load() > 0) MESSAGE("wald is " << DaemonState(d) << "; its log:\n" << d.Log());
   for (const Healthy& h : healthy) {
