@@ -55,7 +55,14 @@ Server::~Server() {
   // half-way, or Run was never called) the same order as Shutdown: the writer
   // first, since it may still uv_async_send on async_, then the connections
   // and handles that are open, then their close callbacks.
-  if (writer_ != nullptr) writer_->Stop();
+  // The writer goes entirely, its log and the log's segment preparer with
+  // it, before any descriptor of the loop's is closed: libuv closes them with
+  // a raw syscall that ThreadSanitizer does not see, and a storage thread
+  // reusing the number would be reported as a race. The parts that point at
+  // the writer are not called again: the state is kStopped, and closes run
+  // only OnClosing (which does not use it).
+  state_ = State::kStopped;
+  writer_.reset();
   walk_ = all_;
   for (Connection* c : walk_) c->Close();
   CloseOwnHandles();
