@@ -14,30 +14,20 @@ StagingPool::StagingPool(size_t chunk_size, size_t n_chunks, uint64_t next_seq, 
   }
 }
 
-uint64_t StagingPool::Stage(storage::RecordMeta meta, std::span<const std::byte> payload) {
-  const size_t need = storage::EncodedSize(payload.size(), storage::MetaSize(meta.flags | storage::kFlagDurable));
-  if (current_ == nullptr || current_->room() < need) {
-    if (current_ != nullptr && !current_->empty()) {
-      Submit(current_);
-      current_ = nullptr;
-    }
-    if (current_ == nullptr) {
-      Recycle();
-      if (free_.empty()) return 0;
-      current_ = free_.back();
-      free_.pop_back();
-    }
+bool StagingPool::NextChunk() {
+  if (current_ != nullptr && !current_->empty()) {
+    Submit(current_);
+    current_ = nullptr;
   }
-  if (current_->empty()) {
-    meta.flags |= storage::kFlagDurable;
-    meta.durable_seq = writer_->durable_seq();
-  }
-  const uint64_t seq = next_seq_++;
-  const size_t before = current_->used;
-  current_->Add(seq, meta, payload);
-  staged_bytes_ += current_->used - before;
-  return seq;
+  if (current_ != nullptr) return true;  // empty: every chunk holds the largest record
+  Recycle();
+  if (free_.empty()) return false;
+  current_ = free_.back();
+  free_.pop_back();
+  return true;
 }
+
+uint64_t StagingPool::WriterDurableSeq() const { return writer_->durable_seq(); }
 
 uint64_t StagingPool::HandOff() {
   if (current_ == nullptr || current_->empty()) return 0;

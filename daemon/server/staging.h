@@ -58,7 +58,23 @@ class StagingPool {
   // chunk also carries the writer's durable seq (kFlagDurable): the proof
   // recovery uses to tell damage from a torn tail (FORMAT.md). Returns the
   // seq, or 0 when no chunk is free: the record must wait (no seq is used).
-  uint64_t Stage(storage::RecordMeta meta, std::span<const std::byte> payload);
+  // Inline: it runs once per record (HandleAppend).
+  uint64_t Stage(const storage::RecordMeta& meta, std::span<const std::byte> payload) {
+    const size_t need = storage::EncodedSize(payload.size(), storage::MetaSize(meta.flags | storage::kFlagDurable));
+    if ((current_ == nullptr || current_->room() < need) && !NextChunk()) return 0;
+    const uint64_t seq = next_seq_++;
+    const size_t before = current_->used;
+    if (current_->empty()) {
+      storage::RecordMeta first = meta;
+      first.flags |= storage::kFlagDurable;
+      first.durable_seq = WriterDurableSeq();
+      current_->Add(seq, first, payload);
+    } else {
+      current_->Add(seq, meta, payload);
+    }
+    staged_bytes_ += current_->used - before;
+    return seq;
+  }
 
   // Hands the current chunk to the writer and wakes it. Returns the number
   // of records handed over (0: the chunk was empty or there was none).
@@ -77,6 +93,10 @@ class StagingPool {
   size_t size() const { return chunks_.size(); }
 
  private:
+  // Hands a non-empty current chunk over and takes a free one; false when
+  // none is free (current_ is then null).
+  bool NextChunk();
+  uint64_t WriterDurableSeq() const;
   void Submit(Chunk* c);
 
   WriterPort* const writer_;
