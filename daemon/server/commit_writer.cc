@@ -1,5 +1,6 @@
 #include "server/commit_writer.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "storage/thread.h"
@@ -69,6 +70,9 @@ Chunk* CommitWriter::TakeFree() {
 
 uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
   loop_role_.CheckOrBind();
+  // "Up to what exists now": the target only ever rises, so a huge up_to
+  // kept as it is would make every later trim release everything.
+  up_to = std::min(up_to, durable_seq());
   uint64_t cur = trim_target_.load();
   while (cur < up_to && !trim_target_.compare_exchange_weak(cur, up_to)) {
   }

@@ -314,8 +314,10 @@ Status LogWriter::Roll(uint64_t gap_from) {
 
 Status LogWriter::Trim(uint64_t up_to) {
   if (!failure_.ok()) return Failed();
+  // Never past what is durable, and no up_to + 1: 2^64-1 would wrap to 0.
+  up_to = std::min(up_to, durable_seq_);
   size_t k = 0;  // segments [0, k) hold only seqs <= up_to
-  while (k + 1 < segments_.size() && segments_[k + 1].first_seq <= up_to + 1) ++k;
+  while (k + 1 < segments_.size() && segments_[k + 1].first_seq - 1 <= up_to) ++k;
   if (k == 0) return Status::OK();
   Meta next = meta_;
   next.trim_seq = segments_[k].first_seq - 1;

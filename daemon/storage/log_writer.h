@@ -70,8 +70,8 @@ class LogWriter {
   // durable floor, so that recovery can prove damage to any record at or
   // below it (FORMAT.md, "The durability rule"). The writer stays usable.
   Status Close();
-  // Releases (deletes) every whole segment whose records are all <= up_to,
-  // never the one being written. Records the new start in wald.meta first, so
+  // Releases (deletes) every whole segment whose records are all <= up_to
+  // (and durable), never the one being written. Records the new start in wald.meta first, so
   // a crash mid-trim finishes the trim at the next open.
   Status Trim(uint64_t up_to);
 

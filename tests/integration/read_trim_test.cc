@@ -161,6 +161,28 @@ TEST_CASE("trim releases segments durably: after a restart a read below it is tr
   CHECK(expect == 601);
 }
 
+// Issue #20: Trim{2^64-1} wrapped (up_to + 1 == 0) and, since the trim target
+// only rises, disabled trimming until a restart: the disk filled.
+TEST_CASE("a trim at seq 2^64-1 releases what is durable, and later trims still work") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  for (int i = 1; i <= 600; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
+  auto all = c->trim(UINT64_MAX);
+  REQUIRE(all.ok());
+  CHECK(all.value() > 500);  // every sealed segment
+  CHECK(all.value() < 600);  // never the one being written
+  for (int i = 601; i <= 1200; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
+  auto some = c->trim(900);
+  REQUIRE(some.ok());
+  CHECK(some.value() > 800);
+  CHECK(some.value() <= 900);  // not everything: the 2^64-1 did not stick
+  const uint64_t dir_bytes = DirBytes(d.data_dir());
+  MESSAGE("trim(2^64-1) released up to " << all.value() << ", then trim(900) up to " << some.value() << "; "
+                                         << dir_bytes << " bytes left");
+}
+
 TEST_CASE("a reader that stops reading does not grow daemon memory while appends go on") {
   TempDir tmp;
   Daemon d(tmp.path());

@@ -356,6 +356,16 @@ TEST_CASE_FIXTURE(LogFixture, "trim releases only whole segments at or below the
   CHECK(w->next_seq() == 601);
 }
 
+// Issue #20: up_to + 1 wrapped to 0, so Trim(2^64-1) released nothing.
+TEST_CASE_FIXTURE(LogFixture, "trim at the largest seq releases every sealed segment, no wrap") {
+  REQUIRE(Open().ok());
+  REQUIRE(WriteN(600, 1000).ok());
+  REQUIRE(Segments().size() > 5);
+  REQUIRE(w->Trim(UINT64_MAX).ok());
+  CHECK(Segments().size() == 1);
+  CHECK(ReadAll(w->first_seq()).back().seq == 600);
+}
+
 TEST_CASE("a crash at any step of a trim leaves a consistent log") {
   auto setup = [](LogFixture& f) {
     REQUIRE(f.Open().ok());
