@@ -1,8 +1,10 @@
 #include "fault_flags.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "storage/fault_env.h"
 
@@ -20,6 +22,19 @@ void FaultFlags::AddTo(CLI::App& app) {
   app.add_option("--fault-power-cut-after", power_cut_after,
                  "TEST BUILDS: lose unsynced data and exit 137 at the N-th file operation")
       ->group("");
+  app.add_option("--fault-nofile", nofile, "TEST BUILDS: the daemon's file descriptor limit (soft and hard)")
+      ->group("");
+}
+
+bool FaultFlags::ApplyLimits() const {
+  if (nofile == 0) return true;
+  const rlimit rl{nofile, nofile};
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    spdlog::critical("--fault-nofile {}: setrlimit: {}", nofile, std::strerror(errno));
+    return false;
+  }
+  spdlog::warn("fault injection on: descriptor limit {}", nofile);
+  return true;
 }
 
 std::unique_ptr<storage::Env> FaultFlags::MakeEnv(storage::Env* base) const {

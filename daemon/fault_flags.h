@@ -18,10 +18,13 @@ struct FaultFlags {
   int write_errno = 28;            // ...with this errno (ENOSPC)
   bool alloc_enospc = false;       // preallocating a segment fails with ENOSPC
   int64_t power_cut_after = -1;    // power loss (unsynced data dropped, _exit) after N ops
+  uint64_t nofile = 0;             // RLIMIT_NOFILE (soft and hard) for the daemon; 0: as it is
 
   void AddTo(CLI::App& app);
   // A FaultEnv over `base` when any fault was asked for, else nullptr.
   std::unique_ptr<storage::Env> MakeEnv(storage::Env* base) const;
+  // Applies the limits asked for (before the Server starts). False on error.
+  bool ApplyLimits() const;
 };
 
 }  // namespace wald

@@ -100,6 +100,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"all", "time", "none"}))
       ->capture_default_str();
   double drain_timeout_s = 10;
+  app.add_option("--max-connections", o.max_connections,
+                 "Connections at once; more (or more than the descriptor limit allows, less 64 kept for storage) "
+                 "get Error TooManyConnections")
+      ->check(CLI::Range(1u, 1u << 20))
+      ->capture_default_str();
+  double hello_timeout_s = static_cast<double>(o.hello_timeout_ms) / 1000;
+  app.add_option("--hello-timeout", hello_timeout_s,
+                 "Seconds a new connection has to send its Hello before it is closed (0: no limit)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--drain-timeout", drain_timeout_s,
                  "Seconds a stop waits for peers to read their acks before closing them (their records are "
                  "durable; 0: wait forever)")
@@ -127,6 +137,7 @@ int main(int argc, char** argv) {
   }
   if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
   o.drain_timeout_ms = static_cast<uint64_t>(drain_timeout_s * 1000);
+  o.hello_timeout_ms = static_cast<uint64_t>(hello_timeout_s * 1000);
   o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;
   o.stamp = stamp == "all"    ? wald::storage::kFlagTime | wald::storage::kFlagProducer
             : stamp == "time" ? wald::storage::kFlagTime
@@ -161,6 +172,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<wald::storage::Env> env;  // nullptr: the real file system
 #ifdef WALD_FAULT_INJECTION
   env = faults.MakeEnv(wald::storage::Env::Posix());
+  if (!faults.ApplyLimits()) return 1;
 #endif
   wald::server::Server server(o, env.get());
   if (wald::storage::Status st = server.Start(); !st.ok()) {

@@ -30,6 +30,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kTrimmed: return WALD_E_TRIMMED;
     case wald::ErrorCode::kSeqGap: return WALD_E_SEQ_GAP;
     case wald::ErrorCode::kTooManyReads: return WALD_E_TOO_MANY_READS;
+    case wald::ErrorCode::kTooManyConnections: return WALD_E_TOO_MANY_CONNECTIONS;
   }
   return WALD_E_PROTOCOL;
 }

@@ -30,6 +30,7 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::Trimmed: return ErrorCode::kTrimmed;
     case proto::ErrorCode::SeqGap: return ErrorCode::kSeqGap;
     case proto::ErrorCode::TooManyReads: return ErrorCode::kTooManyReads;
+    case proto::ErrorCode::TooManyConnections: return ErrorCode::kTooManyConnections;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -96,6 +97,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kTrimmed: return "trimmed";
     case ErrorCode::kSeqGap: return "seq gap";
     case ErrorCode::kTooManyReads: return "too many reads";
+    case ErrorCode::kTooManyConnections: return "too many connections";
   }
   return "unknown";
 }

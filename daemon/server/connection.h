@@ -116,6 +116,7 @@ class Connection {
 
   // The owner's state; the connection never touches it.
   bool hello_done = false;           // the handshake happened
+  uint64_t accepted_ns = 0;          // uv_hrtime() at accept (the Hello deadline)
   ucred peer{};                      // SO_PEERCRED at accept
   bool peer_known = false;           // ...answered
   bool stalled = false;              // held-back frames wait for a staging chunk

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include "server/server.h"
 #include "server/socket_util.h"
@@ -12,10 +13,14 @@
 #endif
 
 namespace wald::server {
+namespace {
+constexpr uint32_t kMaxHelloFrame = 4096;
+}  // namespace
 
 // ---- Connections ----
 
 void Server::Accept() {
+  ++connection_fds_;  // until OnClosed, whatever happens
   auto* c = new Connection(&loop_, this, read_buf_, next_conn_id_++);
   if (int rc = listener_.Accept(c); rc != 0) {
     spdlog::warn("accept: {}", uv_strerror(rc));
@@ -25,6 +30,7 @@ void Server::Accept() {
 }
 
 void Server::Adopt(int fd) {
+  ++connection_fds_;
   auto* c = new Connection(&loop_, this, read_buf_, next_conn_id_++);
   if (int rc = c->Open(fd); rc != 0) {
     spdlog::warn("adopting fd {}: {}", fd, uv_strerror(rc));
@@ -35,17 +41,32 @@ void Server::Adopt(int fd) {
 
 void Server::Welcome(Connection* c) {
   loop_role_.Check();
+  const size_t others = all_.size();
   c->all_index = all_.size();
   all_.push_back(c);
   connections_ = all_.size();
+  c->accepted_ns = uv_hrtime();
   c->peer_known = PeerCredentials(c->fd(), &c->peer);
   const std::string who = c->peer_known ? fmt::format("pid {} uid {} gid {}", c->peer.pid, c->peer.uid, c->peer.gid)
                                         : std::string("unknown peer");
   spdlog::debug("connection {} from {}", c->id, who);
+  // Each bound closes the connection at once: what it would hold is what the
+  // bound is for. Its log line goes through the limiter (a connect loop must
+  // not flood the journal).
+  if (others >= options_.max_connections || fds_in_use() > fd_budget_) {
+    LogRefusal(
+        fmt::format("connection {} from {} refused: {} connections open (--max-connections {}), {} of {} "
+                    "descriptors for clients in use",
+                    c->id, who, others, options_.max_connections, fds_in_use(), fd_budget_));
+    c->SendAndClose(fb_.Error(0, proto::ErrorCode::TooManyConnections,
+                              "wald is at its connection limit (" + std::to_string(others) + " open); retry later"));
+    return;
+  }
   if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer)) {
-    spdlog::warn("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who);
-    Reject(c, proto::ErrorCode::NotPermitted,
-           "uid " + std::to_string(c->peer.uid) + " gid " + std::to_string(c->peer.gid) + " may not use this log");
+    LogRefusal(fmt::format("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who));
+    c->SendAndClose(fb_.Error(
+        0, proto::ErrorCode::NotPermitted,
+        "uid " + std::to_string(c->peer.uid) + " gid " + std::to_string(c->peer.gid) + " may not use this log"));
     return;
   }
   if (state_ != State::kRunning) {
@@ -72,7 +93,36 @@ void Server::OnClosing(Connection* c) {
 }
 
 void Server::OnClosed() {
+  --connection_fds_;
   if (state_ == State::kDraining) CheckDrained();
+}
+
+void Server::LogRefusal(std::string_view what) {
+  uint64_t dropped = 0;
+  if (!limiter_.Allow(uv_hrtime(), &dropped)) return;
+  if (dropped > 0) {
+    spdlog::warn("{} (and {} more refused or rejected connections not logged)", what, dropped);
+  } else {
+    spdlog::warn("{}", what);
+  }
+}
+
+// The Hello deadline: a connection that never completes its handshake holds a
+// descriptor and a buffer for nothing.
+void Server::OnHelloSweep(uv_timer_t* h) {
+  auto* s = static_cast<Server*>(h->data);
+  const uint64_t deadline_ns = s->options_.hello_timeout_ms * 1000000;
+  const uint64_t now = uv_hrtime();
+  assert(s->walk_.empty());
+  for (Connection* c : s->all_) {
+    if (!c->hello_done && now - c->accepted_ns > deadline_ns) s->walk_.push_back(c);
+  }
+  for (Connection* c : s->walk_) {
+    s->LogRefusal(fmt::format("connection {}: no Hello within {} ms (--hello-timeout), closing", c->id,
+                              s->options_.hello_timeout_ms));
+    c->SendAndClose(s->fb_.Error(0, proto::ErrorCode::ProtocolError, "no Hello within the server's deadline"));
+  }
+  s->walk_.clear();
 }
 
 void Server::OnDrained(Connection* c) {
@@ -84,7 +134,9 @@ void Server::OnDrained(Connection* c) {
 // ---- Frames ----
 
 size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
-  const uint32_t max_frame = options_.max_record + proto::kAppendOverhead;
+  // Before the handshake only a Hello may come, and it is small: a client
+  // cannot make wald buffer a record-sized frame without saying who it is.
+  const uint32_t max_frame = c->hello_done ? options_.max_record + proto::kAppendOverhead : kMaxHelloFrame;
   size_t off = 0;
   while (off < data.size() && !c->closing()) {
     proto::ParsedFrame f = proto::ParseFrame(data.subspan(off), max_frame, &frame_scratch_);
@@ -158,7 +210,7 @@ void Server::HandleHello(Connection* c, const proto::Hello* h) {
     return;
   }
   if (h->client_name() != nullptr && h->client_name()->size() > 0) {
-    spdlog::debug("connection {} is {}", c->id, h->client_name()->string_view());
+    spdlog::debug("connection {} is {:?}", c->id, h->client_name()->string_view());  // escaped: the peer's bytes
   }
   c->hello_done = true;
   c->Send(fb_.HelloAck({log_id_.data(), log_id_.size()}, writer_->durable_seq(),
@@ -195,7 +247,7 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
 // An error that ends the connection: the frame goes out, then it closes.
 void Server::Reject(Connection* c, proto::ErrorCode code, std::string_view msg) {
   if (c->closing()) return;
-  spdlog::info("connection {}: {} ({}), closing", c->id, msg, proto::ErrorCodeName(code));
+  LogRefusal(fmt::format("connection {}: {} ({}), closing", c->id, msg, proto::ErrorCodeName(code)));
   c->SendAndClose(fb_.Error(0, code, msg));
 }
 

@@ -17,10 +17,18 @@ struct ServerOptions {
   uint32_t socket_mode = 0660;
   int listen_fd = -1;  // an already listening socket to adopt (systemd); then `socket` is informational
   uint64_t segment_size = 64ull << 20;
-  uint32_t max_record = 1u << 20;              // payload bytes of one Append
-  uint64_t max_unsynced_bytes = 16ull << 20;   // received but not yet durable, all clients
-  uint32_t max_inflight = 4096;                // unacked Appends per connection
-  uint32_t max_reads_per_connection = 16;      // open Reads (each a cursor: buffers and an fd)
+  uint32_t max_record = 1u << 20;             // payload bytes of one Append
+  uint64_t max_unsynced_bytes = 16ull << 20;  // received but not yet durable, all clients
+  uint32_t max_inflight = 4096;               // unacked Appends per connection
+  uint32_t max_reads_per_connection = 16;     // open Reads (each a cursor: buffers and an fd)
+  // Connections at once. Beyond it, or beyond the descriptor budget (the
+  // soft RLIMIT_NOFILE less kReservedFds kept for storage), a new connection
+  // gets Error{TooManyConnections} and is closed: client load never makes
+  // storage see EMFILE.
+  uint32_t max_connections = 4096;
+  // A connection that has not completed its Hello after this long is closed
+  // (0: never).
+  uint64_t hello_timeout_ms = 10000;
   uint64_t max_connection_bytes = 4ull << 20;  // unacked payload + unsent output per connection
   SpinOptions spin;
   // Low-load latency: after handing the writer a batch of at most

@@ -15,8 +15,13 @@ void EraseValue(std::vector<ReadCursor*>& v, ReadCursor* x) { v.erase(std::remov
 }  // namespace
 
 ReadService::ReadService(uv_loop_t* loop, std::string dir, storage::Env* env, const WriterPort* writer,
-                         ReadLimits limits)
-    : loop_(loop), dir_(std::move(dir)), env_(env), writer_(writer), limits_(limits) {}
+                         ReadLimits limits, FdCheck fd_available)
+    : loop_(loop),
+      dir_(std::move(dir)),
+      env_(env),
+      writer_(writer),
+      limits_(limits),
+      fd_available_(std::move(fd_available)) {}
 
 bool ReadService::Open(Connection* c, const proto::Read* r) {
   if (c->cursors.size() >= limits_.max_reads) {
@@ -25,6 +30,12 @@ bool ReadService::Open(Connection* c, const proto::Read* r) {
                           " open Reads (--max-reads-per-connection); cancel or finish one first"));
     return false;
   }
+  if (fd_available_ && !fd_available_()) {
+    c->Send(fb_.Error(r->request_id(), proto::ErrorCode::TooManyReads,
+                      "the server is at its file descriptor budget; retry when other Reads have ended"));
+    return false;
+  }
+  ++cursors_;
   auto* cur = new ReadCursor;
   cur->conn = c;
   cur->request_id = r->request_id();
@@ -115,7 +126,7 @@ void ReadService::OnWork(uv_work_t* w) {
 void ReadService::OnDone(uv_work_t* w, int) {
   auto* r = static_cast<ReadCursor*>(w->data);
   if (r->conn == nullptr) {  // the connection closed meanwhile
-    delete r;
+    r->service->Free(r);
     return;
   }
   r->service->Done(r);
@@ -152,7 +163,7 @@ void ReadService::Done(ReadCursor* r) {
   }
   r->in_flight = false;
   if (r->conn == nullptr) {  // a Send closed the connection
-    delete r;
+    Free(r);
     return;
   }
   if (r->trimmed || !r->error.ok() || r->gap_to != 0 || r->done) {
@@ -167,10 +178,15 @@ void ReadService::End(ReadCursor* r) {
   if (r->parked) EraseValue(parked_, r);
   r->parked = false;
   if (r->in_flight) {
-    r->conn = nullptr;  // OnDone deletes it
+    r->conn = nullptr;  // OnDone frees it
   } else {
-    delete r;
+    Free(r);
   }
+}
+
+void ReadService::Free(ReadCursor* r) {
+  --cursors_;
+  delete r;
 }
 
 }  // namespace wald::server

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,10 +42,15 @@ struct ReadLimits {
   uint64_t max_connection_bytes;  // unsent output before a cursor waits
 };
 
+// Asked before a cursor (and so a file descriptor) is opened: false when
+// the server's descriptor budget is spent.
+using FdCheck = std::function<bool()>;
+
 class ReadService {
  public:
   // `dir`, `env` and `writer` must outlive the service.
-  ReadService(uv_loop_t* loop, std::string dir, storage::Env* env, const WriterPort* writer, ReadLimits limits);
+  ReadService(uv_loop_t* loop, std::string dir, storage::Env* env, const WriterPort* writer, ReadLimits limits,
+              FdCheck fd_available = {});
   ReadService(const ReadService&) = delete;
   ReadService& operator=(const ReadService&) = delete;
 
@@ -59,6 +65,7 @@ class ReadService {
   void EndAll(Connection* c);
 
   size_t parked() const { return parked_.size(); }
+  size_t cursors() const { return cursors_; }  // allocated, those on the pool included
 
  private:
   static void OnWork(uv_work_t* w);
@@ -69,12 +76,15 @@ class ReadService {
   void Continue(ReadCursor* r);
   void Queue(ReadCursor* r);
   void End(ReadCursor* r);
+  void Free(ReadCursor* r);
 
   uv_loop_t* const loop_;
   const std::string dir_;
   storage::Env* const env_;
   const WriterPort* const writer_;
   const ReadLimits limits_;
+  const FdCheck fd_available_;
+  size_t cursors_ = 0;
   std::vector<ReadCursor*> parked_;  // following cursors at the durable end
   std::vector<ReadCursor*> ready_;   // OnDurable's and OnDrained's walk
   proto::FrameBuilder fb_{4096};

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cassert>
@@ -16,6 +17,11 @@ namespace {
 constexpr size_t kReadBufSize = 256 << 10;
 constexpr size_t kMinChunk = 256 << 10;
 constexpr uint64_t kAckSpinMaxBatch = 2;
+// Descriptors kept for storage (lock, segments, the next segment, meta
+// replace, directory syncs, the pool's directory scans) and libuv (epoll,
+// eventfd, signalfd, listener, and the one an accept needs to refuse).
+constexpr size_t kReservedFds = 64;
+constexpr uint64_t kHelloSweepMs = 1000;
 
 // Recovery's findings, in the daemon's log.
 struct LogReporter : storage::Reporter {
@@ -77,6 +83,7 @@ void Server::CloseOwnHandles() {
   listener_.Close();
   stop_signals_.Close();
   drain_timer_.Close();
+  hello_timer_.Close();
   if (health_ != nullptr) health_->Close();
   check_.Close();
   async_.Close();
@@ -126,6 +133,14 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   uv_check_start(check_.get(), OnCheck);
   uv_timer_init(&loop_, drain_timer_.get());
   drain_timer_.Opened(this);
+  uv_timer_init(&loop_, hello_timer_.get());
+  hello_timer_.Opened(this);
+  if (options_.hello_timeout_ms > 0) uv_timer_start(hello_timer_.get(), OnHelloSweep, kHelloSweepMs, kHelloSweepMs);
+  rlimit nofile{};
+  const size_t soft = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                          ? static_cast<size_t>(nofile.rlim_cur)
+                          : size_t{1} << 20;
+  fd_budget_ = soft > 2 * kReservedFds ? soft - kReservedFds : soft / 2;
   // Before the writer's and the pool's threads exist, so that they inherit
   // the blocked stop signals.
   if (options_.handle_stop_signals) WALD_RETURN_IF_ERROR(stop_signals_.Start(&loop_));
@@ -138,10 +153,14 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   acked_seq_ = writer_->durable_seq();
   staging_ = std::make_unique<StagingPool>(chunk_size, n_chunks, next_seq, writer_.get());
   reads_ = std::make_unique<ReadService>(&loop_, options_.dir, env_, writer_.get(),
-                                         ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes});
+                                         ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes},
+                                         [this] { return fds_in_use() < fd_budget_; });
   health_ = std::make_unique<Health>(
       HealthSources{&stats_, &acks_.latency_us(), &connections_, staging_.get(), writer_.get()});
   health_->Start(&loop_, options_.stats_interval_s);
+  spdlog::info("limits: {} connections (--max-connections {}, {} descriptors less {} kept for storage), {} Reads each",
+               std::min<size_t>(options_.max_connections, fd_budget_), options_.max_connections, soft, kReservedFds,
+               options_.max_reads_per_connection);
   return listener_.Start(&loop_);
 }
 

@@ -42,6 +42,7 @@
 #include "server/connection.h"
 #include "server/health.h"
 #include "server/listener.h"
+#include "server/log_limiter.h"
 #include "server/loop_handle.h"
 #include "server/options.h"
 #include "server/read_service.h"
@@ -101,9 +102,15 @@ class Server final : public ConnectionOwner {
   Outcome HandleAppend(Connection* c, const proto::Append* a);
   void Reject(Connection* c, proto::ErrorCode code, std::string_view msg);
 
-  // Accepting.
+  // Accepting, and the bounds on what clients may hold.
   void Accept();
-  void Welcome(Connection* c);  // ACL and state checks, then reading
+  void Welcome(Connection* c);  // ACL, state and budget checks, then reading
+  // Descriptors the clients hold: connections (counted from construction to
+  // OnClosed) and read cursors.
+  size_t fds_in_use() const { return connection_fds_ + reads_->cursors(); }
+  static void OnHelloSweep(uv_timer_t* h);  // closes connections past the Hello deadline
+  // Logs a refusal or a rejected peer through limiter_.
+  void LogRefusal(std::string_view what);
 
   // The data path.
   static void OnCheck(uv_check_t* h);
@@ -134,6 +141,7 @@ class Server final : public ConnectionOwner {
   LoopHandle<uv_async_t> async_;
   LoopHandle<uv_check_t> check_;
   LoopHandle<uv_timer_t> drain_timer_;  // the drain's deadline (--drain-timeout)
+  LoopHandle<uv_timer_t> hello_timer_;  // the Hello deadline's sweep (--hello-timeout)
 
   Listener listener_;
   StopSignals stop_signals_;
@@ -150,10 +158,13 @@ class Server final : public ConnectionOwner {
   uint32_t stamp_flags_ = 0;  // storage::kFlagTime / kFlagProducer, from --stamp
 
   uint64_t next_conn_id_ = 1;
-  std::vector<Connection*> all_;      // every open connection (Connection::all_index)
-  size_t connections_ = 0;            // all_.size(), for Health
-  std::vector<Connection*> stalled_;  // held-back frames wait for a staging chunk
-  std::vector<Connection*> walk_;     // a copy of all_ or stalled_ to walk while callees close
+  std::vector<Connection*> all_;            // every open connection (Connection::all_index)
+  size_t connections_ = 0;                  // all_.size(), for Health
+  size_t connection_fds_ = 0;               // Connections that exist (closing ones too)
+  size_t fd_budget_ = 0;                    // soft RLIMIT_NOFILE less kReservedFds
+  LogLimiter limiter_{20, 10'000'000'000};  // refusals and rejects: 20 lines per 10 s
+  std::vector<Connection*> stalled_;        // held-back frames wait for a staging chunk
+  std::vector<Connection*> walk_;           // a copy of all_ or stalled_ to walk while callees close
   bool global_paused_ = false;
 
   std::vector<uint8_t> read_buf_;       // shared by all connections

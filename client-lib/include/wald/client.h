@@ -56,6 +56,7 @@ enum class ErrorCode {
   kSeqGap,           // a read reached seqs that a salvage retired: they do not
                      // exist; Error::first_seq is the next seq that does
   kTooManyReads,     // this connection already has the daemon's cap of open reads
+  kTooManyConnections,  // the daemon is at its connection cap; retry later
 };
 
 const char* error_code_name(ErrorCode code);

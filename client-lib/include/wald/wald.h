@@ -37,6 +37,7 @@ enum {
   WALD_E_TRIMMED = -11,
   WALD_E_SEQ_GAP = -12,        /* a read reached seqs a salvage retired; wald_last_error says where the log goes on */
   WALD_E_TOO_MANY_READS = -13, /* this connection already has the daemon's cap of open reads */
+  WALD_E_TOO_MANY_CONNECTIONS = -14, /* the daemon is at its connection cap; retry later */
 };
 
 typedef struct wald_client wald_client;

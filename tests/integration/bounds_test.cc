@@ -1,0 +1,118 @@
+// A hostile local user against the real binary (issue #20): what one client,
+// or many connections, can make wald hold, and that wald stays up.
+//   - a descriptor limit: connections beyond the budget are refused, and
+//     storage never sees EMFILE (it used to fail-stop on a trim);
+//   - connections that never send a Hello, or send half a big frame first;
+//   - a connect loop that is refused: a bounded number of log lines.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../unit/log_fixture.h"
+#include "daemon_harness.h"
+#include "wald/client.h"
+
+using namespace wald;
+using namespace wald::test;
+
+namespace {
+
+// Connections that connect and then say nothing.
+std::vector<std::unique_ptr<RawClient>> Idle(const std::string& socket, int n) {
+  std::vector<std::unique_ptr<RawClient>> v;
+  for (int i = 0; i < n; ++i) v.push_back(std::make_unique<RawClient>(socket));
+  return v;
+}
+
+// How many of `conns` the daemon answered with an Error of `code` and closed.
+int Refused(std::vector<std::unique_ptr<RawClient>>& conns, proto::ErrorCode code, int timeout_ms = 2000) {
+  int n = 0;
+  for (auto& c : conns) {
+    const proto::Message* m = c->Next(timeout_ms);
+    if (m != nullptr && m->body_type() == proto::Body::Error && m->body_as_Error()->code() == code) ++n;
+  }
+  return n;
+}
+
+size_t CountLines(const std::string& log, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("256 descriptors and 400 idle connections: the rest are refused, trims and appends go on") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--fault-nofile", "256", "--segment-size", "64KiB", "--max-record", "4KiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  auto idle = Idle(d.socket(), 400);
+  const int refused = Refused(idle, proto::ErrorCode::TooManyConnections, 200);
+  MESSAGE(refused << " of 400 idle connections refused with TooManyConnections");
+  CHECK(refused >= 400 - (256 - 64));
+  // Storage opens files: segment rolls (600 KB in 64 KiB segments), then the
+  // meta replace and the directory sync of a trim. None may see EMFILE.
+  for (int i = 1; i <= 600; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
+  auto released = c->trim(300);
+  INFO(d.Log());
+  REQUIRE(released.ok());
+  CHECK(released.value() > 100);
+  CHECK(d.Log().find("Too many open files") == std::string::npos);
+  idle.clear();
+  d.Signal(SIGTERM);
+  CHECK(d.Wait() == 0);
+}
+
+TEST_CASE("a connection that sends no Hello is closed after --hello-timeout") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--hello-timeout", "0.5"});
+  RawClient quiet(d.socket());
+  const proto::Message* m = quiet.Next(5000);
+  REQUIRE(m != nullptr);
+  REQUIRE(m->body_type() == proto::Body::Error);
+  CHECK(m->body_as_Error()->code() == proto::ErrorCode::ProtocolError);
+  CHECK(quiet.WaitClosed(5000));
+  RawClient polite(d.socket());  // one that says Hello in time stays
+  REQUIRE(polite.Handshake() != nullptr);
+  CHECK(polite.Next(1500) == nullptr);  // nothing: no close after the deadline
+}
+
+TEST_CASE("300 connections each sending half a 1 MiB frame before Hello: refused at the prefix, no memory held") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  const long base = d.RssKiB();
+  std::vector<std::unique_ptr<RawClient>> half;
+  const std::vector<uint8_t> chunk(100 << 10, 0x41);
+  for (int i = 0; i < 300; ++i) {
+    half.push_back(std::make_unique<RawClient>(d.socket()));
+    const uint8_t prefix[4] = {0x00, 0x00, 0x10, 0x00};  // 1 MiB declared
+    half.back()->SendRaw(prefix);
+    half.back()->SendRaw(chunk);  // may fail once the daemon has closed it
+  }
+  const int refused = Refused(half, proto::ErrorCode::FrameTooLarge);
+  const long rss = d.RssKiB();
+  MESSAGE(refused << " of 300 refused with FrameTooLarge; daemon RSS " << base << " KiB idle, " << rss << " KiB after");
+  CHECK(refused == 300);
+  if (!kSanitized) CHECK(rss - base < 32 * 1024);  // stated bound: 32 MiB over the idle daemon
+  half.clear();
+  RawClient probe(d.socket());  // still serving
+  CHECK(probe.Handshake() != nullptr);
+}
+
+TEST_CASE("a connect loop that is refused writes a bounded number of log lines") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--allow-uid", "4242", "--log-level", "info"});  // not us
+  for (int i = 0; i < 200; ++i) {
+    RawClient c(d.socket());
+    (void)c.Next(2000);  // NotPermitted, then the close
+  }
+  const std::string log = d.Log();
+  const size_t lines = CountLines(log, "refused: not in --allow-uid");
+  MESSAGE(lines << " log lines for 200 refused connections");
+  CHECK(lines >= 1);
+  CHECK(lines <= 25);
+}
