@@ -204,9 +204,8 @@ void Connection::CloseHandle(bool tell_owner) {
 
 void Connection::OnCloseDone(uv_handle_t* h) {
   Connection* c = Of(h);
-  ConnectionOwner* owner = c->owner_;
+  c->owner_->OnClosed(c);
   delete c;  // only here: libuv is done with the handle
-  owner->OnClosed();
 }
 
 }  // namespace wald::server

@@ -36,8 +36,10 @@ class ConnectionOwner {
   virtual void OnDrained(Connection* c) = 0;
   // Once, when the connection stops: before uv_close.
   virtual void OnClosing(Connection* c) = 0;
-  // After the close callback deleted the connection.
-  virtual void OnClosed() = 0;
+  // The close completed (every close, also of a connection the owner never
+  // heard of: a failed Accept or Open). c is deleted when this returns: only
+  // its address may be used, to forget it.
+  virtual void OnClosed(Connection* c) = 0;
 
  protected:
   ~ConnectionOwner() = default;
@@ -102,6 +104,7 @@ class Connection {
   void Replay();
 
   bool closing() const { return phase_ != Phase::kOpen; }
+  bool closed() const { return phase_ == Phase::kClosed; }  // uv_close called
   bool reading() const { return reading_; }
   size_t unsent() const { return out_.size() + writing_.size(); }
   size_t held() const { return held_; }

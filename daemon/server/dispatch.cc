@@ -89,11 +89,13 @@ void Server::OnClosing(Connection* c) {
   all_[c->all_index]->all_index = c->all_index;
   all_.pop_back();
   connections_ = all_.size();
+  if (!c->closed()) finishing_.push_back(c);  // SendAndClose: its last frame is on the way
   spdlog::debug("connection {} closed ({} appends unacked)", c->id, c->pending.size());
 }
 
-void Server::OnClosed() {
+void Server::OnClosed(Connection* c) {
   --connection_fds_;
+  finishing_.erase(std::remove(finishing_.begin(), finishing_.end(), c), finishing_.end());
   if (state_ == State::kDraining) CheckDrained();
 }
 
@@ -134,11 +136,12 @@ void Server::OnDrained(Connection* c) {
 // ---- Frames ----
 
 size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
-  // Before the handshake only a Hello may come, and it is small: a client
-  // cannot make wald buffer a record-sized frame without saying who it is.
-  const uint32_t max_frame = c->hello_done ? options_.max_record + proto::kAppendOverhead : kMaxHelloFrame;
   size_t off = 0;
   while (off < data.size() && !c->closing()) {
+    // Before the handshake only a Hello may come, and it is small: a client
+    // cannot make wald buffer a record-sized frame without saying who it is.
+    // Per frame: an Append may follow the Hello in the same read.
+    const uint32_t max_frame = c->hello_done ? options_.max_record + proto::kAppendOverhead : kMaxHelloFrame;
     proto::ParsedFrame f = proto::ParseFrame(data.subspan(off), max_frame, &frame_scratch_);
     if (f.kind == proto::ParsedFrame::kNeedMore) break;
     if (f.kind == proto::ParsedFrame::kTooLarge) {

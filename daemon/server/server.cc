@@ -70,6 +70,7 @@ Server::~Server() {
   state_ = State::kStopped;
   writer_.reset();
   walk_ = all_;
+  walk_.insert(walk_.end(), finishing_.begin(), finishing_.end());
   for (Connection* c : walk_) c->Close();
   CloseOwnHandles();
   if (loop_open_) {
@@ -328,6 +329,9 @@ void Server::OnDrainTimer(uv_timer_t* h) {
   for (Connection* c : s->all_) {
     if (c->unsent() > 0) s->walk_.push_back(c);
   }
+  // And those still writing their last frame (an error) to a peer that does
+  // not read.
+  s->walk_.insert(s->walk_.end(), s->finishing_.begin(), s->finishing_.end());
   if (!s->walk_.empty()) {
     spdlog::warn(
         "drain: after {} ms, closing {} connection(s) that did not read their acks; every record they sent "
@@ -347,9 +351,13 @@ void Server::CheckDrained() {
     staging_->HandOff();
     return;
   }
+  // Frames held back for a staging chunk were received too: they get their
+  // seqs (RetryStalled) once the writer hands chunks back, then this again.
+  if (!stalled_.empty()) return;
   for (Connection* c : all_) {
     if (c->unsent() > 0) return;  // acks still going out
   }
+  if (!finishing_.empty()) return;  // last frames still going out; OnClosed calls again
   // Everything received is durable and acked: close the connections (a copy
   // of all_: OnClosing edits it).
   assert(walk_.empty());
@@ -396,6 +404,13 @@ void Server::Shutdown(int exit_code) {
     spdlog::error("closing the log: {}", writer_->close_status().ToString());
     exit_code_ = 1;
   }
+  // A connection still writing its last frame to a peer that does not read
+  // would hold the loop open, and the exit with it (after a drain there are
+  // none: CheckDrained waited for them).
+  assert(walk_.empty());
+  walk_ = finishing_;
+  for (Connection* c : walk_) c->Close();
+  walk_.clear();
   CloseOwnHandles();
   listener_.RemoveSocketFile();
 }

@@ -87,13 +87,15 @@ class Server final : public ConnectionOwner {
   std::string ReadyLine() const;
   // Run()'s result: 0 after a drain, 1 after a fail-stop (once stopped).
   int exit_code() const { return exit_code_; }
+  // Connections not yet closed, closing ones included (tests).
+  size_t live_connections() const { return connection_fds_; }
 
  private:
   // ConnectionOwner (dispatch.cc and here).
   size_t OnData(Connection* c, std::span<const uint8_t> data) override;
   void OnDrained(Connection* c) override;
   void OnClosing(Connection* c) override;
-  void OnClosed() override;
+  void OnClosed(Connection* c) override;
 
   // Dispatch (dispatch.cc).
   enum class Outcome { kDone, kStall, kClosed };
@@ -164,7 +166,10 @@ class Server final : public ConnectionOwner {
   size_t fd_budget_ = 0;                    // soft RLIMIT_NOFILE less kReservedFds
   LogLimiter limiter_{20, 10'000'000'000};  // refusals and rejects: 20 lines per 10 s
   std::vector<Connection*> stalled_;        // held-back frames wait for a staging chunk
-  std::vector<Connection*> walk_;           // a copy of all_ or stalled_ to walk while callees close
+  // Closing after their last frame (SendAndClose): out of all_, but a stop
+  // must wait for them or close them, or their write holds the loop open.
+  std::vector<Connection*> finishing_;
+  std::vector<Connection*> walk_;  // a copy of all_ or stalled_ to walk while callees close
   bool global_paused_ = false;
 
   std::vector<uint8_t> read_buf_;       // shared by all connections

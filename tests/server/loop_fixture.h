@@ -23,7 +23,7 @@ class FakeOwner final : public server::ConnectionOwner {
   size_t OnData(server::Connection* c, std::span<const uint8_t> data) override;
   void OnDrained(server::Connection* c) override;
   void OnClosing(server::Connection* c) override;
-  void OnClosed() override { ++closed; }
+  void OnClosed(server::Connection*) override { ++closed; }
 
   size_t take = SIZE_MAX;
   std::string data;  // every byte taken, in order

@@ -208,3 +208,41 @@ TEST_CASE_FIXTURE(ServerTest, "server: over max_unsynced_bytes reading stops unt
   REQUIRE(p.Acks().size() == 8);
   for (uint64_t i = 0; i < 8; ++i) CHECK(p.Acks()[i].second == i + 1);  // dense seqs, in order
 }
+
+// Review of the split: the 4 KiB limit before Hello was computed once per
+// socket read, so an Append sent with the Hello in one write was refused.
+TEST_CASE_FIXTURE(ServerTest, "server: an Append over 4 KiB in the same write as the Hello is served") {
+  Start();
+  peers.push_back(std::make_unique<Peer>());
+  Peer& p = *peers.back();
+  server->Adopt(p.TakeServerEnd());
+  proto::FrameBuilder fb;
+  std::vector<uint8_t> both;
+  auto hello = fb.Hello("eager");
+  both.assign(hello.begin(), hello.end());
+  const std::string big(8000, 'b');
+  auto append = fb.Append(1, {reinterpret_cast<const uint8_t*>(big.data()), big.size()});
+  both.insert(both.end(), append.begin(), append.end());
+  p.Send(both);
+  REQUIRE(StepUntil([&] { return writer->held_records() == 1; }));
+  writer->Sync();
+  CHECK(AckedCount(p, 1));
+}
+
+// Review of the split: a connection closing after its last frame (an error)
+// left the Server's list at once; a stop then forgot it, and its write to a
+// peer that does not read held the loop (and the exit) open.
+TEST_CASE_FIXTURE(ServerTest, "server: a drain closes a rejected peer that does not read, too") {
+  o.drain_timeout_ms = 50;
+  Start();
+  Peer& slow = Connect();
+  for (uint64_t i = 0; i < 5000; ++i) slow.Stats(i);  // replies it never reads
+  Step(20);
+  const uint8_t junk[] = {8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8};  // fails verification: rejected
+  slow.Send(junk);
+  Step(20);
+  server->BeginDrain("test");
+  REQUIRE(Stopped());
+  for (int i = 0; i < 20 && server->live_connections() > 0; ++i) server->RunOnce();
+  CHECK(server->live_connections() == 0);
+}
