@@ -2,7 +2,6 @@
 // systemd-socket-activate, and the sd_notify protocol through a NOTIFY_SOCKET
 // the test owns.
 #include <doctest/doctest.h>
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -83,9 +82,9 @@ bool CanConnect(const std::string& path) {
 TEST_CASE("socket activation: systemd-socket-activate passes the socket and the first client is served") {
   TempDir tmp;
   const std::string sock = tmp.path() + "/activated.sock";
-  pid_t pid = Spawn({"systemd-socket-activate", "-l", sock, WALD_BINARY, "--dir", tmp.path() + "/data",
-                     "--stats-interval", "0"},
-                    {}, tmp.path() + "/wald.log");
+  pid_t pid = Spawn(
+      {"systemd-socket-activate", "-l", sock, WALD_BINARY, "--dir", tmp.path() + "/data", "--stats-interval", "0"}, {},
+      tmp.path() + "/wald.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!std::filesystem::exists(sock) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -106,7 +105,14 @@ TEST_CASE("socket activation: systemd-socket-activate passes the socket and the 
     std::ifstream f(log_path);
     return std::string(std::istreambuf_iterator<char>(f), {});
   }());
+  // The file appears at bind, a moment before systemd-socket-activate
+  // listens: until then a connect is refused, so retry that (only that).
   auto c = wald::connect(sock, {"first", 10000});
+  while (!c.ok() && c.error().message.find("Connection refused") != std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    c = wald::connect(sock, {"first", 10000});
+  }
   REQUIRE_MESSAGE(c.ok(), (c.ok() ? std::string() : c.error().message));
   for (int i = 1; i <= 20; ++i) {
     auto seq = c->append("activated " + std::to_string(i));
