@@ -41,21 +41,21 @@ using Seq = uint64_t;
 
 enum class ErrorCode {
   kOk = 0,
-  kDaemonGone,       // cannot connect, or the connection is closed
-  kOutcomeUnknown,   // the connection broke, or the daemon failed, while this append was in flight
-  kProtocol,         // the daemon or this client broke the protocol
-  kRecordTooLarge,   // over the daemon's max record size; nothing was appended
-  kNotPermitted,     // the daemon refuses this peer (uid/gid)
-  kServerFailed,     // the daemon hit an I/O error and stopped (fail-stop); the connection's error.
-                     // An append in flight then gets kOutcomeUnknown
-  kShuttingDown,     // the daemon is draining and takes no new work
-  kTimeout,          // a wait with a timeout ran out
-  kInvalidArgument,  // a bad argument to this library
-  kUnsupported,      // the daemon does not serve this request
-  kTrimmed,          // a read below the first seq still held (Error::first_seq)
-  kSeqGap,           // a read reached seqs that a salvage retired: they do not
-                     // exist; Error::first_seq is the next seq that does
-  kTooManyReads,     // this connection already has the daemon's cap of open reads
+  kDaemonGone,          // cannot connect, or the connection is closed
+  kOutcomeUnknown,      // the connection broke, or the daemon failed, while this append was in flight
+  kProtocol,            // the daemon or this client broke the protocol
+  kRecordTooLarge,      // over the daemon's max record size; nothing was appended
+  kNotPermitted,        // the daemon refuses this peer (uid/gid)
+  kServerFailed,        // the daemon hit an I/O error and stopped (fail-stop); the connection's error.
+                        // An append in flight then gets kOutcomeUnknown
+  kShuttingDown,        // the daemon is draining and takes no new work
+  kTimeout,             // a wait with a timeout ran out
+  kInvalidArgument,     // a bad argument to this library
+  kUnsupported,         // the daemon does not serve this request
+  kTrimmed,             // a read below the first seq still held (Error::first_seq)
+  kSeqGap,              // a read reached seqs that a salvage retired: they do not
+                        // exist; Error::first_seq is the next seq that does
+  kTooManyReads,        // this connection already has the daemon's cap of open reads
   kTooManyConnections,  // the daemon is at its connection cap; retry later
 };
 
