@@ -24,6 +24,9 @@ inline constexpr uint32_t kAppendOverhead = 128;
 // A Records frame carries up to this much payload (or one record, if larger);
 // so frames from the server are at most max_frame_size + kRecordsChunk.
 inline constexpr uint32_t kRecordsChunk = 256 << 10;
+// The largest max_frame_size a daemon may announce (a 16 MiB record and its
+// Append overhead). A client refuses a HelloAck above it.
+inline constexpr uint32_t kMaxFrameSize = (16u << 20) + kAppendOverhead;
 
 struct ParsedFrame {
   enum Kind {

@@ -116,7 +116,9 @@ struct Client::Impl {
   Error Queue(std::span<const std::byte> payload, AppendCallback cb);
   Error Poll(int timeout_ms);
   Error WriteSome();
-  void TakeLastWords();  // reads and dispatches what a closing daemon sent
+  // Reads and dispatches what a closing daemon sent. Never under Dispatch:
+  // growing `in` would move the frame being read.
+  void TakeLastWords();
   Error ReadSome();
   void Dispatch();
   void Complete(uint64_t request_id, Result<Seq> r);
@@ -161,6 +163,9 @@ struct Client::Impl {
   std::optional<Result<Seq>> trim_result;
   std::optional<ServerStats> stats_reply;
   Error broken;  // kOk while usable
+  // A write failed inside a callback, under Dispatch: Poll breaks the
+  // connection once the frames already read are dispatched.
+  Error write_error;
 };
 
 Error Client::Impl::Break(Error why) {
@@ -190,6 +195,7 @@ void Client::Impl::Close() {
 }
 
 Error Client::Impl::WriteSome() {
+  if (!write_error.ok()) return write_error;
   while (out_off < out.size()) {
     ssize_t n = ::send(fd, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -198,13 +204,14 @@ Error Client::Impl::WriteSome() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
-    const int err = errno;
+    Error gone = Err(ErrorCode::kDaemonGone, std::string("write to the daemon: ") + std::strerror(errno));
+    if (dispatching) return write_error = gone;
     // The daemon closed the connection, perhaps right after saying why (an
     // Error frame: not permitted, shutting down, server failed). Its reason
     // beats "connection reset".
     TakeLastWords();
     if (!broken.ok()) return broken;
-    return Break(Err(ErrorCode::kDaemonGone, std::string("write to the daemon: ") + std::strerror(err)));
+    return Break(gone);
   }
   out.clear();
   out_off = 0;
@@ -212,12 +219,12 @@ Error Client::Impl::WriteSome() {
 }
 
 void Client::Impl::TakeLastWords() {
-  while (fd >= 0) {
+  while (fd >= 0 && !dispatching) {
     if (in.size() - in_len < kReadSize / 2) in.resize(in_len + kReadSize);
     ssize_t n = ::recv(fd, in.data() + in_len, in.size() - in_len, MSG_DONTWAIT);
     if (n <= 0) return;
     in_len += static_cast<size_t>(n);
-    if (!dispatching) Dispatch();
+    Dispatch();
   }
 }
 
@@ -257,8 +264,9 @@ void Client::Impl::Complete(uint64_t rid, Result<Seq> r) {
 void Client::Impl::Dispatch() {
   dispatching = true;
   while (fd >= 0) {
-    auto f = proto::ParseFrame({in.data() + in_off, in_len - in_off},
-                               max_frame ? max_frame + proto::kRecordsChunk : 64u << 20, &scratch);
+    // max_frame was checked against kMaxFrameSize: no wrap.
+    const uint32_t limit = (hello_done ? max_frame : proto::kMaxFrameSize) + proto::kRecordsChunk;
+    auto f = proto::ParseFrame({in.data() + in_off, in_len - in_off}, limit, &scratch);
     if (f.kind == proto::ParsedFrame::kNeedMore) break;
     if (f.kind != proto::ParsedFrame::kFrame) {
       Break(Err(ErrorCode::kProtocol, "the daemon sent a frame that fails verification or is too large"));
@@ -308,7 +316,8 @@ void Client::Impl::Dispatch() {
       }
       case proto::Body::HelloAck: {
         const proto::HelloAck* h = m->body_as_HelloAck();
-        if (hello_done || h->log_id() == nullptr || h->log_id()->size() != log_id.size()) {
+        if (hello_done || h->log_id() == nullptr || h->log_id()->size() != log_id.size() ||
+            h->max_frame_size() > proto::kMaxFrameSize || h->max_record_size() > h->max_frame_size()) {
           Break(Err(ErrorCode::kProtocol, "unexpected or malformed HelloAck"));
           break;
         }
@@ -322,7 +331,7 @@ void Client::Impl::Dispatch() {
       }
       case proto::Body::Records: {
         const proto::Records* r = m->body_as_Records();
-        if (r->request_id() != read_id || read_done) break;
+        if (read_cb == nullptr || r->request_id() != read_id || read_done) break;
         if (r->records() != nullptr) {
           for (const proto::Record* rec : *r->records()) {
             const auto* p = rec->payload();
@@ -382,17 +391,20 @@ Error Client::Impl::Poll(int timeout_ms) {
     if (Error e = WriteSome(); !e.ok()) return e;
   }
   if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-    if (Error e = ReadSome(); !e.ok()) {
-      Dispatch();  // frames read before the close still count
-      return e;
-    }
-    Dispatch();
+    Error e = ReadSome();
+    Dispatch();  // frames read before a close still count
+    if (!e.ok()) return e;
+  }
+  if (!write_error.ok() && broken.ok()) {
+    TakeLastWords();
+    Break(write_error);
   }
   return broken;
 }
 
 Error Client::Impl::Queue(std::span<const std::byte> payload, AppendCallback cb) {
   if (!broken.ok()) return broken;
+  if (!write_error.ok()) return write_error;
   if (payload.size() > max_record) {
     return Err(ErrorCode::kRecordTooLarge, "record of " + std::to_string(payload.size()) +
                                                " bytes exceeds the daemon's max record size " +

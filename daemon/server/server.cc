@@ -90,6 +90,9 @@ void Server::CloseOwnHandles() {
   async_.Close();
 }
 
+static_assert(storage::kMaxPayload + proto::kAppendOverhead <= proto::kMaxFrameSize,
+              "a client would refuse the HelloAck of a daemon at the largest --max-record");
+
 storage::Status Server::Start() {
   if (options_.max_record > storage::kMaxPayload || storage::EncodedSize(options_.max_record, storage::kMaxMetaSize) >
                                                         options_.segment_size - storage::kSegmentHeaderSize) {

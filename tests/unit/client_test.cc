@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -238,4 +239,76 @@ TEST_CASE("connect to a missing socket says the daemon is gone") {
   REQUIRE_FALSE(c.ok());
   CHECK(c.error().code == ErrorCode::kDaemonGone);
   CHECK(c.error().message.find("/nonexistent/wald.sock") != std::string::npos);
+}
+
+namespace {
+
+// A Records frame for `request_id` with one record (seq, payload).
+std::span<const uint8_t> RecordsFrame(proto::FrameBuilder& fb, uint64_t request_id, uint64_t seq, bool done) {
+  auto& fbb = fb.fbb();
+  fbb.Clear();
+  const uint8_t byte = 'r';
+  auto rec = proto::CreateRecord(fbb, seq, fbb.CreateVector(&byte, 1));
+  std::vector<flatbuffers::Offset<proto::Record>> recs{rec};
+  return fb.Finish(proto::Body::Records, proto::CreateRecords(fbb, request_id, fbb.CreateVector(recs), done).Union());
+}
+
+}  // namespace
+
+// The daemon's frames are untrusted (#20 item 6): these are what a buggy or
+// hostile daemon sent that crashed the library.
+TEST_CASE("Records for no read in progress are ignored, not handed to a missing callback") {
+  FakeServer s;
+  Client c = Connected(s);
+  s.Send(RecordsFrame(s.fb, 0, 1, false));  // request id 0: "the read being served" when none is
+  s.Send(RecordsFrame(s.fb, 7, 2, true));
+  std::optional<Result<Seq>> r;
+  REQUIRE(c.append_async("x", [&](Result<Seq> res) { r = std::move(res); }).ok());
+  REQUIRE(c.flush().ok());
+  s.Acks({{1, 42}});
+  REQUIRE(c.wait_all(2000).ok());
+  CHECK(r->value() == 42);
+  CHECK(c.connected());
+}
+
+TEST_CASE("flush from an ack callback after the daemon closed keeps the frame being read intact") {
+  FakeServer s;
+  Client c = Connected(s);
+  std::vector<Result<Seq>> results;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(c.append_async("x", [&](Result<Seq> r) {
+               results.push_back(std::move(r));
+               if (results.size() == 1) {  // write more and flush into a closed socket
+                 (void)c.append_async("y", [&](Result<Seq> r2) { results.push_back(std::move(r2)); });
+                 (void)c.flush();
+               }
+             }).ok());
+  }
+  REQUIRE(c.flush().ok());
+  REQUIRE(s.Next() != nullptr);
+  REQUIRE(s.Next() != nullptr);
+  s.Acks({{1, 10}, {2, 11}});
+  // More than the client's first read holds, so that reading the daemon's
+  // last words must grow the input buffer while the Acks frame is in it.
+  for (int i = 0; i < 40; ++i) s.Send(RecordsFrame(s.fb, 99, 1, false));
+  std::vector<uint8_t> filler(2048, 'f');
+  for (int i = 0; i < 40; ++i)
+    s.Send(s.fb.Error(uint64_t{1} << 62, proto::ErrorCode::Unsupported,
+                      {reinterpret_cast<const char*>(filler.data()), filler.size()}));
+  s.Close();
+  Error e = c.wait_all(2000);
+  CHECK(e.code == ErrorCode::kDaemonGone);
+  REQUIRE(results.size() == 3);
+  CHECK(results[0].value() == 10);
+  CHECK(results[1].value() == 11);  // its ack was read before the close: it counts
+  CHECK(results[2].error().code == ErrorCode::kOutcomeUnknown);
+}
+
+TEST_CASE("a HelloAck with a frame limit past the protocol's is a protocol error, not a wrapped limit") {
+  FakeServer s;
+  uint8_t id[16] = {1};
+  s.Send(s.fb.HelloAck(id, 0, 0xffffffffu, 4096, 10, "test"));
+  auto c = Client::adopt_fd(s.client_fd, {"unit", 2000});
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().code == ErrorCode::kProtocol);
 }
