@@ -35,13 +35,15 @@ storage::Status Listener::Start(uv_loop_t* loop) {
     }
   } else {
     WALD_RETURN_IF_ERROR(ClaimSocketPath(options_.socket));
-    if (int rc = uv_pipe_bind(pipe_.get(), options_.socket.c_str()); rc != 0) {
-      return storage::Status::IoError("bind " + options_.socket, -rc);
-    }
+    // The socket is created with its final mode: a chmod after bind would
+    // leave a window in which the umask's mode lets others connect. umask
+    // is process-wide, but it can only take bits away from what another
+    // thread creates meanwhile (storage's files are 0640 anyway).
+    const mode_t old_mask = ::umask(0777 & ~options_.socket_mode);
+    const int rc = uv_pipe_bind(pipe_.get(), options_.socket.c_str());
+    ::umask(old_mask);
+    if (rc != 0) return storage::Status::IoError("bind " + options_.socket, -rc);
     owns_socket_file_ = true;
-    if (::chmod(options_.socket.c_str(), options_.socket_mode) != 0) {
-      return storage::Status::IoError("chmod " + options_.socket, errno);
-    }
   }
   if (int rc = uv_listen(reinterpret_cast<uv_stream_t*>(pipe_.get()), 1024, OnConnection); rc != 0) {
     return storage::Status::IoError("listen on " + options_.socket, -rc);

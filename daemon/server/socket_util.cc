@@ -19,6 +19,10 @@ storage::Status ClaimSocketPath(const std::string& path) {
   if (!S_ISSOCK(st.st_mode)) {
     return storage::Status::InvalidArgument(path + " exists and is not a socket; refusing to replace it");
   }
+  if (st.st_uid != ::geteuid()) {  // not ours to remove, even if nothing listens
+    return storage::Status::InvalidArgument(path + " is a socket owned by uid " + std::to_string(st.st_uid) +
+                                            "; refusing to replace it");
+  }
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) return storage::Status::InvalidArgument("socket path too long: " + path);

@@ -65,6 +65,7 @@ class Env {
   virtual ~Env() = default;
   static Env* Posix();  // process-wide, never freed
 
+  // Refuses a symlink as the last component and anything but a regular file.
   virtual Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) = 0;
   // rename(2); replaces `to` if it exists.
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
@@ -74,11 +75,16 @@ class Env {
   // Names in dir, without "." and "..", unsorted.
   virtual Result<std::vector<std::string>> ListDir(const std::string& dir) = 0;
   virtual Status CreateDir(const std::string& dir) = 0;  // mode 0750
+  // Refuses (InvalidArgument, saying how to fix it) a directory owned by
+  // another user than this process's, or writable by others: a log there
+  // is not wald's alone. Env::Posix() checks; fakes may accept anything.
+  virtual Status CheckPrivateDir(const std::string& dir) = 0;
   // lstat: does not follow a final symlink.
   virtual FileKind Kind(const std::string& path) = 0;
   // Bytes of storage allocated to the file (st_blocks * 512); 0 if unknown.
   virtual uint64_t DiskUsage(const std::string& path) = 0;
-  // flock(LOCK_EX | LOCK_NB) on `path` (created if missing); the holder's pid
+  // flock(LOCK_EX | LOCK_NB) on `path` (created if missing; a symlink or a
+  // non-regular file is refused); the holder's pid
   // is written into it so that a refused opener can name the holder: Busy.
   virtual Result<std::unique_ptr<DirLock>> Lock(const std::string& path) = 0;
 };

@@ -63,6 +63,7 @@ class FaultEnv : public Env {
   Status SyncDir(const std::string& dir) override;
   Result<std::vector<std::string>> ListDir(const std::string& dir) override { return base_->ListDir(dir); }
   Status CreateDir(const std::string& dir) override { return base_->CreateDir(dir); }
+  Status CheckPrivateDir(const std::string& dir) override { return base_->CheckPrivateDir(dir); }
   FileKind Kind(const std::string& path) override { return base_->Kind(path); }
   uint64_t DiskUsage(const std::string& path) override { return base_->DiskUsage(path); }
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override { return base_->Lock(path); }

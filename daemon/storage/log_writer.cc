@@ -114,7 +114,7 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
       WALD_RETURN_IF_ERROR(env->SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash)));
       break;
     }
-    case FileKind::kDirectory: break;
+    case FileKind::kDirectory: WALD_RETURN_IF_ERROR(env->CheckPrivateDir(dir)); break;
     case FileKind::kSymlink: return Status::NotALog(dir + " is a symbolic link; give the directory's real path");
     default: return Status::NotALog(dir + " exists and is not a directory");
   }

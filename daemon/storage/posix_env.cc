@@ -1,18 +1,40 @@
 // Env::Posix(): the real file system.
-#include <fcntl.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <string>
 
 #include "storage/env.h"
 
 namespace wald::storage {
 namespace {
+
+// Every open refuses a symlink as its last component (O_NOFOLLOW) and
+// anything but a regular file: a link planted in the log directory must not
+// make wald truncate or write someone else's file (#20).
+Status OpenError(const std::string& what, const std::string& path, int err) {
+  if (err == ELOOP) return Status::IoError(path + " is a symbolic link; refusing to follow it", err);
+  return Status::IoError(what + " " + path, err);
+}
+
+std::string ModeString(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+Status CheckRegular(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::IoError("fstat " + path, errno);
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + " is not a regular file; refusing to use it");
+  return Status::OK();
+}
 
 class PosixFile final : public File {
  public:
@@ -104,7 +126,9 @@ class PosixLock final : public DirLock {
 class PosixEnv final : public Env {
  public:
   Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override {
-    int flags = O_CLOEXEC;
+    // O_NONBLOCK: a FIFO planted under a segment's name must not hang the
+    // open (it is then refused as not a regular file); regular files ignore it.
+    int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
     switch (mode) {
       case OpenMode::kRead: flags |= O_RDONLY; break;
       case OpenMode::kReadWrite: flags |= O_RDWR; break;
@@ -114,7 +138,11 @@ class PosixEnv final : public Env {
     if (fd < 0) {
       int e = errno;
       if (e == ENOENT) return Status::NotFound(path);
-      return Status::IoError("open " + path, e);
+      return OpenError("open", path, e);
+    }
+    if (Status st = CheckRegular(fd, path); !st.ok()) {
+      ::close(fd);
+      return st;
     }
     return std::unique_ptr<File>(new PosixFile(path, fd));
   }
@@ -130,8 +158,8 @@ class PosixEnv final : public Env {
   }
 
   Status SyncDir(const std::string& dir) override {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return Status::IoError("open directory " + dir, errno);
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return OpenError("open directory", dir, errno);
     int rc = ::fsync(fd);
     int e = errno;
     ::close(fd);
@@ -168,14 +196,32 @@ class PosixEnv final : public Env {
     return FileKind::kOther;
   }
 
+  Status CheckPrivateDir(const std::string& dir) override {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) return Status::IoError("stat " + dir, errno);
+    if (st.st_uid != ::geteuid()) {
+      return Status::InvalidArgument(dir + " is owned by uid " + std::to_string(st.st_uid) + ", not by wald's uid " +
+                                     std::to_string(::geteuid()) + ": chown it, or give wald a directory of its own");
+    }
+    if ((st.st_mode & S_IWOTH) != 0) {
+      return Status::InvalidArgument(dir + " is writable by others (mode " + ModeString(st.st_mode) +
+                                     "): chmod o-w it; anyone could plant files in the log");
+    }
+    return Status::OK();
+  }
+
   uint64_t DiskUsage(const std::string& path) override {
     struct stat st;
     return ::lstat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
   }
 
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) return Status::IoError("open lock file " + path, errno);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0) return OpenError("open lock file", path, errno);
+    if (Status st = CheckRegular(fd, path); !st.ok()) {
+      ::close(fd);
+      return st;
+    }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       int e = errno;
       char buf[32] = {};

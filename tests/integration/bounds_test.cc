@@ -6,7 +6,12 @@
 //   - a connect loop that is refused: a bounded number of log lines.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -115,4 +120,35 @@ TEST_CASE("a connect loop that is refused writes a bounded number of log lines")
   MESSAGE(lines << " log lines for 200 refused connections");
   CHECK(lines >= 1);
   CHECK(lines <= 25);
+}
+
+TEST_CASE("a stale socket owned by another user is left alone, and the socket is born with its mode") {
+  TempDir tmp;
+  const std::string sock = tmp.path() + "/wald.sock";
+  {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    ::close(fd);  // nothing listens: stale
+  }
+  if (::geteuid() == 0) {
+    REQUIRE(::chown(sock.c_str(), 65534, 65534) == 0);
+    std::string out;
+    CHECK(RunWald({"--dir", tmp.path() + "/data", "--socket", sock}, &out) == 1);
+    CHECK(out.find("owned by uid 65534") != std::string::npos);
+    struct stat st;
+    REQUIRE(::lstat(sock.c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+    REQUIRE(::chown(sock.c_str(), 0, 0) == 0);
+  }
+  // Ours and stale: replaced. Under umask 0 the new socket still has
+  // --socket-mode, not 0777 (it is created with it, not chmod'ed after).
+  const mode_t old = ::umask(0);
+  Daemon d(tmp.path(), {"--socket-mode", "0600"});
+  ::umask(old);
+  struct stat st;
+  REQUIRE(::stat(d.socket().c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
 }

@@ -30,6 +30,7 @@ class NoOpenEnv : public storage::Env {
   storage::Status SyncDir(const std::string& d) override { return posix()->SyncDir(d); }
   storage::Result<std::vector<std::string>> ListDir(const std::string& d) override { return posix()->ListDir(d); }
   storage::Status CreateDir(const std::string& d) override { return posix()->CreateDir(d); }
+  storage::Status CheckPrivateDir(const std::string& d) override { return posix()->CheckPrivateDir(d); }
   storage::FileKind Kind(const std::string& p) override { return posix()->Kind(p); }
   uint64_t DiskUsage(const std::string& p) override { return posix()->DiskUsage(p); }
   storage::Result<std::unique_ptr<storage::DirLock>> Lock(const std::string& p) override { return posix()->Lock(p); }
