@@ -62,7 +62,9 @@ void Server::Welcome(Connection* c) {
                               "wald is at its connection limit (" + std::to_string(others) + " open); retry later"));
     return;
   }
-  if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer)) {
+  std::vector<gid_t> groups;  // supplementary groups matter only to --allow-gid
+  if (c->peer_known && !options_.allow_gids.empty() && !PeerGroups(c->fd(), &groups)) groups.clear();
+  if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer, groups)) {
     LogRefusal(fmt::format("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who));
     c->SendAndClose(fb_.Error(
         0, proto::ErrorCode::NotPermitted,

@@ -12,13 +12,14 @@
 
 namespace wald::server {
 
-bool PeerAllowed(const AccessList& acl, bool peer_known, const ucred& peer) {
+bool PeerAllowed(const AccessList& acl, bool peer_known, const ucred& peer, std::span<const gid_t> groups) {
   if (acl.uids.empty() && acl.gids.empty()) return true;
   if (!peer_known) return false;
   auto in = [](const std::vector<uint32_t>& list, uint32_t v) {
     return std::find(list.begin(), list.end(), v) != list.end();
   };
-  return in(acl.uids, peer.uid) || in(acl.gids, peer.gid);
+  return in(acl.uids, peer.uid) || in(acl.gids, peer.gid) ||
+         std::any_of(groups.begin(), groups.end(), [&](gid_t g) { return in(acl.gids, g); });
 }
 
 Listener::Listener(ListenOptions options, std::function<void()> on_connection)

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,11 @@ struct AccessList {
   std::vector<uint32_t> gids;
 };
 
-// Whether a peer with these credentials may connect. An unknown peer (no
-// SO_PEERCRED) is allowed only when the list is empty.
-bool PeerAllowed(const AccessList& acl, bool peer_known, const ucred& peer);
+// Whether a peer with these credentials may connect: its uid is in `uids`,
+// or its primary gid or one of its supplementary `groups` (SO_PEERGROUPS)
+// is in `gids`. An unknown peer (no SO_PEERCRED) is allowed only when the
+// list is empty.
+bool PeerAllowed(const AccessList& acl, bool peer_known, const ucred& peer, std::span<const gid_t> groups);
 
 struct ListenOptions {
   std::string socket;  // path to bind, or (with listen_fd) the name in messages

@@ -46,4 +46,18 @@ bool PeerCredentials(int fd, ucred* out) {
   return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, out, &len) == 0;
 }
 
+bool PeerGroups(int fd, std::vector<gid_t>* out) {
+  out->resize(16);
+  for (;;) {
+    socklen_t len = static_cast<socklen_t>(out->size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, out->data(), &len) == 0) {
+      out->resize(len / sizeof(gid_t));
+      return true;
+    }
+    // ERANGE: len now says how much room the list needs.
+    if (errno != ERANGE || len <= out->size() * sizeof(gid_t)) return false;
+    out->resize(len / sizeof(gid_t));
+  }
+}
+
 }  // namespace wald::server

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <string>
+#include <vector>
 
 #include "storage/status.h"
 
@@ -16,5 +17,8 @@ storage::Status ClaimSocketPath(const std::string& path);
 
 // SO_PEERCRED of a connected Unix socket.
 bool PeerCredentials(int fd, ucred* out);
+
+// SO_PEERGROUPS: the peer's supplementary groups at connect time.
+bool PeerGroups(int fd, std::vector<gid_t>* out);
 
 }  // namespace wald::server

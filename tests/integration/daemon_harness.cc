@@ -55,6 +55,16 @@ Daemon::Daemon(const std::string& dir, std::vector<std::string> args, const std:
   Start();
 }
 
+Daemon::Daemon(const std::string& dir, std::vector<std::string> args, Wrapper wrapper)
+    : dir_(dir),
+      socket_(dir + "/wald.sock"),
+      data_(dir + "/data"),
+      log_(dir + "/wald.log"),
+      args_(std::move(args)),
+      wrapper_(std::move(wrapper)) {
+  Start();
+}
+
 Daemon::~Daemon() {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
@@ -63,8 +73,8 @@ Daemon::~Daemon() {
 }
 
 void Daemon::Start() {
-  const char* binary = BinaryFor(args_);
-  std::vector<std::string> argv = {binary, "--dir", data_, "--socket", socket_, "--stats-interval", "0"};
+  std::vector<std::string> argv = wrapper_.argv;
+  argv.insert(argv.end(), {BinaryFor(args_), "--dir", data_, "--socket", socket_, "--stats-interval", "0"});
   argv.insert(argv.end(), args_.begin(), args_.end());
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
@@ -83,7 +93,7 @@ void Daemon::Start() {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  int rc = posix_spawn(&pid_, binary, &fa, &attr, cargv.data(), environ);
+  int rc = posix_spawnp(&pid_, argv[0].c_str(), &fa, &attr, cargv.data(), environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) throw std::runtime_error("posix_spawn wald failed");

@@ -21,11 +21,19 @@ inline constexpr bool kSanitized = true;
 inline constexpr bool kSanitized = false;
 #endif
 
+// A command that runs wald as its last arguments and execs it in place
+// (e.g. {"unshare", "--user", "--map-root-user"}), so that the pid is wald's.
+struct Wrapper {
+  std::vector<std::string> argv;
+};
+
 class Daemon {
  public:
   // Starts wald with --dir DIR/data (or data_dir) --socket DIR/wald.sock plus
   // `args`, and waits until the socket accepts connections.
   Daemon(const std::string& dir, std::vector<std::string> args = {}, const std::string& data_dir = "");
+  // The same, started under `wrapper`.
+  Daemon(const std::string& dir, std::vector<std::string> args, Wrapper wrapper);
   ~Daemon();  // SIGKILLs it if still running
 
   // Starts it again after it exited, with the same arguments or new ones.
@@ -34,7 +42,7 @@ class Daemon {
   void Signal(int sig);
   // Waits for exit; returns the exit code, or 128 + signal.
   int Wait(int timeout_ms = 30000);
-  long RssKiB() const;  // VmRSS
+  long RssKiB() const;      // VmRSS
   std::string Log() const;  // everything it wrote to stderr so far
   bool running() const { return pid_ > 0; }
 
@@ -46,6 +54,7 @@ class Daemon {
   void Start();
   std::string dir_, socket_, data_, log_;
   std::vector<std::string> args_;
+  Wrapper wrapper_;
   pid_t pid_ = -1;
 };
 
