@@ -128,6 +128,7 @@ class Connection {
   AckRing pending;                   // Appends with a seq, not yet acked, in seq order
   uint64_t pending_bytes = 0;        // their payload bytes
   std::vector<ReadCursor*> cursors;  // Reads being served on this connection
+  uint64_t read_reserved = 0;        // ReadService: a Records chunk per cursor on the pool
 
  private:
   enum class Phase {

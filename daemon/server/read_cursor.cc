@@ -21,6 +21,8 @@ void ReadCursor::Fill(const std::string& log_dir) {
     }
     reader = std::move(r.value());
   }
+  // One builder per pool thread (libuv's few), grown to a chunk once.
+  thread_local proto::FrameBuilder fb{64 << 10};
   auto& fbb = fb.fbb();
   fbb.Clear();
   std::vector<flatbuffers::Offset<proto::Record>> recs;

@@ -6,9 +6,14 @@
 // again when the writer publishes a larger durable seq, so a follower never
 // receives a record before its writer could have had the ack.
 //
-// Threads: `reader`, `fb`, `frame`, `error` and the Fill outputs belong to
-// the pool thread from QueueRead until OnReadDone runs; everything else to
-// the loop thread.
+// Threads: `reader`, `frame`, `error` and the Fill outputs belong to the
+// pool thread from QueueRead until OnReadDone runs; everything else to the
+// loop thread.
+//
+// Memory: a cursor holds its reader's buffer (64 KiB) and its frame only
+// while it works; ReadService frees both when it parks or waits, so that a
+// parked follower costs its struct and a file descriptor. The frame builder
+// is the pool thread's, not the cursor's.
 #pragma once
 
 #include <uv.h>
@@ -54,7 +59,6 @@ struct ReadCursor {
 
   // Pool thread's.
   std::unique_ptr<storage::LogReader> reader;
-  proto::FrameBuilder fb{64 << 10};
   std::vector<uint8_t> frame;  // the Records frame, if any
   bool done = false;           // nothing more to send
   bool trimmed = false;        // next_seq was trimmed away

@@ -81,7 +81,9 @@ void ReadService::OnDurable(uint64_t durable) {
   ready_.clear();
 }
 
-void ReadService::OnDrained(Connection* c) {
+void ReadService::OnDrained(Connection* c) { Unblock(c); }
+
+void ReadService::Unblock(Connection* c) {
   ready_.clear();
   for (ReadCursor* r : c->cursors) {
     if (r->blocked) ready_.push_back(r);
@@ -103,14 +105,27 @@ void ReadService::Continue(ReadCursor* r) {
   if (r->follow && r->next_seq > writer_->durable_seq()) {
     r->parked = true;
     parked_.push_back(r);
-  } else if (c->unsent() > limits_.max_connection_bytes) {
-    r->blocked = true;  // OnDrained resumes it
+    Idle(r);
+  } else if (!MayQueue(c)) {
+    r->blocked = true;  // OnDrained, or another cursor's return, resumes it
+    Idle(r);
   } else {
     Queue(r);
   }
 }
 
+bool ReadService::MayQueue(const Connection* c) const {
+  if (c->read_reserved == 0) return c->unsent() <= limits_.max_connection_bytes;
+  return c->unsent() + c->read_reserved + proto::kRecordsChunk <= limits_.max_connection_bytes;
+}
+
+void ReadService::Idle(ReadCursor* r) {
+  if (r->reader != nullptr) r->reader->ReleaseBuffer();
+  std::vector<uint8_t>().swap(r->frame);
+}
+
 void ReadService::Queue(ReadCursor* r) {
+  r->conn->read_reserved += proto::kRecordsChunk;
   r->durable_cap = writer_->durable_seq();
   r->in_flight = true;
   r->work.data = r;
@@ -134,9 +149,11 @@ void ReadService::OnDone(uv_work_t* w, int) {
 
 void ReadService::Done(ReadCursor* r) {
   Connection* c = r->conn;
+  c->read_reserved -= proto::kRecordsChunk;
   if (r->cancelled) {
     r->in_flight = false;
     End(r);
+    Unblock(c);
     return;
   }
   // r stays in_flight while its answer is sent: a failed Send closes the
@@ -168,9 +185,10 @@ void ReadService::Done(ReadCursor* r) {
   }
   if (r->trimmed || !r->error.ok() || r->gap_to != 0 || r->done) {
     End(r);
-    return;
+  } else {
+    Continue(r);
   }
-  Continue(r);
+  Unblock(c);  // r's chunk is no longer reserved
 }
 
 void ReadService::End(ReadCursor* r) {

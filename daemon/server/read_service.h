@@ -6,9 +6,15 @@
 // - Capped: a connection may have max_reads open Reads (each holds buffers
 //   and a file descriptor); one more gets Error{TooManyReads} and the
 //   connection stays open.
-// - Backpressure per reader: the next chunk is queued only while the
-//   connection's unsent output is under max_connection_bytes; otherwise the
-//   cursor is blocked until OnDrained.
+// - One byte budget per connection, max_connection_bytes, for its unsent
+//   output and its Reads' chunks alike: a cursor goes to the pool only if
+//   the unsent output, plus a chunk (kRecordsChunk) for each of the
+//   connection's cursors already there, plus its own, fits. (When none is
+//   there, one may go while the output is under the budget, so that a budget
+//   below a chunk still makes progress.) Otherwise it waits, blocked, until
+//   OnDrained or another cursor of the connection returns. So a connection
+//   holds at most max_connection_bytes + one chunk however many Reads it
+//   opens, and a cursor that waits or parks frees its buffers (read_cursor.h).
 // - A follower parks at the durable end and goes on at OnDurable, so that it
 //   never sees a record before its writer could have had the ack.
 // - CancelRead ends a cursor; one still on the pool keeps its place under the
@@ -74,7 +80,10 @@ class ReadService {
   // Parks, blocks or queues r. Sends nothing and closes nothing, so callers
   // may walk a list of cursors around it.
   void Continue(ReadCursor* r);
+  bool MayQueue(const Connection* c) const;  // the budget above
   void Queue(ReadCursor* r);
+  void Unblock(Connection* c);      // continues c's blocked cursors
+  static void Idle(ReadCursor* r);  // frees what a waiting cursor need not hold
   void End(ReadCursor* r);
   void Free(ReadCursor* r);
 

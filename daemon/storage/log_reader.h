@@ -45,6 +45,10 @@ class LogReader {
     kError,
   };
   Step Next(RecordView* rec);
+  // Frees the read buffer while the reader waits; the next Next reads afresh.
+  void ReleaseBuffer() {
+    if (scanner_) scanner_->ReleaseBuffer();
+  }
   uint64_t gap_from() const { return gap_from_; }  // of the last kGap
   uint64_t gap_to() const { return gap_to_; }
 

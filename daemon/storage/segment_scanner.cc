@@ -47,6 +47,13 @@ Result<size_t> SegmentScanner::Fill(size_t need) {
   return buf_len_;
 }
 
+void SegmentScanner::ReleaseBuffer() {
+  buf_.reset();
+  buf_cap_ = 0;
+  buf_len_ = 0;
+  buf_offset_ = offset_;
+}
+
 void SegmentScanner::Stop(std::string reason) {
   stop_reason_ = std::move(reason);
   buf_len_ = 0;  // the next call re-reads: the file may have grown

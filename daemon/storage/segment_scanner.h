@@ -47,8 +47,13 @@ class SegmentScanner {
   };
   Step Next(RecordView* rec);
 
-  uint64_t offset() const { return offset_; }      // where the next record starts
-  uint64_t next_seq() const { return next_seq_; }  // the seq it must carry
+  // Frees the buffer (the next Next reads afresh). For a scanner that will
+  // wait a while: a parked reader need not hold its 64 KiB. Invalidates the
+  // last RecordView.
+  void ReleaseBuffer();
+
+  uint64_t offset() const { return offset_; }                // where the next record starts
+  uint64_t next_seq() const { return next_seq_; }            // the seq it must carry
   uint64_t record_offset() const { return record_offset_; }  // of the last record returned
   const std::string& stop_reason() const { return stop_reason_; }
   const Status& status() const { return status_; }

@@ -5,15 +5,21 @@
 //   - connections that never send a Hello, or send half a big frame first;
 //   - a connect loop that is refused: a bounded number of log lines.
 #include <doctest/doctest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../unit/log_fixture.h"
@@ -40,6 +46,41 @@ int Refused(std::vector<std::unique_ptr<RawClient>>& conns, proto::ErrorCode cod
     if (m != nullptr && m->body_type() == proto::Body::Error && m->body_as_Error()->code() == code) ++n;
   }
   return n;
+}
+
+// Sends what the daemon will take within `timeout_ms` (it may stop reading a
+// connection whose answers pile up); returns the bytes sent.
+size_t SendSome(int fd, std::span<const uint8_t> b, int timeout_ms) {
+  size_t sent = 0;
+  while (sent < b.size()) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) break;
+    ssize_t n = ::send(fd, b.data() + sent, b.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0 && errno != EAGAIN && errno != EINTR) break;
+    if (n > 0) sent += static_cast<size_t>(n);
+  }
+  return sent;
+}
+
+// A log of `n` records of `size` bytes, appended by a client.
+void Fill(const std::string& socket, int n, size_t size) {
+  auto c = wald::connect(socket);
+  REQUIRE(c.ok());
+  for (int i = 1; i <= n; ++i)
+    REQUIRE(c->append_async(TestPayload(0, i, size), [](Result<Seq> r) { REQUIRE(r.ok()); }).ok());
+  REQUIRE(c->wait_all(30000).ok());
+}
+
+// Raises this process's descriptor limit to at least `want` if the hard
+// limit allows; false if it does not.
+bool EnoughFds(rlim_t want) {
+  rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max < want) return false;
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    return ::setrlimit(RLIMIT_NOFILE, &rl) == 0;
+  }
+  return true;
 }
 
 size_t CountLines(const std::string& log, const std::string& needle) {
@@ -151,4 +192,58 @@ TEST_CASE("a stale socket owned by another user is left alone, and the socket is
   struct stat st;
   REQUIRE(::stat(d.socket().c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("10,000 Read frames from one client that never reads: memory stays bounded, others are served") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  Fill(d.socket(), 4000, 1000);  // 4 MB: every Read from seq 1 has chunks to send
+  const long base = d.RssKiB();
+  RawClient hog(d.socket());
+  REQUIRE(hog.Handshake() != nullptr);
+  proto::FrameBuilder fb;
+  std::vector<uint8_t> reads;
+  for (uint64_t id = 1; id <= 10000; ++id) {
+    auto f = fb.Read(id, 1, 0, false);
+    reads.insert(reads.end(), f.begin(), f.end());
+  }
+  const size_t sent = SendSome(hog.fd(), reads, 2000);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the pool's reads land
+  const long rss = d.RssKiB();
+  MESSAGE(sent << " of " << reads.size() << " bytes of Read frames taken; daemon RSS " << base << " KiB before, " << rss
+               << " KiB after");
+  // Stated bound: 16 MiB over the daemon before (--max-connection-bytes 4 MiB
+  // plus a chunk, 16 cursors, the error frames for the rest).
+  if (!kSanitized) CHECK(rss - base < 16 * 1024);
+  auto other = wald::connect(d.socket());
+  REQUIRE(other.ok());
+  CHECK(other->append("still serving").ok());
+}
+
+TEST_CASE("3,000 parked follow-Reads hold no read buffers when a record wakes them") {
+  if (!EnoughFds(8192)) {
+    MESSAGE("skipped: needs 8192 descriptors");
+    return;
+  }
+  TempDir tmp;
+  Daemon d(tmp.path());
+  Fill(d.socket(), 10, 100);
+  std::vector<std::unique_ptr<RawClient>> conns;
+  proto::FrameBuilder fb;
+  for (int i = 0; i < 188; ++i) {  // 188 x 16 = 3,008 followers, each at the durable end
+    conns.push_back(std::make_unique<RawClient>(d.socket()));
+    REQUIRE(conns.back()->Handshake() != nullptr);
+    for (uint64_t id = 1; id <= 16; ++id) REQUIRE(conns.back()->SendRaw(fb.Read(id, 11, 0, true)));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const long parked = d.RssKiB();
+  Fill(d.socket(), 1, 100);                                  // seq 11: every follower reads it
+  for (auto& c : conns) REQUIRE(c->Next(10000) != nullptr);  // a Records frame each (at least)
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const long woken = d.RssKiB();
+  MESSAGE("daemon RSS with 3,008 parked followers " << parked << " KiB, after one record woke them " << woken
+                                                    << " KiB");
+  // Stated bound: 24 MiB for waking them (once 64 KiB of read buffer and a
+  // 64 KiB frame builder each stayed: over 300 MiB).
+  if (!kSanitized) CHECK(woken - parked < 24 * 1024);
 }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <memory>
 
 #include "../unit/log_fixture.h"
@@ -82,8 +83,33 @@ class ReadServiceTest : public LoopFixture {
     return v;
   }
 
+  // `n` more records of 1000 bytes, all durable, and a connection from big_peer to
+  // a service with these limits.
+  server::Connection* BigLog(uint64_t n, uint32_t max_reads, uint64_t budget) {
+    REQUIRE(log.WriteN(n, 1000).ok());
+    writer.Publish(20 + n);
+    Start(storage::Env::Posix(), max_reads, budget);
+    return Serve(big_peer);
+  }
+  // Steps for a second while big_peer does not read, checking that c's output plus
+  // the chunks its cursors have on the pool never pass `budget` by more than
+  // one chunk; returns the most output c held.
+  size_t MostUnsent(server::Connection* c, uint64_t budget) {
+    size_t most = 0;
+    uint64_t most_held = 0;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (std::chrono::steady_clock::now() < until) {
+      Step(1);
+      most = std::max<size_t>(most, c->unsent());
+      most_held = std::max<uint64_t>(most_held, c->unsent() + c->read_reserved);
+    }
+    CHECK(most_held <= budget + proto::kRecordsChunk);
+    return most;
+  }
+
   LogFixture log;
   FakeWriter writer{/*durable=*/20};
+  Peer big_peer;  // BigLog's
   std::unique_ptr<server::ReadService> reads;
   proto::FrameBuilder fb;
 };
@@ -162,16 +188,17 @@ TEST_CASE_FIXTURE(ReadServiceTest, "read service: a connection that closes while
 }
 
 TEST_CASE_FIXTURE(ReadServiceTest, "read service: a peer that does not read holds at most one chunk past the cap") {
-  REQUIRE(log.WriteN(1000, 1000).ok());  // seqs 21..1020: about four chunks
-  writer.Publish(1020);
-  Start(storage::Env::Posix(), 2, /*max_connection_bytes=*/64 << 10);
-  Peer p;
-  server::Connection* c = Serve(p);
+  server::Connection* c = BigLog(1000, 2, 64 << 10);  // seqs 21..1020: about four chunks
   REQUIRE(Read(c, 1, 1));
-  for (int i = 0; i < 200; ++i) {
-    Step(1);
-    CHECK(c->unsent() <= (64 << 10) + proto::kRecordsChunk);
-  }
-  REQUIRE(Finished(p, 1));  // reading, the peer gets everything
-  CHECK(Seqs(p) == Range(1, 1020));
+  CHECK(MostUnsent(c, 64 << 10) > 0);
+  REQUIRE(Finished(big_peer, 1));  // reading, the peer gets everything
+  CHECK(Seqs(big_peer) == Range(1, 1020));
+}
+
+TEST_CASE_FIXTURE(ReadServiceTest, "read service: many Reads from a peer that does not read share its one budget") {
+  server::Connection* c = BigLog(4000, 16, 1 << 20);  // seqs 21..4020: about sixteen chunks
+  for (uint64_t id = 1; id <= 16; ++id) REQUIRE(Read(c, id, 1));
+  CHECK(MostUnsent(c, 1 << 20) > 0);  // the peer's socket filled: the budget was what held
+  for (uint64_t id = 1; id <= 16; ++id) REQUIRE(Finished(big_peer, id));  // reading, the peer gets everything
+  CHECK(Seqs(big_peer).size() == 16 * 4020);
 }
