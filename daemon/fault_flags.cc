@@ -22,6 +22,9 @@ void FaultFlags::AddTo(CLI::App& app) {
   app.add_option("--fault-power-cut-after", power_cut_after,
                  "TEST BUILDS: lose unsynced data and exit 137 at the N-th file operation")
       ->group("");
+  app.add_option("--fault-emfile-opens", emfile_opens,
+                 "TEST BUILDS: once started, the next N storage opens fail with EMFILE")
+      ->group("");
   app.add_option("--fault-nofile", nofile, "TEST BUILDS: the daemon's file descriptor limit (soft and hard)")
       ->group("");
 }
@@ -38,7 +41,9 @@ bool FaultFlags::ApplyLimits() const {
 }
 
 std::unique_ptr<storage::Env> FaultFlags::MakeEnv(storage::Env* base) const {
-  if (sync_eio_after < 0 && write_error_after < 0 && !alloc_enospc && power_cut_after < 0) return nullptr;
+  if (sync_eio_after < 0 && write_error_after < 0 && !alloc_enospc && power_cut_after < 0 && emfile_opens == 0) {
+    return nullptr;
+  }
   auto f = std::make_unique<storage::FaultEnv>(base);
   if (sync_eio_after >= 0) f->FailSyncAfter(sync_eio_after, EIO);
   if (write_error_after >= 0) f->FailWriteAfter(write_error_after, write_errno);
@@ -51,6 +56,12 @@ std::unique_ptr<storage::Env> FaultFlags::MakeEnv(storage::Env* base) const {
       "fault injection on: sync-eio-after {}, write-error-after {} (errno {}), alloc-enospc {}, power-cut-after {}",
       sync_eio_after, write_error_after, write_errno, alloc_enospc, power_cut_after);
   return f;
+}
+
+void FaultFlags::AfterStart(storage::Env* env) const {
+  if (emfile_opens <= 0 || env == nullptr) return;
+  static_cast<storage::FaultEnv*>(env)->FailOpens(emfile_opens, EMFILE);
+  spdlog::warn("fault injection on: the next {} storage opens fail with EMFILE", emfile_opens);
 }
 
 }  // namespace wald

@@ -19,12 +19,15 @@ struct FaultFlags {
   bool alloc_enospc = false;       // preallocating a segment fails with ENOSPC
   int64_t power_cut_after = -1;    // power loss (unsynced data dropped, _exit) after N ops
   uint64_t nofile = 0;             // RLIMIT_NOFILE (soft and hard) for the daemon; 0: as it is
+  int64_t emfile_opens = 0;        // once started, the next N storage opens fail with EMFILE
 
   void AddTo(CLI::App& app);
   // A FaultEnv over `base` when any fault was asked for, else nullptr.
   std::unique_ptr<storage::Env> MakeEnv(storage::Env* base) const;
   // Applies the limits asked for (before the Server starts). False on error.
   bool ApplyLimits() const;
+  // Arms the faults meant for a running server, on MakeEnv's Env.
+  void AfterStart(storage::Env* env) const;
 };
 
 }  // namespace wald

@@ -179,5 +179,8 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", st.ToString());
     return 1;
   }
+#ifdef WALD_FAULT_INJECTION
+  faults.AfterStart(env.get());
+#endif
   return server.Run();
 }

@@ -62,6 +62,12 @@ void Server::Welcome(Connection* c) {
                               "wald is at its connection limit (" + std::to_string(others) + " open); retry later"));
     return;
   }
+  if (storage_out_of_fds_.load(std::memory_order_relaxed)) {
+    LogRefusal(fmt::format("connection {} from {} refused: storage is out of file descriptors", c->id, who));
+    c->SendAndClose(fb_.Error(0, proto::ErrorCode::TooManyConnections,
+                              "wald's storage is out of file descriptors (EMFILE/ENFILE); retry later"));
+    return;
+  }
   std::vector<gid_t> groups;  // supplementary groups matter only to --allow-gid
   if (c->peer_known && !options_.allow_gids.empty() && !PeerGroups(c->fd(), &groups)) groups.clear();
   if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer, groups)) {

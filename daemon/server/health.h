@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 
@@ -32,6 +33,7 @@ struct HealthSources {
   const size_t* connections;
   StagingPool* staging;
   const WriterPort* writer;
+  const std::atomic<bool>* storage_out_of_fds;  // the writer waits for descriptors: alive, not stuck
 };
 
 class Health {

@@ -106,6 +106,17 @@ storage::Status Server::Start() {
   lo.recovery.salvage = options_.salvage;
   static LogReporter reporter;
   lo.recovery.reporter = &reporter;
+  lo.on_fd_wait = [this](bool waiting, const storage::Status& why) {
+    if (storage_out_of_fds_.exchange(waiting) == waiting) return;  // say each change once
+    if (waiting) {
+      spdlog::warn(
+          "storage is out of file descriptors ({}): its writes wait (nothing fails, nothing is acked "
+          "early) and new connections are refused until descriptors are free",
+          why.ToString());
+    } else {
+      spdlog::info("storage has file descriptors again; new connections are accepted");
+    }
+  };
   // Recovery scans the newest segment (all of them with --verify-on-open all):
   // ask systemd for time, and say what we are doing.
   systemd::Notify("EXTEND_TIMEOUT_USEC=120000000\nSTATUS=recovering the log in " + options_.dir);
@@ -160,7 +171,7 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
                                          ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes},
                                          [this] { return fds_in_use() < fd_budget_; });
   health_ = std::make_unique<Health>(
-      HealthSources{&stats_, &acks_.latency_us(), &connections_, staging_.get(), writer_.get()});
+      HealthSources{&stats_, &acks_.latency_us(), &connections_, staging_.get(), writer_.get(), &storage_out_of_fds_});
   health_->Start(&loop_, options_.stats_interval_s);
   spdlog::info("limits: {} connections (--max-connections {}, {} descriptors less {} kept for storage), {} Reads each",
                std::min<size_t>(options_.max_connections, fd_budget_), options_.max_connections, soft, kReservedFds,

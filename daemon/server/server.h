@@ -31,6 +31,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -160,10 +161,13 @@ class Server final : public ConnectionOwner {
   uint32_t stamp_flags_ = 0;  // storage::kFlagTime / kFlagProducer, from --stamp
 
   uint64_t next_conn_id_ = 1;
-  std::vector<Connection*> all_;            // every open connection (Connection::all_index)
-  size_t connections_ = 0;                  // all_.size(), for Health
-  size_t connection_fds_ = 0;               // Connections that exist (closing ones too)
-  size_t fd_budget_ = 0;                    // soft RLIMIT_NOFILE less kReservedFds
+  std::vector<Connection*> all_;  // every open connection (Connection::all_index)
+  size_t connections_ = 0;        // all_.size(), for Health
+  size_t connection_fds_ = 0;     // Connections that exist (closing ones too)
+  size_t fd_budget_ = 0;          // soft RLIMIT_NOFILE less kReservedFds
+  // Storage waits for descriptors (EMFILE/ENFILE): new connections are
+  // refused meanwhile. Set by the writer's threads, read by the loop.
+  std::atomic<bool> storage_out_of_fds_{false};
   LogLimiter limiter_{20, 10'000'000'000};  // refusals and rejects: 20 lines per 10 s
   std::vector<Connection*> stalled_;        // held-back frames wait for a staging chunk
   // Closing after their last frame (SendAndClose): out of all_, but a stop

@@ -111,6 +111,24 @@ void FaultEnv::FailWriteAfter(int64_t n, int err) {
   write_err_ = err;
 }
 
+void FaultEnv::FailOpens(int64_t n, int err) {
+  std::lock_guard lk(mu_);
+  fail_opens_ = n;
+  open_err_ = err;
+}
+
+int64_t FaultEnv::failed_opens() const {
+  std::lock_guard lk(mu_);
+  return failed_opens_;
+}
+
+bool FaultEnv::OpenFails() {
+  if (fail_opens_ <= 0) return false;
+  --fail_opens_;
+  ++failed_opens_;
+  return true;
+}
+
 void FaultEnv::FailAllocate(int err) {
   std::lock_guard lk(mu_);
   alloc_err_ = err;
@@ -178,6 +196,10 @@ Result<std::vector<std::byte>> FaultEnv::Slurp(const std::string& path) {
 }
 
 Result<std::unique_ptr<File>> FaultEnv::Open(const std::string& path, OpenMode mode) {
+  {
+    std::lock_guard lk(mu_);
+    if (OpenFails()) return Status::IoError("open " + path, open_err_);
+  }
   if (mode == OpenMode::kCreate) {
     std::lock_guard lk(mu_);
     if (!Tick()) return Status::IoError("open " + path + " (crashed)", EIO);
@@ -225,6 +247,7 @@ Status FaultEnv::Remove(const std::string& path) {
 
 Status FaultEnv::SyncDir(const std::string& dir) {
   std::lock_guard lk(mu_);
+  if (OpenFails()) return Status::IoError("open directory " + dir, open_err_);
   if (!Tick()) return Status::IoError("fsync directory " + dir + " (crashed)", EIO);
   WALD_RETURN_IF_ERROR(base_->SyncDir(dir));
   std::string d = dir;

@@ -37,6 +37,11 @@ class FaultEnv : public Env {
   void FailWriteAfter(int64_t n, int err = ENOSPC);
   // Every Allocate fails with `err` (0 to stop).
   void FailAllocate(int err);
+  // The next `n` calls that open a descriptor (Open, SyncDir) fail with
+  // `err` and do nothing: a process or system out of descriptors (EMFILE,
+  // ENFILE).
+  void FailOpens(int64_t n, int err = EMFILE);
+  int64_t failed_opens() const;  // so far
   // After `n` more mutating operations (write, sync, allocate, create,
   // rename, remove, directory sync), every one fails with EIO and does
   // nothing. Negative: never.
@@ -88,6 +93,7 @@ class FaultEnv : public Env {
   void FaultFired();    // requires mu_: drops unsynced data if asked to
   Status DropLocked();  // requires mu_
   Result<std::vector<std::byte>> Slurp(const std::string& path);
+  bool OpenFails();  // requires mu_: FailOpens has one left (and uses it)
   static std::string Parent(const std::string& path);
 
   Env* const base_;
@@ -101,6 +107,9 @@ class FaultEnv : public Env {
   int64_t write_ok_left_ = -1;
   int write_err_ = 0;
   int alloc_err_ = 0;
+  int64_t fail_opens_ = 0;
+  int open_err_ = 0;
+  int64_t failed_opens_ = 0;
   bool drop_at_fault_ = false;
   std::map<std::string, std::vector<Undo>> undo_;  // by path, since its last sync
   std::vector<DirOp> dir_ops_;                     // since their directory's last sync

@@ -18,8 +18,8 @@ namespace wald::storage {
 // FORMAT.md for the measurement.
 class SegmentPreparer {
  public:
-  SegmentPreparer(Env* env, std::string dir, uint64_t size, bool background)
-      : env_(env), dir_(std::move(dir)), size_(size), background_(background) {
+  SegmentPreparer(Env* env, std::string dir, uint64_t size, bool background, FdWaitHook on_fd_wait)
+      : env_(env), dir_(std::move(dir)), size_(size), background_(background), on_fd_wait_(std::move(on_fd_wait)) {
     if (background_) thread_ = StartSignalFreeThread([this] { Run(); });
   }
   ~SegmentPreparer() {
@@ -68,7 +68,7 @@ class SegmentPreparer {
 
   Result<Spare> Prepare() {
     std::string path = JoinPath(dir_, "spare-" + std::to_string(counter_++) + std::string(kTempSuffix));
-    auto f = env_->Open(path, OpenMode::kCreate);
+    auto f = RetryOutOfFds(on_fd_wait_, [&] { return env_->Open(path, OpenMode::kCreate); });
     if (!f.ok()) return f.take_status();
     File* file = f->get();
     WALD_RETURN_IF_ERROR(file->Allocate(size_));
@@ -80,7 +80,7 @@ class SegmentPreparer {
       WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
     }
     WALD_RETURN_IF_ERROR(file->DataSync());
-    WALD_RETURN_IF_ERROR(env_->SyncDir(dir_));
+    WALD_RETURN_IF_ERROR(RetryOutOfFds(on_fd_wait_, [&] { return env_->SyncDir(dir_); }));
     return Spare{std::move(*f), std::move(path)};
   }
 
@@ -88,6 +88,7 @@ class SegmentPreparer {
   const std::string dir_;
   const uint64_t size_;
   const bool background_;
+  const FdWaitHook on_fd_wait_;
   uint64_t counter_ = 0;  // only the preparing thread touches it
   std::mutex mu_;
   std::condition_variable cv_;
@@ -157,7 +158,8 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, next));
     w->meta_ = next;
   }
-  w->preparer_ = std::make_unique<SegmentPreparer>(env, dir, options.segment_size, options.prepare_in_background);
+  w->preparer_ = std::make_unique<SegmentPreparer>(env, dir, options.segment_size, options.prepare_in_background,
+                                                   options.on_fd_wait);
   if (!w->segments_.empty()) {
     auto f = env->Open(w->segments_.back().path, OpenMode::kReadWrite);
     if (!f.ok()) return f.take_status();
@@ -199,7 +201,7 @@ Status LogWriter::Close() {
   if (durable_seq_ <= meta_.durable_floor) return Status::OK();
   Meta next = meta_;
   next.durable_floor = durable_seq_;
-  Status st = WriteMeta(env_, dir_, next);
+  Status st = RetryOutOfFds(options_.on_fd_wait, [&] { return WriteMeta(env_, dir_, next); });
   if (!st.ok()) return Fail(std::move(st));
   meta_ = next;
   return Status::OK();
@@ -301,9 +303,10 @@ Status LogWriter::Roll(uint64_t gap_from) {
   // recovery removes as an incomplete roll.
   const std::string path = JoinPath(dir_, SegmentFileName(next_seq_));
   if (st.ok()) st = env_->Rename(spare->path, path);
-  if (st.ok()) st = env_->SyncDir(dir_);
+  if (st.ok()) st = RetryOutOfFds(options_.on_fd_wait, [&] { return env_->SyncDir(dir_); });
   if (!st.ok()) return Fail(std::move(st));
-  auto f = env_->Open(path, OpenMode::kReadWrite);  // named for error messages
+  // Named for error messages.
+  auto f = RetryOutOfFds(options_.on_fd_wait, [&] { return env_->Open(path, OpenMode::kReadWrite); });
   if (!f.ok()) return Fail(f.take_status());
   file_ = std::move(*f);
   segments_.push_back({next_seq_, path});
@@ -322,9 +325,9 @@ Status LogWriter::Trim(uint64_t up_to) {
   Meta next = meta_;
   next.trim_seq = segments_[k].first_seq - 1;
   next.durable_floor = std::max(next.durable_floor, durable_seq_);
-  Status st = WriteMeta(env_, dir_, next);
+  Status st = RetryOutOfFds(options_.on_fd_wait, [&] { return WriteMeta(env_, dir_, next); });
   for (size_t i = 0; st.ok() && i < k; ++i) st = env_->Remove(segments_[i].path);
-  if (st.ok()) st = env_->SyncDir(dir_);
+  if (st.ok()) st = RetryOutOfFds(options_.on_fd_wait, [&] { return env_->SyncDir(dir_); });
   if (!st.ok()) return Fail(std::move(st));
   meta_ = next;
   segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(k));

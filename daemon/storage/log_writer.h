@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "storage/env.h"
+#include "storage/fd_retry.h"
 #include "storage/format.h"
 #include "storage/log_dir.h"
 #include "storage/recovery.h"
@@ -35,6 +36,10 @@ struct LogOptions {
   // False: prepare the next segment on the calling thread when it is needed
   // (slower rolls, but deterministic: for tests that cut power at each step).
   bool prepare_in_background = true;
+  // Out of descriptors (EMFILE/ENFILE) where the writer opens files (rolls,
+  // trims, the spare segment, directory syncs), the writer waits and retries
+  // (fd_retry.h) rather than fail-stop; this hears about it.
+  FdWaitHook on_fd_wait;
 };
 
 // Records as EncodeRecord wrote them, back to back, with the contiguous seqs

@@ -63,8 +63,7 @@ class [[nodiscard]] Status {
     int err;
     std::string message;
   };
-  Status(Code code, std::string_view what, int err)
-      : rep_(std::make_unique<Rep>(Rep{code, err, std::string(what)})) {}
+  Status(Code code, std::string_view what, int err) : rep_(std::make_unique<Rep>(Rep{code, err, std::string(what)})) {}
   std::unique_ptr<Rep> rep_;
 };
 
@@ -72,8 +71,8 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {}     // NOLINT: must not be OK
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT: must not be OK
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
     static const Status kOk;
@@ -93,8 +92,8 @@ class [[nodiscard]] Result {
 }  // namespace wald::storage
 
 // Propagates a non-OK Status to the caller.
-#define WALD_RETURN_IF_ERROR(expr)            \
-  do {                                        \
-    ::wald::storage::Status _st = (expr);     \
-    if (!_st.ok()) return _st;                \
+#define WALD_RETURN_IF_ERROR(expr)        \
+  do {                                    \
+    ::wald::storage::Status _st = (expr); \
+    if (!_st.ok()) return _st;            \
   } while (0)

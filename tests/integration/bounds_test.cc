@@ -247,3 +247,44 @@ TEST_CASE("3,000 parked follow-Reads hold no read buffers when a record wakes th
   // 64 KiB frame builder each stayed: over 300 MiB).
   if (!kSanitized) CHECK(woken - parked < 24 * 1024);
 }
+
+TEST_CASE(
+    "storage out of descriptors (EMFILE) waits instead of failing: appends are acked, new connections refused "
+    "meanwhile") {
+  TempDir tmp;
+  Daemon d(tmp.path(),
+           {"--fault-emfile-opens", "30", "--segment-size", "64KiB", "--max-record", "4KiB", "--log-level", "info"});
+  // Refused while storage waits (it prepares a segment at start), then served.
+  int refused = 0;
+  auto c = wald::connect(d.socket());
+  for (int i = 0; i < 1000 && !c.ok(); ++i) {
+    CHECK(c.error().code == ErrorCode::kTooManyConnections);
+    ++refused;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    c = wald::connect(d.socket());
+  }
+  REQUIRE(c.ok());
+  int acked = 0;
+  for (int i = 1; i <= 200; ++i) {  // 200 KB: rolls, each opening files
+    REQUIRE(c->append_async(TestPayload(0, i, 1000), [&](Result<Seq> r) { acked += r.ok(); }).ok());
+  }
+  REQUIRE(c->flush().ok());
+  while (c->inflight() > 0) {
+    RawClient probe(d.socket());
+    const proto::Message* m = probe.Next(200);
+    if (m != nullptr && m->body_type() == proto::Body::Error &&
+        m->body_as_Error()->code() == proto::ErrorCode::TooManyConnections) {
+      ++refused;
+    }
+    REQUIRE(c->poll(10).ok());
+  }
+  REQUIRE(c->wait_all(30000).ok());
+  CHECK(acked == 200);
+  MESSAGE(refused << " connections refused while storage waited for descriptors");
+  CHECK(refused > 0);
+  const std::string log = d.Log();
+  CHECK(log.find("storage is out of file descriptors") != std::string::npos);
+  CHECK(log.find("storage has file descriptors again") != std::string::npos);
+  CHECK(c->append("after").ok());
+  CHECK(ReadLog(d.data_dir()).size() == 201);
+}
