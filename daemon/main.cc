@@ -88,7 +88,12 @@ int main(int argc, char** argv) {
                  "Loop: wait this long for a lone record's fdatasync instead of sleeping (0: never)")
       ->capture_default_str();
   app.add_option("--allow-uid", o.allow_uids, "Only these peer uids may connect (repeatable)");
-  app.add_option("--allow-gid", o.allow_gids, "Only these peer gids may connect (repeatable)");
+  app.add_option("--allow-gid", o.allow_gids,
+                 "Only peers in these groups (primary or supplementary) may connect (repeatable)");
+  app.add_option("--allow-trim-uid", o.allow_trim_uids,
+                 "Only these peer uids may Trim (repeatable; with --allow-trim-gid; default: any peer)");
+  app.add_option("--allow-trim-gid", o.allow_trim_gids,
+                 "Only peers in these groups may Trim (repeatable; with --allow-trim-uid)");
   app.add_option("--verify-on-open", verify, "Records scanned at open: last (segment) or all")
       ->check(CLI::IsMember({"last", "all"}))
       ->capture_default_str();

@@ -122,6 +122,7 @@ class Connection {
   uint64_t accepted_ns = 0;          // uv_hrtime() at accept (the Hello deadline)
   ucred peer{};                      // SO_PEERCRED at accept
   bool peer_known = false;           // ...answered
+  std::vector<gid_t> peer_groups;    // SO_PEERGROUPS, read only when a gid list needs it
   bool stalled = false;              // held-back frames wait for a staging chunk
   bool in_ack_list = false;          // in the AckFanout's list
   size_t all_index = 0;              // position in the Server's list of connections

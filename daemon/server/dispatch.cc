@@ -68,9 +68,12 @@ void Server::Welcome(Connection* c) {
                               "wald's storage is out of file descriptors (EMFILE/ENFILE); retry later"));
     return;
   }
-  std::vector<gid_t> groups;  // supplementary groups matter only to --allow-gid
-  if (c->peer_known && !options_.allow_gids.empty() && !PeerGroups(c->fd(), &groups)) groups.clear();
-  if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer, groups)) {
+  // Supplementary groups matter only to the gid lists.
+  if (c->peer_known && (!options_.allow_gids.empty() || !options_.allow_trim_gids.empty()) &&
+      !PeerGroups(c->fd(), &c->peer_groups)) {
+    c->peer_groups.clear();
+  }
+  if (!PeerAllowed({options_.allow_uids, options_.allow_gids}, c->peer_known, c->peer, c->peer_groups)) {
     LogRefusal(fmt::format("connection {} from {} refused: not in --allow-uid/--allow-gid", c->id, who));
     c->SendAndClose(fb_.Error(
         0, proto::ErrorCode::NotPermitted,
@@ -201,6 +204,14 @@ Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg) {
       return Outcome::kDone;
     case Body::Trim: {
       const proto::Trim* t = msg->body_as_Trim();
+      if (!PeerAllowed({options_.allow_trim_uids, options_.allow_trim_gids}, c->peer_known, c->peer, c->peer_groups)) {
+        ++stats_.rejected_frames;
+        LogRefusal(fmt::format("connection {}: Trim refused: uid {} is not in --allow-trim-uid/--allow-trim-gid", c->id,
+                               c->peer.uid));
+        c->Send(fb_.Error(t->request_id(), proto::ErrorCode::NotPermitted,
+                          "uid " + std::to_string(c->peer.uid) + " may not trim this log"));
+        return Outcome::kDone;
+      }
       acks_.AwaitTrim(c, t->request_id(), writer_->RequestTrim(t->up_to_seq()));
       return Outcome::kDone;
     }

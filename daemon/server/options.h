@@ -37,6 +37,10 @@ struct ServerOptions {
   uint32_t ack_spin_us = 400;
   std::vector<uint32_t> allow_uids;  // empty: anyone who can open the socket
   std::vector<uint32_t> allow_gids;
+  // Who may Trim. Both empty: every connected peer may (the socket's mode
+  // and --allow-uid/--allow-gid decide who connects).
+  std::vector<uint32_t> allow_trim_uids;
+  std::vector<uint32_t> allow_trim_gids;
   storage::VerifyMode verify = storage::VerifyMode::kLastSegment;
   bool salvage = false;
   // Per-record metadata (FORMAT.md): storage::kFlagTime and/or kFlagProducer.

@@ -2,9 +2,10 @@
 // under the shipped unit's user namespacing (PrivateUsers=yes is mimicked by
 // `unshare --user --map-root-user`: only root maps, every other uid is seen
 // as 65534), and real peers of other uids and groups connect through
-// access_probe under setpriv. Needs root (to take other uids); skipped
-// otherwise.
+// access_probe under setpriv. Those need root (to take other uids) and are
+// skipped otherwise. Also who may Trim.
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 
 #include "../unit/log_fixture.h"
 #include "daemon_harness.h"
+#include "wald/client.h"
 
 using namespace wald::test;
 
@@ -71,4 +73,26 @@ TEST_CASE_FIXTURE(AccessFixture, "--allow-gid admits a member of the group by a 
   CHECK(Probe(d.socket(), 1001, 4242, "") == 0);      // the primary group
   CHECK(Probe(d.socket(), 1000, 1000, "") == 3);
   CHECK(Probe(d.socket(), 1000, 1000, "7,8") == 3);
+}
+
+TEST_CASE_FIXTURE(AccessFixture, "--allow-trim-uid: others may append and read but their Trim is refused") {
+  const std::string me = std::to_string(::getuid());
+  Daemon d(tmp.path(),
+           {"--allow-trim-uid", std::to_string(::getuid() + 4242), "--segment-size", "64KiB", "--max-record", "4KiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  for (int i = 1; i <= 200; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
+  auto t = c->trim(150);
+  REQUIRE_FALSE(t.ok());
+  CHECK(t.error().code == wald::ErrorCode::kNotPermitted);
+  CHECK(c->connected());  // refused, not disconnected
+  CHECK(ReadLog(d.data_dir()).size() == 200);
+  d.Signal(SIGTERM);
+  REQUIRE(d.Wait() == 0);
+  d.Restart({"--allow-trim-uid", me, "--segment-size", "64KiB", "--max-record", "4KiB"});
+  auto owner = wald::connect(d.socket());
+  REQUIRE(owner.ok());
+  auto released = owner->trim(150);
+  REQUIRE(released.ok());
+  CHECK(released.value() > 0);
 }

@@ -288,3 +288,24 @@ TEST_CASE(
   CHECK(c->append("after").ok());
   CHECK(ReadLog(d.data_dir()).size() == 201);
 }
+
+TEST_CASE("2,000 idle connections: memory stays bounded and others are served") {
+  if (!EnoughFds(4096)) {
+    MESSAGE("skipped: needs 4096 descriptors");
+    return;
+  }
+  TempDir tmp;
+  Daemon d(tmp.path());
+  const long base = d.RssKiB();
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 2000; ++i) {
+    idle.push_back(std::make_unique<RawClient>(d.socket()));
+    if (i % 2 == 0) REQUIRE(idle.back()->Handshake() != nullptr);  // half said Hello, half said nothing
+  }
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  CHECK(c->append("still serving").ok());
+  const long rss = d.RssKiB();
+  MESSAGE("daemon RSS " << base << " KiB idle, " << rss << " KiB with 2,000 idle connections");
+  if (!kSanitized) CHECK(rss - base < 32 * 1024);  // stated bound: 32 MiB, about 16 KiB a connection
+}
