@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
                  "Open Reads one connection may have; more get Error TooManyReads")
       ->check(CLI::Range(1u, 1u << 20))
       ->capture_default_str();
+  app.add_option("--max-partial-bytes", o.max_partial_bytes,
+                 "Incomplete frames held across all connections; a connection whose frame would pass it is closed")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   app.add_option("--max-connection-bytes", o.max_connection_bytes,
                  "Unacked payload plus unsent output per connection before it stops being read")
       ->transform(CLI::AsSizeValue(false))

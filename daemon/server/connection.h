@@ -130,6 +130,7 @@ class Connection {
   uint64_t pending_bytes = 0;        // their payload bytes
   std::vector<ReadCursor*> cursors;  // Reads being served on this connection
   uint64_t read_reserved = 0;        // ReadService: a Records chunk per cursor on the pool
+  uint64_t partial_bytes = 0;        // its incomplete frame, as counted in the Server's total
 
  private:
   enum class Phase {

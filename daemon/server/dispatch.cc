@@ -90,6 +90,8 @@ void Server::Welcome(Connection* c) {
 void Server::OnClosing(Connection* c) {
   loop_role_.Check();
   acks_.Forget(c);
+  partial_bytes_ -= c->partial_bytes;
+  c->partial_bytes = 0;
   if (c->stalled) {
     stalled_.erase(std::remove(stalled_.begin(), stalled_.end(), c), stalled_.end());
     c->stalled = false;
@@ -148,13 +150,17 @@ void Server::OnDrained(Connection* c) {
 
 size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
   size_t off = 0;
+  bool incomplete = false;  // the data ends inside a frame
   while (off < data.size() && !c->closing()) {
     // Before the handshake only a Hello may come, and it is small: a client
     // cannot make wald buffer a record-sized frame without saying who it is.
     // Per frame: an Append may follow the Hello in the same read.
     const uint32_t max_frame = c->hello_done ? options_.max_record + proto::kAppendOverhead : kMaxHelloFrame;
     proto::ParsedFrame f = proto::ParseFrame(data.subspan(off), max_frame, &frame_scratch_);
-    if (f.kind == proto::ParsedFrame::kNeedMore) break;
+    if (f.kind == proto::ParsedFrame::kNeedMore) {
+      incomplete = true;
+      break;
+    }
     if (f.kind == proto::ParsedFrame::kTooLarge) {
       ++stats_.rejected_frames;
       Reject(c, proto::ErrorCode::FrameTooLarge,
@@ -179,8 +185,21 @@ size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
     }
     off += f.consumed;
   }
+  if (!c->closing()) CountPartial(c, incomplete ? data.size() - off : 0);
   if (!c->closing()) UpdateReading(c);
   return off;
+}
+
+void Server::CountPartial(Connection* c, uint64_t bytes) {
+  const bool grew = bytes > c->partial_bytes;
+  partial_bytes_ = partial_bytes_ - c->partial_bytes + bytes;
+  c->partial_bytes = bytes;
+  if (!grew || partial_bytes_ <= options_.max_partial_bytes) return;
+  ++stats_.rejected_frames;
+  // OnClosing takes its bytes out of the total.
+  Reject(c, proto::ErrorCode::TooManyConnections,
+         "wald holds " + std::to_string(partial_bytes_) + " bytes of incomplete frames across connections " +
+             "(--max-partial-bytes " + std::to_string(options_.max_partial_bytes) + "); retry later");
 }
 
 Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg) {

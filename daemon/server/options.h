@@ -30,6 +30,9 @@ struct ServerOptions {
   // (0: never).
   uint64_t hello_timeout_ms = 10000;
   uint64_t max_connection_bytes = 4ull << 20;  // unacked payload + unsent output per connection
+  // Incomplete frames held across all connections (each is at most
+  // max_record + 128): a connection whose frame would pass it is refused.
+  uint64_t max_partial_bytes = 256ull << 20;
   SpinOptions spin;
   // Low-load latency: after handing the writer a batch of at most
   // kAckSpinMaxBatch records, the loop thread waits up to this long for it

@@ -104,6 +104,9 @@ class Server final : public ConnectionOwner {
   void HandleHello(Connection* c, const proto::Hello* h);
   Outcome HandleAppend(Connection* c, const proto::Append* a);
   void Reject(Connection* c, proto::ErrorCode code, std::string_view msg);
+  // c now holds `bytes` of an incomplete frame: counts them against
+  // --max-partial-bytes, and refuses c if its growth passes it.
+  void CountPartial(Connection* c, uint64_t bytes);
 
   // Accepting, and the bounds on what clients may hold.
   void Accept();
@@ -163,6 +166,7 @@ class Server final : public ConnectionOwner {
   uint64_t next_conn_id_ = 1;
   std::vector<Connection*> all_;  // every open connection (Connection::all_index)
   size_t connections_ = 0;        // all_.size(), for Health
+  uint64_t partial_bytes_ = 0;    // incomplete frames held by all connections (--max-partial-bytes)
   size_t connection_fds_ = 0;     // Connections that exist (closing ones too)
   size_t fd_budget_ = 0;          // soft RLIMIT_NOFILE less kReservedFds
   // Storage waits for descriptors (EMFILE/ENFILE): new connections are

@@ -309,3 +309,27 @@ TEST_CASE("2,000 idle connections: memory stays bounded and others are served") 
   MESSAGE("daemon RSS " << base << " KiB idle, " << rss << " KiB with 2,000 idle connections");
   if (!kSanitized) CHECK(rss - base < 32 * 1024);  // stated bound: 32 MiB, about 16 KiB a connection
 }
+
+TEST_CASE("50 connections each holding most of a 1 MiB frame: --max-partial-bytes refuses the ones past it") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--max-partial-bytes", "8MiB"});
+  const long base = d.RssKiB();
+  std::vector<std::unique_ptr<RawClient>> conns;
+  const std::vector<uint8_t> chunk(900 << 10, 0x41);
+  const uint8_t prefix[4] = {0x00, 0x00, 0x10, 0x00};  // 1 MiB declared: within --max-record 1MiB + 128
+  for (int i = 0; i < 50; ++i) {
+    conns.push_back(std::make_unique<RawClient>(d.socket()));
+    REQUIRE(conns.back()->Handshake() != nullptr);
+    conns.back()->SendRaw(prefix);
+    (void)SendSome(conns.back()->fd(), chunk, 2000);  // may stop once the daemon closed it
+  }
+  const int refused = Refused(conns, proto::ErrorCode::TooManyConnections, 500);
+  const long rss = d.RssKiB();
+  MESSAGE(refused << " of 50 refused; daemon RSS " << base << " KiB idle, " << rss << " KiB after");
+  CHECK(refused >= 50 - 9);  // at most 8 MiB of them held
+  CHECK(refused < 50);
+  if (!kSanitized) CHECK(rss - base < 24 * 1024);  // stated bound: the 8 MiB budget, twice, plus slack
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  CHECK(c->append("still serving").ok());
+}
