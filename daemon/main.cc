@@ -145,6 +145,13 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
+  if (o.max_partial_bytes < uint64_t{o.max_record} + wald::proto::kAppendOverhead) {
+    std::fprintf(stderr,
+                 "--max-partial-bytes %llu is below one frame (--max-record %u + 128): every large append would be "
+                 "refused\n",
+                 static_cast<unsigned long long>(o.max_partial_bytes), static_cast<unsigned>(o.max_record));
+    return 2;
+  }
   o.drain_timeout_ms = static_cast<uint64_t>(drain_timeout_s * 1000);
   o.hello_timeout_ms = static_cast<uint64_t>(hello_timeout_s * 1000);
   o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;

@@ -129,7 +129,7 @@ class Connection {
   AckRing pending;                   // Appends with a seq, not yet acked, in seq order
   uint64_t pending_bytes = 0;        // their payload bytes
   std::vector<ReadCursor*> cursors;  // Reads being served on this connection
-  uint64_t read_reserved = 0;        // ReadService: a Records chunk per cursor on the pool
+  uint64_t read_reserved = 0;        // ReadService: a frame's worth per cursor on the pool
   uint64_t partial_bytes = 0;        // its incomplete frame, as counted in the Server's total
 
  private:

@@ -116,7 +116,7 @@ void ReadService::Continue(ReadCursor* r) {
 
 bool ReadService::MayQueue(const Connection* c) const {
   if (c->read_reserved == 0) return c->unsent() <= limits_.max_connection_bytes;
-  return c->unsent() + c->read_reserved + proto::kRecordsChunk <= limits_.max_connection_bytes;
+  return c->unsent() + c->read_reserved + limits_.max_read_frame <= limits_.max_connection_bytes;
 }
 
 void ReadService::Idle(ReadCursor* r) {
@@ -125,7 +125,7 @@ void ReadService::Idle(ReadCursor* r) {
 }
 
 void ReadService::Queue(ReadCursor* r) {
-  r->conn->read_reserved += proto::kRecordsChunk;
+  r->conn->read_reserved += limits_.max_read_frame;
   r->durable_cap = writer_->durable_seq();
   r->in_flight = true;
   r->work.data = r;
@@ -149,7 +149,7 @@ void ReadService::OnDone(uv_work_t* w, int) {
 
 void ReadService::Done(ReadCursor* r) {
   Connection* c = r->conn;
-  c->read_reserved -= proto::kRecordsChunk;
+  c->read_reserved -= limits_.max_read_frame;
   if (r->cancelled) {
     r->in_flight = false;
     End(r);

@@ -8,13 +8,14 @@
 //   connection stays open.
 // - One byte budget per connection, max_connection_bytes, for its unsent
 //   output and its Reads' chunks alike: a cursor goes to the pool only if
-//   the unsent output, plus a chunk (kRecordsChunk) for each of the
-//   connection's cursors already there, plus its own, fits. (When none is
+//   the unsent output, plus the largest frame a read can produce
+//   (max_read_frame) for each of the connection's cursors already there,
+//   plus its own, fits. (When none is
 //   there, one may go while the output is under the budget, so that a budget
 //   below a chunk still makes progress.) Otherwise it waits, blocked, until
 //   OnDrained or another cursor of the connection returns. So a connection
-//   holds at most max_connection_bytes + one chunk however many Reads it
-//   opens, and a cursor that waits or parks frees its buffers (read_cursor.h).
+//   holds at most max_connection_bytes + max_read_frame however many Reads
+//   it opens, and a cursor that waits or parks frees its buffers (read_cursor.h).
 // - A follower parks at the durable end and goes on at OnDurable, so that it
 //   never sees a record before its writer could have had the ack.
 // - CancelRead ends a cursor; one still on the pool keeps its place under the
@@ -46,6 +47,9 @@ class WriterPort;
 struct ReadLimits {
   uint32_t max_reads;             // open Reads per connection
   uint64_t max_connection_bytes;  // unsent output before a cursor waits
+  // The largest Records frame one read can produce: a chunk, or less than a
+  // chunk plus one record of up to max_record. Reserved per cursor on the pool.
+  uint64_t max_read_frame = proto::kRecordsChunk;
 };
 
 // Asked before a cursor (and so a file descriptor) is opened: false when

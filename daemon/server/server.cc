@@ -168,7 +168,8 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   acked_seq_ = writer_->durable_seq();
   staging_ = std::make_unique<StagingPool>(chunk_size, n_chunks, next_seq, writer_.get());
   reads_ = std::make_unique<ReadService>(&loop_, options_.dir, env_, writer_.get(),
-                                         ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes},
+                                         ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes,
+                                                    uint64_t{proto::kRecordsChunk} + options_.max_record},
                                          [this] { return fds_in_use() < fd_budget_; });
   health_ = std::make_unique<Health>(
       HealthSources{&stats_, &acks_.latency_us(), &connections_, staging_.get(), writer_.get(), &storage_out_of_fds_});

@@ -50,9 +50,11 @@ class ReadServiceTest : public LoopFixture {
     Start(storage::Env::Posix());
   }
   ~ReadServiceTest() { Finish(); }  // while reads lives
-  void Start(storage::Env* env, uint32_t max_reads = 2, uint64_t max_connection_bytes = 1 << 20) {
+  void Start(storage::Env* env, uint32_t max_reads = 2, uint64_t max_connection_bytes = 1 << 20,
+             uint64_t max_read_frame = proto::kRecordsChunk) {
+    max_read_frame_ = max_read_frame;
     reads = std::make_unique<server::ReadService>(loop(), log.dir, env, &writer,
-                                                  server::ReadLimits{max_reads, max_connection_bytes});
+                                                  server::ReadLimits{max_reads, max_connection_bytes, max_read_frame});
   }
   // Sends nothing over the wire: hands the service a Read as dispatch would.
   bool Read(server::Connection* c, uint64_t id, uint64_t from, uint64_t max = 0, bool follow = false) {
@@ -85,10 +87,16 @@ class ReadServiceTest : public LoopFixture {
 
   // `n` more records of 1000 bytes, all durable, and a connection from big_peer to
   // a service with these limits.
-  server::Connection* BigLog(uint64_t n, uint32_t max_reads, uint64_t budget) {
-    REQUIRE(log.WriteN(n, 1000).ok());
+  server::Connection* BigLog(uint64_t n, uint32_t max_reads, uint64_t budget, size_t record = 1000) {
+    if (record > (16 << 10)) {  // the fixture's 64 KiB segments cannot hold it
+      log.Close();
+      log.opts.segment_size = 8 << 20;
+      REQUIRE(log.Open().ok());
+    }
+    REQUIRE(log.WriteN(n, record, 2).ok());
     writer.Publish(20 + n);
-    Start(storage::Env::Posix(), max_reads, budget);
+    // As the server sets it: a chunk, or less plus one whole record.
+    Start(storage::Env::Posix(), max_reads, budget, proto::kRecordsChunk + record);
     return Serve(big_peer);
   }
   // Steps for a second while big_peer does not read, checking that c's output plus
@@ -103,13 +111,14 @@ class ReadServiceTest : public LoopFixture {
       most = std::max<size_t>(most, c->unsent());
       most_held = std::max<uint64_t>(most_held, c->unsent() + c->read_reserved);
     }
-    CHECK(most_held <= budget + proto::kRecordsChunk);
+    CHECK(most_held <= budget + max_read_frame_);
     return most;
   }
 
   LogFixture log;
   FakeWriter writer{/*durable=*/20};
   Peer big_peer;  // BigLog's
+  uint64_t max_read_frame_ = proto::kRecordsChunk;
   std::unique_ptr<server::ReadService> reads;
   proto::FrameBuilder fb;
 };
@@ -201,4 +210,12 @@ TEST_CASE_FIXTURE(ReadServiceTest, "read service: many Reads from a peer that do
   CHECK(MostUnsent(c, 1 << 20) > 0);  // the peer's socket filled: the budget was what held
   for (uint64_t id = 1; id <= 16; ++id) REQUIRE(Finished(big_peer, id));  // reading, the peer gets everything
   CHECK(Seqs(big_peer).size() == 16 * 4020);
+}
+
+TEST_CASE_FIXTURE(ReadServiceTest, "read service: records larger than a chunk are reserved at their size") {
+  server::Connection* c = BigLog(20, 4, 1 << 20, 600 << 10);  // seqs 21..40: one record a frame
+  for (uint64_t id = 1; id <= 4; ++id) REQUIRE(Read(c, id, 21));
+  CHECK(MostUnsent(c, 1 << 20) > 0);
+  for (uint64_t id = 1; id <= 4; ++id) REQUIRE(Finished(big_peer, id));
+  CHECK(Seqs(big_peer).size() == 4 * 20);
 }
