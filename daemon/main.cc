@@ -1,6 +1,7 @@
 // wald: the daemon's entry point. Parses the command line (CLI11, with an
 // optional config file), sets up logging, and runs the Server; `wald stats`
 // queries a running daemon.
+#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
@@ -44,6 +45,12 @@ void RaiseFileLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One malloc arena (glibc). The append path allocates nothing; the read
+  // pool's threads allocate a buffer per chunk, and with an arena per thread
+  // the freed buffers stayed resident: 3,008 followers woken by one record
+  // cost the daemon +15 to +27 MB RSS with the default arenas, +3.5 MB with
+  // one (bounds_test).
+  mallopt(M_ARENA_MAX, 1);
   std::signal(SIGPIPE, SIG_IGN);
   RaiseFileLimit();
   wald::server::ServerOptions o;
@@ -59,7 +66,20 @@ int main(int argc, char** argv) {
                       ->capture_default_str();
   app.add_option("--socket", o.socket, "Unix socket path to listen on")->capture_default_str();
   app.add_option("--socket-mode", o.socket_mode, "Permissions of the socket file (octal, e.g. 0660)")
-      ->transform([](std::string s) { return std::to_string(std::stoul(s, nullptr, 8)); });
+      ->transform([](std::string s) {
+        // Octal, at most 0777, and the owner may read and write: the mode is
+        // applied as a umask around bind, which must not strip the owner's
+        // bits from a segment another thread creates meanwhile.
+        if (s.empty() || s.size() > 4 || s.find_first_not_of("01234567") != std::string::npos) {
+          throw CLI::ValidationError("--socket-mode", "'" + s + "' is not an octal mode such as 0660");
+        }
+        const unsigned long mode = std::stoul(s, nullptr, 8);
+        if (mode > 0777 || (mode & 0600) != 0600) {
+          throw CLI::ValidationError("--socket-mode",
+                                     "'" + s + "' must be at most 0777 and let the owner read and write (0600)");
+        }
+        return std::to_string(mode);
+      });
   app.add_option("--segment-size", o.segment_size, "Bytes per segment file (e.g. 64MiB)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();

@@ -62,7 +62,7 @@ void Server::Welcome(Connection* c) {
                               "wald is at its connection limit (" + std::to_string(others) + " open); retry later"));
     return;
   }
-  if (storage_out_of_fds_.load(std::memory_order_relaxed)) {
+  if (storage_fd_waiters_.load(std::memory_order_relaxed) > 0) {
     LogRefusal(fmt::format("connection {} from {} refused: storage is out of file descriptors", c->id, who));
     c->SendAndClose(fb_.Error(0, proto::ErrorCode::TooManyConnections,
                               "wald's storage is out of file descriptors (EMFILE/ENFILE); retry later"));

@@ -61,7 +61,7 @@ void Health::OnWatchdog(uv_timer_t* h) {
   // the last ping. A stuck fdatasync stops the pings, and systemd restarts us.
   const uint64_t syncs = s->src_.writer->stats().syncs.load(std::memory_order_relaxed);
   s->src_.staging->Recycle();
-  const bool waiting_for_fds = s->src_.storage_out_of_fds->load(std::memory_order_relaxed);
+  const bool waiting_for_fds = s->src_.storage_fd_waiters->load(std::memory_order_relaxed) > 0;
   const bool healthy =
       !s->src_.writer->failed() && (s->src_.staging->writer_idle() || syncs != s->watchdog_syncs_ || waiting_for_fds);
   s->watchdog_syncs_ = syncs;

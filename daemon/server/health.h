@@ -33,7 +33,7 @@ struct HealthSources {
   const size_t* connections;
   StagingPool* staging;
   const WriterPort* writer;
-  const std::atomic<bool>* storage_out_of_fds;  // the writer waits for descriptors: alive, not stuck
+  const std::atomic<int>* storage_fd_waiters;  // the writer waits for descriptors: alive, not stuck
 };
 
 class Health {

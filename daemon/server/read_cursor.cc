@@ -8,7 +8,7 @@ void ReadCursor::Fill(const std::string& log_dir) {
   if (reader == nullptr) {
     // A cursor lives as long as its follower: keep its buffer small (64 KiB,
     // not the 1 MiB default), so that many followers cost little memory.
-    auto r = storage::LogReader::Open(env, log_dir, next_seq, nullptr, 64 << 10);
+    auto r = storage::LogReader::Open(env, log_dir, next_seq, nullptr, 64 << 10, files);
     if (!r.ok()) {
       if (r.status().code() == storage::Code::kNotFound) {
         trimmed = true;

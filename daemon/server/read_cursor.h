@@ -12,7 +12,7 @@
 //
 // Memory: a cursor holds its reader's buffer (64 KiB) and its frame only
 // while it works; ReadService frees both when it parks or waits, so that a
-// parked follower costs its struct and a file descriptor. The frame builder
+// parked follower costs its struct and a share of its segment's descriptor. The frame builder
 // is the pool thread's, not the cursor's.
 #pragma once
 
@@ -48,14 +48,15 @@ struct ReadCursor {
   uint64_t remaining = 0;  // records still allowed; 0: unlimited
   bool limited = false;    // max_records was given
   bool follow = false;
-  bool in_flight = false;            // queued on the pool, or in OnReadDone: EndRead only detaches it
-  bool parked = false;               // following, waiting for a larger durable seq
-  bool blocked = false;              // waiting for the connection's output to drain
-  bool cancelled = false;            // CancelRead arrived while in flight: OnReadDone ends it
-  uint64_t durable_cap = 0;          // set by the loop before queueing
-  const std::string* dir = nullptr;  // the log directory (the server's options)
-  storage::Env* env = nullptr;       // the server's: faults and power cuts reach reads too
-  ReadService* service = nullptr;    // the one that queued it
+  bool in_flight = false;                 // queued on the pool, or in OnReadDone: EndRead only detaches it
+  bool parked = false;                    // following, waiting for a larger durable seq
+  bool blocked = false;                   // waiting for the connection's output to drain
+  bool cancelled = false;                 // CancelRead arrived while in flight: OnReadDone ends it
+  uint64_t durable_cap = 0;               // set by the loop before queueing
+  const std::string* dir = nullptr;       // the log directory (the server's options)
+  storage::Env* env = nullptr;            // the server's: faults and power cuts reach reads too
+  storage::SharedFiles* files = nullptr;  // the service's: one descriptor per segment
+  ReadService* service = nullptr;         // the one that queued it
 
   // Pool thread's.
   std::unique_ptr<storage::LogReader> reader;

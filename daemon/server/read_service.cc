@@ -6,6 +6,7 @@
 
 #include "server/connection.h"
 #include "server/writer_port.h"
+#include "storage/fd_retry.h"
 
 namespace wald::server {
 namespace {
@@ -21,7 +22,8 @@ ReadService::ReadService(uv_loop_t* loop, std::string dir, storage::Env* env, co
       env_(env),
       writer_(writer),
       limits_(limits),
-      fd_available_(std::move(fd_available)) {}
+      fd_available_(std::move(fd_available)),
+      files_(env) {}
 
 bool ReadService::Open(Connection* c, const proto::Read* r) {
   if (c->cursors.size() >= limits_.max_reads) {
@@ -45,6 +47,7 @@ bool ReadService::Open(Connection* c, const proto::Read* r) {
   cur->follow = r->follow();
   cur->dir = &dir_;
   cur->env = env_;
+  cur->files = &files_;
   c->cursors.push_back(cur);
   Continue(cur);
   return true;
@@ -163,6 +166,9 @@ void ReadService::Done(ReadCursor* r) {
         r->request_id, proto::ErrorCode::Trimmed,
         "seq " + std::to_string(r->next_seq) + " is trimmed; the first seq held is " + std::to_string(r->first_held),
         r->first_held));
+  } else if (storage::OutOfFds(r->error)) {
+    c->Send(fb_.Error(r->request_id, proto::ErrorCode::TooManyReads,
+                      "the server is out of file descriptors (" + r->error.ToString() + "); retry this Read later"));
   } else if (!r->error.ok()) {
     spdlog::error("read for connection {}: {}", c->id, r->error.ToString());
     c->Send(fb_.Error(r->request_id, proto::ErrorCode::ServerFailed, "read failed: " + r->error.ToString()));

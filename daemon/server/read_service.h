@@ -18,6 +18,11 @@
 //   it opens, and a cursor that waits or parks frees its buffers (read_cursor.h).
 // - A follower parks at the durable end and goes on at OnDurable, so that it
 //   never sees a record before its writer could have had the ack.
+// - Cursors open segments through one SharedFiles: those reading the same
+//   segment (followers at the head, above all) share its descriptor.
+// - A cursor that cannot open a segment because the process is out of
+//   descriptors ends with Error{TooManyReads} (retry later), not
+//   ServerFailed: nothing is wrong with the log.
 // - CancelRead ends a cursor; one still on the pool keeps its place under the
 //   cap until it returns, so Read+CancelRead loops cannot pile up work.
 //
@@ -38,6 +43,7 @@
 #include "framing.h"
 #include "server/read_cursor.h"
 #include "storage/env.h"
+#include "storage/shared_files.h"
 
 namespace wald::server {
 
@@ -75,7 +81,8 @@ class ReadService {
   void EndAll(Connection* c);
 
   size_t parked() const { return parked_.size(); }
-  size_t cursors() const { return cursors_; }  // allocated, those on the pool included
+  size_t cursors() const { return cursors_; }          // allocated, those on the pool included
+  size_t open_files() const { return files_.open(); }  // segment descriptors the cursors hold
 
  private:
   static void OnWork(uv_work_t* w);
@@ -97,6 +104,7 @@ class ReadService {
   const WriterPort* const writer_;
   const ReadLimits limits_;
   const FdCheck fd_available_;
+  storage::SharedFiles files_;
   size_t cursors_ = 0;
   std::vector<ReadCursor*> parked_;  // following cursors at the durable end
   std::vector<ReadCursor*> ready_;   // OnDurable's and OnDrained's walk

@@ -107,7 +107,10 @@ storage::Status Server::Start() {
   static LogReporter reporter;
   lo.recovery.reporter = &reporter;
   lo.on_fd_wait = [this](bool waiting, const storage::Status& why) {
-    if (storage_out_of_fds_.exchange(waiting) == waiting) return;  // say each change once
+    // The writer and the segment preparer may each wait: count them, and
+    // say only the first start and the last end.
+    const int before = storage_fd_waiters_.fetch_add(waiting ? 1 : -1);
+    if (before != (waiting ? 0 : 1)) return;
     if (waiting) {
       spdlog::warn(
           "storage is out of file descriptors ({}): its writes wait (nothing fails, nothing is acked "
@@ -167,12 +170,13 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   writer_ = make_writer(n_chunks, [this] { uv_async_send(async_.get()); });
   acked_seq_ = writer_->durable_seq();
   staging_ = std::make_unique<StagingPool>(chunk_size, n_chunks, next_seq, writer_.get());
-  reads_ = std::make_unique<ReadService>(&loop_, options_.dir, env_, writer_.get(),
-                                         ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes,
-                                                    uint64_t{proto::kRecordsChunk} + options_.max_record},
-                                         [this] { return fds_in_use() < fd_budget_; });
+  reads_ = std::make_unique<ReadService>(
+      &loop_, options_.dir, env_, writer_.get(),
+      ReadLimits{options_.max_reads_per_connection, options_.max_connection_bytes,
+                 uint64_t{proto::kRecordsChunk} + options_.max_record},
+      [this] { return fds_in_use() < fd_budget_ && storage_fd_waiters_.load(std::memory_order_relaxed) == 0; });
   health_ = std::make_unique<Health>(
-      HealthSources{&stats_, &acks_.latency_us(), &connections_, staging_.get(), writer_.get(), &storage_out_of_fds_});
+      HealthSources{&stats_, &acks_.latency_us(), &connections_, staging_.get(), writer_.get(), &storage_fd_waiters_});
   health_->Start(&loop_, options_.stats_interval_s);
   spdlog::info("limits: {} connections (--max-connections {}, {} descriptors less {} kept for storage), {} Reads each",
                std::min<size_t>(options_.max_connections, fd_budget_), options_.max_connections, soft, kReservedFds,

@@ -112,8 +112,10 @@ class Server final : public ConnectionOwner {
   void Accept();
   void Welcome(Connection* c);  // ACL, state and budget checks, then reading
   // Descriptors the clients hold: connections (counted from construction to
-  // OnClosed) and read cursors.
-  size_t fds_in_use() const { return connection_fds_ + reads_->cursors(); }
+  // OnClosed) and the segments their read cursors hold open (shared among
+  // cursors of one segment; opens under way on the pool threads may pass
+  // this by a few, which kReservedFds absorbs).
+  size_t fds_in_use() const { return connection_fds_ + reads_->open_files(); }
   static void OnHelloSweep(uv_timer_t* h);  // closes connections past the Hello deadline
   // Logs a refusal or a rejected peer through limiter_.
   void LogRefusal(std::string_view what);
@@ -169,9 +171,10 @@ class Server final : public ConnectionOwner {
   uint64_t partial_bytes_ = 0;    // incomplete frames held by all connections (--max-partial-bytes)
   size_t connection_fds_ = 0;     // Connections that exist (closing ones too)
   size_t fd_budget_ = 0;          // soft RLIMIT_NOFILE less kReservedFds
-  // Storage waits for descriptors (EMFILE/ENFILE): new connections are
-  // refused meanwhile. Set by the writer's threads, read by the loop.
-  std::atomic<bool> storage_out_of_fds_{false};
+  // Storage calls waiting for descriptors now (EMFILE/ENFILE; fd_retry.h):
+  // while any do, new connections and new Reads are refused. Counted by the
+  // writer's and the preparer's threads, read by the loop.
+  std::atomic<int> storage_fd_waiters_{0};
   LogLimiter limiter_{20, 10'000'000'000};  // refusals and rejects: 20 lines per 10 s
   std::vector<Connection*> stalled_;        // held-back frames wait for a staging chunk
   // Closing after their last frame (SendAndClose): out of all_, but a stop

@@ -15,8 +15,10 @@
 
 namespace wald::storage {
 
-// Called with true before each wait, and with false once a call that waited
-// went through. May run on the writer's or the segment preparer's thread.
+// Called with true before a call's first wait, and with false once that call
+// went through (or failed otherwise): so a count of the calls waiting now is
+// true-calls minus false-calls. May run on the writer's or the segment
+// preparer's thread, both of which may wait at once.
 using FdWaitHook = std::function<void(bool waiting, const Status& why)>;
 
 inline bool OutOfFds(const Status& st) {
@@ -42,7 +44,7 @@ auto RetryOutOfFds(const FdWaitHook& hook, Op op) -> decltype(op()) {
       if (waited && hook) hook(false, StatusOf(r));
       return r;
     }
-    if (hook) hook(true, StatusOf(r));
+    if (hook && !waited) hook(true, StatusOf(r));
     waited = true;
     std::this_thread::sleep_for(wait);
     wait = std::min(wait * 2, std::chrono::milliseconds(100));

@@ -3,7 +3,7 @@
 namespace wald::storage {
 
 Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& dir, uint64_t from_seq,
-                                                   Reporter* reporter, size_t read_size) {
+                                                   Reporter* reporter, size_t read_size, SharedFiles* files) {
   FileKind kind = env->Kind(dir);
   if (kind == FileKind::kMissing) return Status::NotFound("log directory " + dir + " does not exist");
   if (kind != FileKind::kDirectory) return Status::NotALog(dir + " is not a directory");
@@ -14,7 +14,7 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& 
     }
     return meta.take_status();
   }
-  std::unique_ptr<LogReader> r(new LogReader(env, dir, reporter, read_size));
+  std::unique_ptr<LogReader> r(new LogReader(env, dir, reporter, read_size, files));
   r->meta_ = *meta;
   r->from_seq_ = from_seq == 0 ? 1 : from_seq;
   auto segs = ListSegments(env, dir);
@@ -33,8 +33,15 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(Env* env, const std::string& 
   return r;
 }
 
+Result<std::shared_ptr<File>> LogReader::OpenFile(const std::string& path) {
+  if (files_ != nullptr) return files_->Open(path);
+  auto f = env_->Open(path, OpenMode::kRead);
+  if (!f.ok()) return f.take_status();
+  return std::shared_ptr<File>(std::move(*f));
+}
+
 Status LogReader::OpenSegment(const SegmentFile& seg) {
-  auto f = env_->Open(seg.path, OpenMode::kRead);
+  auto f = OpenFile(seg.path);
   if (!f.ok()) return f.take_status();
   auto sc = std::make_unique<SegmentScanner>(std::move(*f), seg.first_seq, read_size_);
   SegmentHeader h;
@@ -96,7 +103,7 @@ LogReader::Step LogReader::Next(RecordView* rec) {
     if (next == nullptr) return Step::kEnd;
     if (next->first_seq != want) {
       // A salvage gap: the next segment's header says where this one ends.
-      auto f = env_->Open(next->path, OpenMode::kRead);
+      auto f = OpenFile(next->path);
       if (!f.ok()) return Error(f.take_status());
       SegmentScanner peek(std::move(*f), next->first_seq);
       SegmentHeader nh;

@@ -24,6 +24,7 @@
 #include "storage/env.h"
 #include "storage/log_dir.h"
 #include "storage/segment_scanner.h"
+#include "storage/shared_files.h"
 
 namespace wald::storage {
 
@@ -32,10 +33,13 @@ class LogReader {
   // Positions the reader at `from_seq` (1 for the start). kNotFound if that
   // seq was trimmed, naming the first seq still held. `read_size` bounds the
   // usual read and so the buffer this reader keeps (see SegmentScanner):
-  // small for many long-lived readers, large for one fast scan.
+  // small for many long-lived readers, large for one fast scan. With
+  // `files`, segments are opened through it, sharing one descriptor with the
+  // other readers of the same segment; it must outlive the reader.
   static Result<std::unique_ptr<LogReader>> Open(Env* env, const std::string& dir, uint64_t from_seq,
                                                  Reporter* reporter = nullptr,
-                                                 size_t read_size = SegmentScanner::kDefaultReadSize);
+                                                 size_t read_size = SegmentScanner::kDefaultReadSize,
+                                                 SharedFiles* files = nullptr);
 
   enum class Step {
     kRecord,  // *rec is the next record, valid until the next call
@@ -60,8 +64,9 @@ class LogReader {
   uint64_t trim_seq() const { return meta_.trim_seq; }
 
  private:
-  LogReader(Env* env, std::string dir, Reporter* reporter, size_t read_size)
-      : env_(env), dir_(std::move(dir)), reporter_(reporter), read_size_(read_size) {}
+  LogReader(Env* env, std::string dir, Reporter* reporter, size_t read_size, SharedFiles* files)
+      : env_(env), dir_(std::move(dir)), reporter_(reporter), read_size_(read_size), files_(files) {}
+  Result<std::shared_ptr<File>> OpenFile(const std::string& path);
   Status OpenSegment(const SegmentFile& seg);
   Step Error(Status st);
 
@@ -69,6 +74,7 @@ class LogReader {
   const std::string dir_;
   Reporter* const reporter_;
   const size_t read_size_;
+  SharedFiles* const files_;  // may be null
   Meta meta_;
   uint64_t from_seq_ = 1;
   std::unique_ptr<SegmentScanner> scanner_;

@@ -4,7 +4,7 @@
 #include <cstring>
 
 namespace wald::storage {
-SegmentScanner::SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq, size_t read_size)
+SegmentScanner::SegmentScanner(std::shared_ptr<File> file, uint64_t first_seq, size_t read_size)
     : file_(std::move(file)), next_seq_(first_seq), read_size_(read_size) {}
 
 Status SegmentScanner::ReadHeader(const LogId* log_id, SegmentHeader* out) {

@@ -9,7 +9,8 @@
 // re-reads the file from the stop position, so a scanner can follow a file
 // that another thread or process is appending to.
 //
-// Not thread-safe; owns its File.
+// Not thread-safe; owns its File, or shares it with other scanners that
+// only read (SharedFiles).
 #pragma once
 
 #include <cstdint>
@@ -31,7 +32,7 @@ class SegmentScanner {
 
   // `first_seq` is the seq that the file's name announces. `read_size` is the
   // usual size of one read, and so of the buffer (a larger record grows it).
-  SegmentScanner(std::unique_ptr<File> file, uint64_t first_seq, size_t read_size = kDefaultReadSize);
+  SegmentScanner(std::shared_ptr<File> file, uint64_t first_seq, size_t read_size = kDefaultReadSize);
   SegmentScanner(const SegmentScanner&) = delete;
   SegmentScanner& operator=(const SegmentScanner&) = delete;
 
@@ -66,7 +67,7 @@ class SegmentScanner {
   Result<size_t> Fill(size_t need);
   void Stop(std::string reason);
 
-  std::unique_ptr<File> file_;
+  std::shared_ptr<File> file_;
   uint64_t next_seq_;
   const size_t read_size_;
   uint64_t offset_ = kSegmentHeaderSize;

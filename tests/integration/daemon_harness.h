@@ -43,6 +43,7 @@ class Daemon {
   // Waits for exit; returns the exit code, or 128 + signal.
   int Wait(int timeout_ms = 30000);
   long RssKiB() const;      // VmRSS
+  size_t OpenFds() const;   // entries in /proc/PID/fd
   std::string Log() const;  // everything it wrote to stderr so far
   bool running() const { return pid_ > 0; }
 
