@@ -139,6 +139,12 @@ int main(int argc, char** argv) {
                  "Seconds a new connection has to send its Hello before it is closed (0: no limit)")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  double frame_timeout_s = static_cast<double>(o.frame_timeout_ms) / 1000;
+  app.add_option("--frame-timeout", frame_timeout_s,
+                 "Seconds a frame begun after Hello may take to arrive whole, counted while wald reads the "
+                 "connection, before the connection is closed (0: no limit)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--drain-timeout", drain_timeout_s,
                  "Seconds a stop waits for peers to read their acks before closing them (their records are "
                  "durable; 0: wait forever)")
@@ -174,6 +180,7 @@ int main(int argc, char** argv) {
   }
   o.drain_timeout_ms = static_cast<uint64_t>(drain_timeout_s * 1000);
   o.hello_timeout_ms = static_cast<uint64_t>(hello_timeout_s * 1000);
+  o.frame_timeout_ms = static_cast<uint64_t>(frame_timeout_s * 1000);
   o.verify = verify == "all" ? wald::storage::VerifyMode::kAll : wald::storage::VerifyMode::kLastSegment;
   o.stamp = stamp == "all"    ? wald::storage::kFlagTime | wald::storage::kFlagProducer
             : stamp == "time" ? wald::storage::kFlagTime

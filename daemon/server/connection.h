@@ -131,6 +131,7 @@ class Connection {
   std::vector<ReadCursor*> cursors;  // Reads being served on this connection
   uint64_t read_reserved = 0;        // ReadService: a frame's worth per cursor on the pool
   uint64_t partial_bytes = 0;        // its incomplete frame, as counted in the Server's total
+  uint64_t partial_since_ns = 0;     // uv_hrtime() when that frame began, or reading resumed
 
  private:
   enum class Phase {

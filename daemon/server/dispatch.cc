@@ -124,18 +124,35 @@ void Server::LogRefusal(std::string_view what) {
 
 // The Hello deadline: a connection that never completes its handshake holds a
 // descriptor and a buffer for nothing.
-void Server::OnHelloSweep(uv_timer_t* h) {
+void Server::OnDeadlineSweep(uv_timer_t* h) {
   auto* s = static_cast<Server*>(h->data);
-  const uint64_t deadline_ns = s->options_.hello_timeout_ms * 1000000;
+  const uint64_t hello_ns = s->options_.hello_timeout_ms * 1000000;
+  const uint64_t frame_ns = s->options_.frame_timeout_ms * 1000000;
   const uint64_t now = uv_hrtime();
   assert(s->walk_.empty());
   for (Connection* c : s->all_) {
-    if (!c->hello_done && now - c->accepted_ns > deadline_ns) s->walk_.push_back(c);
+    if (!c->hello_done) {
+      if (hello_ns > 0 && now - c->accepted_ns > hello_ns) s->walk_.push_back(c);
+    } else if (frame_ns > 0 && c->partial_bytes > 0) {
+      // The clock runs only while we read: a frame whose rest waits in the
+      // socket because the server stopped reading is not the peer's delay.
+      if (!c->reading()) {
+        c->partial_since_ns = now;
+      } else if (now - c->partial_since_ns > frame_ns) {
+        s->walk_.push_back(c);
+      }
+    }
   }
   for (Connection* c : s->walk_) {
-    s->LogRefusal(fmt::format("connection {}: no Hello within {} ms (--hello-timeout), closing", c->id,
-                              s->options_.hello_timeout_ms));
-    c->SendAndClose(s->fb_.Error(0, proto::ErrorCode::ProtocolError, "no Hello within the server's deadline"));
+    const bool hello = !c->hello_done;
+    s->LogRefusal(hello ? fmt::format("connection {}: no Hello within {} ms (--hello-timeout), closing", c->id,
+                                      s->options_.hello_timeout_ms)
+                        : fmt::format("connection {}: a frame did not complete within {} ms (--frame-timeout), "
+                                      "closing ({} bytes of it held)",
+                                      c->id, s->options_.frame_timeout_ms, c->partial_bytes));
+    c->SendAndClose(s->fb_.Error(0, proto::ErrorCode::ProtocolError,
+                                 hello ? "no Hello within the server's deadline"
+                                       : "a frame did not complete within the server's deadline (--frame-timeout)"));
   }
   s->walk_.clear();
 }
@@ -192,6 +209,7 @@ size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
 
 void Server::CountPartial(Connection* c, uint64_t bytes) {
   const bool grew = bytes > c->partial_bytes;
+  if (c->partial_bytes == 0 && bytes > 0) c->partial_since_ns = uv_hrtime();  // a frame began
   partial_bytes_ = partial_bytes_ - c->partial_bytes + bytes;
   c->partial_bytes = bytes;
   if (!grew || partial_bytes_ <= options_.max_partial_bytes) return;

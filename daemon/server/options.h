@@ -29,6 +29,11 @@ struct ServerOptions {
   // A connection that has not completed its Hello after this long is closed
   // (0: never).
   uint64_t hello_timeout_ms = 10000;
+  // A frame begun after Hello that has not completed after this long, while
+  // the server was reading the connection, closes it (0: never). Without it,
+  // connections that trickle frames could hold --max-partial-bytes for good
+  // and so refuse honest large appends.
+  uint64_t frame_timeout_ms = 10000;
   uint64_t max_connection_bytes = 4ull << 20;  // unacked payload + unsent output per connection
   // Incomplete frames held across all connections (each is at most
   // max_record + 128): a connection whose frame would pass it is refused.

@@ -21,7 +21,7 @@ constexpr uint64_t kAckSpinMaxBatch = 2;
 // replace, directory syncs, the pool's directory scans) and libuv (epoll,
 // eventfd, signalfd, listener, and the one an accept needs to refuse).
 constexpr size_t kReservedFds = 64;
-constexpr uint64_t kHelloSweepMs = 1000;
+constexpr uint64_t kDeadlineSweepMs = 1000;
 
 // Recovery's findings, in the daemon's log.
 struct LogReporter : storage::Reporter {
@@ -84,7 +84,7 @@ void Server::CloseOwnHandles() {
   listener_.Close();
   stop_signals_.Close();
   drain_timer_.Close();
-  hello_timer_.Close();
+  deadline_timer_.Close();
   if (health_ != nullptr) health_->Close();
   check_.Close();
   async_.Close();
@@ -151,9 +151,11 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   uv_check_start(check_.get(), OnCheck);
   uv_timer_init(&loop_, drain_timer_.get());
   drain_timer_.Opened(this);
-  uv_timer_init(&loop_, hello_timer_.get());
-  hello_timer_.Opened(this);
-  if (options_.hello_timeout_ms > 0) uv_timer_start(hello_timer_.get(), OnHelloSweep, kHelloSweepMs, kHelloSweepMs);
+  uv_timer_init(&loop_, deadline_timer_.get());
+  deadline_timer_.Opened(this);
+  if (options_.hello_timeout_ms > 0 || options_.frame_timeout_ms > 0) {
+    uv_timer_start(deadline_timer_.get(), OnDeadlineSweep, kDeadlineSweepMs, kDeadlineSweepMs);
+  }
   rlimit nofile{};
   const size_t soft = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
                           ? static_cast<size_t>(nofile.rlim_cur)

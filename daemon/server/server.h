@@ -116,7 +116,9 @@ class Server final : public ConnectionOwner {
   // cursors of one segment; opens under way on the pool threads may pass
   // this by a few, which kReservedFds absorbs).
   size_t fds_in_use() const { return connection_fds_ + reads_->open_files(); }
-  static void OnHelloSweep(uv_timer_t* h);  // closes connections past the Hello deadline
+  // Closes connections past the Hello deadline, or past the frame deadline
+  // with a frame begun.
+  static void OnDeadlineSweep(uv_timer_t* h);
   // Logs a refusal or a rejected peer through limiter_.
   void LogRefusal(std::string_view what);
 
@@ -148,8 +150,8 @@ class Server final : public ConnectionOwner {
   bool loop_open_ = false;  // uv_loop_init succeeded; uv_loop_close is due
   LoopHandle<uv_async_t> async_;
   LoopHandle<uv_check_t> check_;
-  LoopHandle<uv_timer_t> drain_timer_;  // the drain's deadline (--drain-timeout)
-  LoopHandle<uv_timer_t> hello_timer_;  // the Hello deadline's sweep (--hello-timeout)
+  LoopHandle<uv_timer_t> drain_timer_;     // the drain's deadline (--drain-timeout)
+  LoopHandle<uv_timer_t> deadline_timer_;  // the sweep of --hello-timeout and --frame-timeout
 
   Listener listener_;
   StopSignals stop_signals_;

@@ -127,6 +127,33 @@ TEST_CASE("a connection that sends no Hello is closed after --hello-timeout") {
   CHECK(polite.Next(1500) == nullptr);  // nothing: no close after the deadline
 }
 
+TEST_CASE("a frame begun after Hello that does not complete within --frame-timeout closes its connection") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--frame-timeout", "1"});
+  proto::FrameBuilder fb;
+  const std::vector<uint8_t> payload(64 << 10, 0x41);
+  const auto frame = fb.Append(1, payload);
+  const std::vector<uint8_t> append(frame.begin(), frame.end());
+  RawClient stuck(d.socket());
+  REQUIRE(stuck.Handshake() != nullptr);
+  REQUIRE(stuck.SendRaw(std::span(append).first(append.size() / 2)));
+  RawClient slow(d.socket());  // one whose frame comes in two parts, 300 ms apart, is served
+  REQUIRE(slow.Handshake() != nullptr);
+  REQUIRE(slow.SendRaw(std::span(append).first(100)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(slow.SendRaw(std::span(append).subspan(100)));
+  const proto::Message* ack = slow.Next(5000);
+  REQUIRE(ack != nullptr);
+  CHECK(ack->body_type() == proto::Body::Acks);
+  const proto::Message* m = stuck.Next(5000);
+  REQUIRE(m != nullptr);
+  REQUIRE(m->body_type() == proto::Body::Error);
+  CHECK(m->body_as_Error()->code() == proto::ErrorCode::ProtocolError);
+  CHECK(stuck.WaitClosed(5000));
+  CHECK(d.Log().find("--frame-timeout") != std::string::npos);
+  CHECK(ReadLog(d.data_dir()).size() == 1);  // only the whole frame was appended
+}
+
 TEST_CASE("300 connections each sending half a 1 MiB frame before Hello: refused at the prefix, no memory held") {
   TempDir tmp;
   Daemon d(tmp.path());
