@@ -212,9 +212,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::unique_ptr<wald::storage::Env> env;  // nullptr: the real file system
+  // nullptr: the server's own Env::PosixAt(--dir).
+  const std::unique_ptr<wald::storage::Env> base = wald::storage::Env::PosixAt(o.dir);
+  std::unique_ptr<wald::storage::Env> env;
 #ifdef WALD_FAULT_INJECTION
-  env = faults.MakeEnv(wald::storage::Env::Posix());
+  env = faults.MakeEnv(base.get());
   if (!faults.ApplyLimits()) return 1;
 #endif
   wald::server::Server server(o, env.get());

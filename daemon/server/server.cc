@@ -43,7 +43,8 @@ struct LogReporter : storage::Reporter {
 
 Server::Server(ServerOptions options, storage::Env* env)
     : options_(std::move(options)),
-      env_(env != nullptr ? env : storage::Env::Posix()),
+      own_env_(env != nullptr ? nullptr : storage::Env::PosixAt(options_.dir)),
+      env_(env != nullptr ? env : own_env_.get()),
       listener_({options_.socket, options_.socket_mode, options_.listen_fd}, [this] { Accept(); }),
       stop_signals_([this](const char* why) {
         if (state_ == State::kRunning) {

@@ -144,6 +144,9 @@ class Server final : public ConnectionOwner {
   void CloseOwnHandles();
 
   const ServerOptions options_;
+  // Without an injected Env: Env::PosixAt(--dir), so that storage and reads
+  // resolve names against the directory descriptor held since it was checked.
+  const std::unique_ptr<storage::Env> own_env_;
   storage::Env* const env_;
   ThreadRole loop_role_{"loop"};
   uv_loop_t loop_{};

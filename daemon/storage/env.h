@@ -64,6 +64,12 @@ class Env {
  public:
   virtual ~Env() = default;
   static Env* Posix();  // process-wide, never freed
+  // Env::Posix() that, once CreateDir or CheckPrivateDir has met `dir`,
+  // holds a descriptor of it and opens, renames, removes and stats the names
+  // directly inside it relative to that descriptor (openat and friends): a
+  // later swap of a directory on the path to `dir` cannot redirect wald. The
+  // daemon's Env.
+  static std::unique_ptr<Env> PosixAt(const std::string& dir);
 
   // Refuses a symlink as the last component and anything but a regular file.
   virtual Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) = 0;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -123,8 +124,26 @@ class PosixLock final : public DirLock {
   int fd_;
 };
 
+// Env::Posix() works by path. Env::PosixAt(dir) also holds a descriptor of
+// `dir` from the moment it creates or checks it (CreateDir, CheckPrivateDir:
+// LogWriter::Open's first steps), and from then on resolves every name
+// directly inside `dir` against that descriptor (openat, renameat, unlinkat,
+// fstatat; fsync and readdir of the descriptor itself). So the directory
+// that was checked is the one used, whatever later happens to the path
+// leading to it (#20). Names elsewhere go by path as in Env::Posix().
+//
+// dfd_ is set once, by the thread that opens the log, before the threads
+// that use the Env exist; it is atomic so that a late reader sees it whole.
 class PosixEnv final : public Env {
  public:
+  PosixEnv() = default;
+  explicit PosixEnv(std::string dir) : dir_(std::move(dir)) {
+    while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  }
+  ~PosixEnv() override {
+    if (int fd = dfd_.load(); fd >= 0) ::close(fd);
+  }
+
   Result<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override {
     // O_NONBLOCK: a FIFO planted under a segment's name must not hang the
     // open (it is then refused as not a regular file); regular files ignore it.
@@ -134,7 +153,8 @@ class PosixEnv final : public Env {
       case OpenMode::kReadWrite: flags |= O_RDWR; break;
       case OpenMode::kCreate: flags |= O_RDWR | O_CREAT | O_EXCL; break;
     }
-    int fd = ::open(path.c_str(), flags, 0640);
+    const At at = Resolve(path);
+    int fd = ::openat(at.dfd, at.name, flags, 0640);
     if (fd < 0) {
       int e = errno;
       if (e == ENOENT) return Status::NotFound(path);
@@ -148,17 +168,20 @@ class PosixEnv final : public Env {
   }
 
   Status Rename(const std::string& from, const std::string& to) override {
-    if (::rename(from.c_str(), to.c_str()) != 0) return Status::IoError("rename " + from + " to " + to, errno);
+    const At a = Resolve(from);
+    const At b = Resolve(to);
+    if (::renameat(a.dfd, a.name, b.dfd, b.name) != 0) return Status::IoError("rename " + from + " to " + to, errno);
     return Status::OK();
   }
 
   Status Remove(const std::string& path) override {
-    if (::unlink(path.c_str()) != 0) return Status::IoError("unlink " + path, errno);
+    const At at = Resolve(path);
+    if (::unlinkat(at.dfd, at.name, 0) != 0) return Status::IoError("unlink " + path, errno);
     return Status::OK();
   }
 
   Status SyncDir(const std::string& dir) override {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = IsPinned(dir) ? ::dup(dfd_.load()) : ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return OpenError("open directory", dir, errno);
     int rc = ::fsync(fd);
     int e = errno;
@@ -168,7 +191,14 @@ class PosixEnv final : public Env {
   }
 
   Result<std::vector<std::string>> ListDir(const std::string& dir) override {
-    DIR* d = ::opendir(dir.c_str());
+    DIR* d = nullptr;
+    if (IsPinned(dir)) {
+      // A descriptor of its own: readdir moves the offset it shares.
+      int fd = ::openat(dfd_.load(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0 && (d = ::fdopendir(fd)) == nullptr) ::close(fd);
+    } else {
+      d = ::opendir(dir.c_str());
+    }
     if (d == nullptr) return Status::IoError("opendir " + dir, errno);
     std::vector<std::string> names;
     errno = 0;
@@ -184,12 +214,13 @@ class PosixEnv final : public Env {
 
   Status CreateDir(const std::string& dir) override {
     if (::mkdir(dir.c_str(), 0750) != 0) return Status::IoError("mkdir " + dir, errno);
-    return Status::OK();
+    return PinIfOurs(dir);
   }
 
   FileKind Kind(const std::string& path) override {
     struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) return FileKind::kMissing;
+    const At at = Resolve(path);
+    if (::fstatat(at.dfd, at.name, &st, AT_SYMLINK_NOFOLLOW) != 0) return FileKind::kMissing;
     if (S_ISDIR(st.st_mode)) return FileKind::kDirectory;
     if (S_ISREG(st.st_mode)) return FileKind::kRegular;
     if (S_ISLNK(st.st_mode)) return FileKind::kSymlink;
@@ -197,8 +228,12 @@ class PosixEnv final : public Env {
   }
 
   Status CheckPrivateDir(const std::string& dir) override {
+    // The directory checked is the one pinned: fstat of the held descriptor.
+    WALD_RETURN_IF_ERROR(PinIfOurs(dir));
     struct stat st;
-    if (::stat(dir.c_str(), &st) != 0) return Status::IoError("stat " + dir, errno);
+    if (IsPinned(dir) ? ::fstat(dfd_.load(), &st) != 0 : ::stat(dir.c_str(), &st) != 0) {
+      return Status::IoError("stat " + dir, errno);
+    }
     if (st.st_uid != ::geteuid()) {
       return Status::InvalidArgument(dir + " is owned by uid " + std::to_string(st.st_uid) + ", not by wald's uid " +
                                      std::to_string(::geteuid()) + ": chown it, or give wald a directory of its own");
@@ -212,11 +247,13 @@ class PosixEnv final : public Env {
 
   uint64_t DiskUsage(const std::string& path) override {
     struct stat st;
-    return ::lstat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+    const At at = Resolve(path);
+    return ::fstatat(at.dfd, at.name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
   }
 
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    const At at = Resolve(path);
+    int fd = ::openat(at.dfd, at.name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0) return OpenError("open lock file", path, errno);
     if (Status st = CheckRegular(fd, path); !st.ok()) {
       ::close(fd);
@@ -243,6 +280,44 @@ class PosixEnv final : public Env {
     }
     return std::unique_ptr<DirLock>(new PosixLock(fd));
   }
+
+ private:
+  struct At {
+    int dfd;           // AT_FDCWD, or the pinned directory's
+    const char* name;  // points into the caller's path
+  };
+  // `path` relative to the pinned directory when it names an entry directly
+  // inside it, else as it is.
+  At Resolve(const std::string& path) const {
+    const int dfd = dfd_.load(std::memory_order_acquire);
+    if (dfd >= 0 && path.size() > dir_.size() + 1 && path.compare(0, dir_.size(), dir_) == 0 &&
+        (dir_ == "/" ? path[0] == '/' : path[dir_.size()] == '/')) {
+      const size_t leaf = dir_ == "/" ? 1 : dir_.size() + 1;
+      if (path.find('/', leaf) == std::string::npos) return {dfd, path.c_str() + leaf};
+    }
+    return {AT_FDCWD, path.c_str()};
+  }
+  bool IsPinned(const std::string& dir) const {
+    if (dfd_.load(std::memory_order_acquire) < 0) return false;
+    std::string d = dir;
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    return d == dir_;
+  }
+  // Holds a descriptor of `dir` if it is this Env's directory and none is
+  // held yet. A symlink is refused (O_NOFOLLOW).
+  Status PinIfOurs(const std::string& dir) {
+    if (dir_.empty() || dfd_.load() >= 0) return Status::OK();
+    std::string d = dir;
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    if (d != dir_) return Status::OK();
+    int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return OpenError("open directory", dir_, errno);
+    dfd_.store(fd, std::memory_order_release);
+    return Status::OK();
+  }
+
+  std::string dir_;  // empty: nothing is pinned (Env::Posix())
+  std::atomic<int> dfd_{-1};
 };
 
 }  // namespace
@@ -251,6 +326,8 @@ Env* Env::Posix() {
   static PosixEnv* env = new PosixEnv;
   return env;
 }
+
+std::unique_ptr<Env> Env::PosixAt(const std::string& dir) { return std::make_unique<PosixEnv>(dir); }
 
 Result<std::vector<std::byte>> ReadSmallFile(Env* env, const std::string& path, size_t max) {
   auto file = env->Open(path, OpenMode::kRead);

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -219,6 +220,40 @@ TEST_CASE("a stale socket owned by another user is left alone, and the socket is
   struct stat st;
   REQUIRE(::stat(d.socket().c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("the log directory swapped under a running wald: it goes on in the directory it checked") {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/data";
+  Daemon d(tmp.path(), {"--segment-size", "1MiB", "--max-record", "64KiB"});
+  Fill(d.socket(), 100, 1000);
+  // Someone who can write the parent moves the log away and puts their own
+  // directory in its place: rolls, the spare segment, the meta replace of a
+  // trim and the directory syncs must not follow the name there.
+  REQUIRE(::rename(dir.c_str(), (dir + ".moved").c_str()) == 0);
+  REQUIRE(::mkdir(dir.c_str(), 0700) == 0);
+  Fill(d.socket(), 3000, 1000);  // three rolls
+  {
+    auto c = wald::connect(d.socket());
+    REQUIRE(c.ok());
+    REQUIRE(c->trim(1500).ok());
+  }
+  d.Signal(SIGTERM);
+  CHECK(d.Wait() == 0);
+  CHECK(std::filesystem::is_empty(dir));
+  // Every record from past the trim to the last is in the moved directory,
+  // and its meta says what was trimmed.
+  auto r = storage::LogReader::Open(storage::Env::Posix(), dir + ".moved", 2000);
+  REQUIRE(r.ok());
+  CHECK((*r)->trim_seq() > 0);
+  storage::RecordView rec;
+  uint64_t n = 0, last = 0;
+  while ((*r)->Next(&rec) == storage::LogReader::Step::kRecord) {
+    ++n;
+    last = rec.seq;
+  }
+  CHECK(n == 1101);
+  CHECK(last == 3100);
 }
 
 TEST_CASE("a --socket-mode that is not octal, or takes the owner's bits, exits 2 and creates nothing") {
