@@ -30,20 +30,24 @@ Result<std::vector<SegmentFile>> ListSegments(Env* env, const std::string& dir) 
   return segs;
 }
 
-Status WriteMeta(Env* env, const std::string& dir, const Meta& meta) {
-  const std::string tmp = JoinPath(dir, std::string(kMetaFileName) + std::string(kTempSuffix));
+Status ReplaceFile(Env* env, const std::string& dir, std::string_view name, std::span<const std::byte> bytes) {
+  const std::string tmp = JoinPath(dir, std::string(name) + std::string(kTempSuffix));
   if (env->Kind(tmp) != FileKind::kMissing) WALD_RETURN_IF_ERROR(env->Remove(tmp));
-  std::byte buf[kMetaSize];
-  EncodeMeta(meta, buf);
   {
     auto f = env->Open(tmp, OpenMode::kCreate);
     if (!f.ok()) return f.take_status();
-    iovec iov{buf, sizeof buf};
+    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
     WALD_RETURN_IF_ERROR((*f)->WriteAt(0, std::span(&iov, 1)));
     WALD_RETURN_IF_ERROR((*f)->DataSync());
   }
-  WALD_RETURN_IF_ERROR(env->Rename(tmp, JoinPath(dir, kMetaFileName)));
+  WALD_RETURN_IF_ERROR(env->Rename(tmp, JoinPath(dir, name)));
   return env->SyncDir(dir);
+}
+
+Status WriteMeta(Env* env, const std::string& dir, const Meta& meta) {
+  std::byte buf[kMetaSize];
+  EncodeMeta(meta, buf);
+  return ReplaceFile(env, dir, kMetaFileName, buf);
 }
 
 Result<Meta> ReadMeta(Env* env, const std::string& dir) {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,10 @@ std::string JoinPath(const std::string& dir, std::string_view name);
 
 // Writes `meta` to DIR/wald.meta atomically and durably: a temporary file,
 // fdatasync, rename, fsync of the directory.
+// Replaces dir/name with `bytes` so that a crash leaves the old file or the
+// new one: writes name.tmp, fdatasyncs it, renames it over name, syncs dir.
+// A name.tmp left by a crash is removed first (and by recovery).
+Status ReplaceFile(Env* env, const std::string& dir, std::string_view name, std::span<const std::byte> bytes);
 Status WriteMeta(Env* env, const std::string& dir, const Meta& meta);
 Result<Meta> ReadMeta(Env* env, const std::string& dir);
 

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -146,6 +147,9 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
 
   auto rec = Recover(env, dir, w->meta_, options.recovery);
   if (!rec.ok()) return rec.take_status();
+  auto holds = ReadHolds(env, dir);
+  if (!holds.ok()) return holds.take_status();
+  w->holds_ = std::move(*holds);
   w->meta_ = rec->meta;
   w->segments_ = std::move(rec->segments);
   w->next_seq_ = rec->next_seq;
@@ -319,6 +323,12 @@ Status LogWriter::Trim(uint64_t up_to) {
   if (!failure_.ok()) return Failed();
   // Never past what is durable, and no up_to + 1: 2^64-1 would wrap to 0.
   up_to = std::min(up_to, durable_seq_);
+  // Nor past a hold: its owner still needs what lies above it.
+  trim_held_by_.clear();
+  if (const Hold* low = LowestHold(holds_); low != nullptr && low->seq < up_to) {
+    up_to = low->seq;
+    trim_held_by_ = low->name;
+  }
   size_t k = 0;  // segments [0, k) hold only seqs <= up_to
   while (k + 1 < segments_.size() && segments_[k + 1].first_seq - 1 <= up_to) ++k;
   if (k == 0) return Status::OK();
@@ -331,6 +341,42 @@ Status LogWriter::Trim(uint64_t up_to) {
   if (!st.ok()) return Fail(std::move(st));
   meta_ = next;
   segments_.erase(segments_.begin(), segments_.begin() + static_cast<ptrdiff_t>(k));
+  return Status::OK();
+}
+
+Status LogWriter::SetHold(std::string_view name, uint64_t seq) {
+  if (!failure_.ok()) return Failed();
+  if (std::string why = CheckHoldName(name); !why.empty()) return Status::InvalidArgument(why);
+  seq = std::min(seq, durable_seq_);
+  if (seq < meta_.trim_seq) {
+    return Status::NotFound("seq " + std::to_string(seq + 1) + " is trimmed; the first seq held is " +
+                            std::to_string(first_seq()));
+  }
+  std::vector<Hold> next = holds_;
+  auto it = std::find_if(next.begin(), next.end(), [&](const Hold& h) { return h.name == name; });
+  if (it != next.end()) {
+    if (it->seq == seq) return Status::OK();
+    it->seq = seq;
+  } else if (next.size() >= kMaxHolds) {
+    return Status::InvalidArgument("there are already " + std::to_string(kMaxHolds) + " holds; release one first");
+  } else {
+    next.push_back({std::string(name), seq});
+  }
+  Status st = RetryOutOfFds(options_.on_fd_wait, [&] { return WriteHolds(env_, dir_, next); });
+  if (!st.ok()) return Fail(std::move(st));
+  holds_ = std::move(next);
+  return Status::OK();
+}
+
+Status LogWriter::ReleaseHold(std::string_view name) {
+  if (!failure_.ok()) return Failed();
+  std::vector<Hold> next = holds_;
+  if (std::erase_if(next, [&](const Hold& h) { return h.name == name; }) == 0) {
+    return Status::NotFound("no hold named " + std::string(name));
+  }
+  Status st = RetryOutOfFds(options_.on_fd_wait, [&] { return WriteHolds(env_, dir_, next); });
+  if (!st.ok()) return Fail(std::move(st));
+  holds_ = std::move(next);
   return Status::OK();
 }
 

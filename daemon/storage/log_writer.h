@@ -23,6 +23,7 @@
 #include "storage/env.h"
 #include "storage/fd_retry.h"
 #include "storage/format.h"
+#include "storage/holds.h"
 #include "storage/log_dir.h"
 #include "storage/recovery.h"
 
@@ -76,9 +77,22 @@ class LogWriter {
   // below it (FORMAT.md, "The durability rule"). The writer stays usable.
   Status Close();
   // Releases (deletes) every whole segment whose records are all <= up_to
-  // (and durable), never the one being written. Records the new start in wald.meta first, so
-  // a crash mid-trim finishes the trim at the next open.
+  // (and durable, and at or below every hold), never the one being written.
+  // Records the new start in wald.meta first, so a crash mid-trim finishes
+  // the trim at the next open.
   Status Trim(uint64_t up_to);
+  // Of the last Trim: the hold that kept back records it asked for, or "".
+  const std::string& trim_held_by() const { return trim_held_by_; }
+
+  // Named holds (holds.h). SetHold creates a hold or moves it (either way) to
+  // min(seq, durable_seq()). A seq below the trim point is refused
+  // (kNotFound, naming the first seq held): what it asks to keep is gone.
+  // kInvalidArgument for a bad name or one hold past kMaxHolds. Both replace
+  // wald.holds durably before they return; a failed write is a failure of
+  // the writer, like a failed append.
+  Status SetHold(std::string_view name, uint64_t seq);
+  Status ReleaseHold(std::string_view name);  // kNotFound if there is none
+  const std::vector<Hold>& holds() const { return holds_; }
 
   const LogId& log_id() const { return meta_.log_id; }
   const std::string& dir() const { return dir_; }
@@ -106,6 +120,8 @@ class LogWriter {
   const LogOptions options_;
   std::unique_ptr<DirLock> lock_;
   Meta meta_;
+  std::vector<Hold> holds_;  // as in wald.holds
+  std::string trim_held_by_;
   std::vector<SegmentFile> segments_;
   std::unique_ptr<File> file_;  // segments_.back(), open for writing
   uint64_t tail_ = 0;           // where the next write goes in file_
