@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "retention_commands.h"
 #include "server/server.h"
 #include "server/systemd.h"
 #include "stats_command.h"
@@ -28,6 +29,10 @@ Examples:
   wald --dir /var/lib/wald --socket /run/wald/wald.sock
   wald --config /etc/wald/wald.toml
   wald stats --socket ./wald.sock
+  wald hold backup 1200 --socket ./wald.sock   # keep every record above 1200
+  wald trim 5000 --socket ./wald.sock          # release up to 5000, never past a hold
+  wald holds --socket ./wald.sock
+  wald release backup --socket ./wald.sock
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT drain), 1 after a fatal
 error (the log writer failed, or start-up failed), 2 for bad options.)";
@@ -165,12 +170,35 @@ int main(int argc, char** argv) {
   stats->add_option("--socket", o.socket, "Socket of the daemon")->capture_default_str();
   stats->add_flag("--json", stats_json, "One JSON object");
 
+  // Retention: subcommands that talk to the running daemon like `stats`.
+  bool ret_json = false;
+  uint64_t ret_seq = 0;
+  std::string hold_name;
+  auto retention = [&](const char* name, const char* what) {
+    CLI::App* sub = app.add_subcommand(name, what);
+    sub->add_option("--socket", o.socket, "Socket of the daemon")->capture_default_str();
+    sub->add_flag("--json", ret_json, "One JSON object");
+    return sub;
+  };
+  CLI::App* trim = retention("trim", "Release whole segments at or below SEQ, never past a hold");
+  trim->add_option("SEQ", ret_seq, "Release records up to this seq")->required();
+  CLI::App* hold = retention("hold", "Create or move a named hold: nothing above SEQ is released");
+  hold->add_option("NAME", hold_name, "1 to 64 of A-Z a-z 0-9 . _ - : @")->required();
+  hold->add_option("SEQ", ret_seq, "Keep every record above this seq")->required();
+  CLI::App* release = retention("release", "Drop a named hold");
+  release->add_option("NAME", hold_name, "The hold's name")->required();
+  CLI::App* holds = retention("holds", "List the named holds: name, seq, lag behind the durable seq");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
+  if (trim->parsed()) return wald::RunTrimCommand(o.socket, ret_seq, ret_json);
+  if (hold->parsed()) return wald::RunHoldCommand(o.socket, hold_name, ret_seq, ret_json);
+  if (release->parsed()) return wald::RunReleaseCommand(o.socket, hold_name, ret_json);
+  if (holds->parsed()) return wald::RunHoldsCommand(o.socket, ret_json);
   if (o.max_partial_bytes < uint64_t{o.max_record} + wald::proto::kAppendOverhead) {
     std::fprintf(stderr,
                  "--max-partial-bytes %llu is below one frame (--max-record %u + 128): every large append would be "

@@ -119,9 +119,28 @@ std::span<const uint8_t> FrameBuilder::CancelRead(uint64_t request_id) {
   return Finish(Body::CancelRead, CreateCancelRead(fbb_, request_id).Union());
 }
 
-std::span<const uint8_t> FrameBuilder::TrimAck(uint64_t request_id, uint64_t released_up_to) {
+std::span<const uint8_t> FrameBuilder::TrimAck(uint64_t request_id, uint64_t released_up_to, std::string_view held_by) {
   fbb_.Clear();
-  return Finish(Body::TrimAck, CreateTrimAck(fbb_, request_id, released_up_to).Union());
+  auto by = held_by.empty() ? 0 : fbb_.CreateString(held_by.data(), held_by.size());
+  return Finish(Body::TrimAck, CreateTrimAck(fbb_, request_id, released_up_to, by).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Hold(uint64_t request_id, std::string_view name, uint64_t seq) {
+  fbb_.Clear();
+  auto n = fbb_.CreateString(name.data(), name.size());
+  return Finish(Body::Hold, CreateHold(fbb_, request_id, n, seq).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::ReleaseHold(uint64_t request_id, std::string_view name) {
+  fbb_.Clear();
+  auto n = fbb_.CreateString(name.data(), name.size());
+  return Finish(Body::ReleaseHold, CreateReleaseHold(fbb_, request_id, n).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::HoldAck(uint64_t request_id, std::string_view name, uint64_t seq) {
+  fbb_.Clear();
+  auto n = fbb_.CreateString(name.data(), name.size());
+  return Finish(Body::HoldAck, CreateHoldAck(fbb_, request_id, n, seq).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::StatsRequest(uint64_t request_id) {

@@ -61,7 +61,10 @@ class FrameBuilder {
   std::span<const uint8_t> Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow);
   std::span<const uint8_t> Trim(uint64_t request_id, uint64_t up_to_seq);
   std::span<const uint8_t> CancelRead(uint64_t request_id);
-  std::span<const uint8_t> TrimAck(uint64_t request_id, uint64_t released_up_to);
+  std::span<const uint8_t> TrimAck(uint64_t request_id, uint64_t released_up_to, std::string_view held_by = {});
+  std::span<const uint8_t> Hold(uint64_t request_id, std::string_view name, uint64_t seq);
+  std::span<const uint8_t> ReleaseHold(uint64_t request_id, std::string_view name);
+  std::span<const uint8_t> HoldAck(uint64_t request_id, std::string_view name, uint64_t seq);
   std::span<const uint8_t> StatsRequest(uint64_t request_id);
 
   // For messages built by hand (StatsReply): finish `body` and return the frame.

@@ -31,6 +31,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kSeqGap: return WALD_E_SEQ_GAP;
     case wald::ErrorCode::kTooManyReads: return WALD_E_TOO_MANY_READS;
     case wald::ErrorCode::kTooManyConnections: return WALD_E_TOO_MANY_CONNECTIONS;
+    case wald::ErrorCode::kNoSuchHold: return WALD_E_NO_SUCH_HOLD;
   }
   return WALD_E_PROTOCOL;
 }
@@ -121,6 +122,19 @@ int wald_trim(wald_client* c, uint64_t up_to, uint64_t* released) {
   return WALD_OK;
 }
 
+int wald_hold(wald_client* c, const char* name, uint64_t seq, uint64_t* stored) {
+  if (name == nullptr) return WALD_E_INVALID_ARGUMENT;
+  auto r = c->client.hold(name, seq);
+  if (!r.ok()) return Report(c, r.error());
+  if (stored != nullptr) *stored = r.value();
+  return WALD_OK;
+}
+
+int wald_release_hold(wald_client* c, const char* name) {
+  if (name == nullptr) return WALD_E_INVALID_ARGUMENT;
+  return Report(c, c->client.release_hold(name));
+}
+
 int wald_flush(wald_client* c) { return Report(c, c->client.flush()); }
 int wald_poll(wald_client* c, int timeout_ms) { return Report(c, c->client.poll(timeout_ms)); }
 int wald_wait_all(wald_client* c, int timeout_ms) { return Report(c, c->client.wait_all(timeout_ms)); }
@@ -147,6 +161,8 @@ const char* wald_strerror(int code) {
     case WALD_E_TRIMMED: return "trimmed";
     case WALD_E_SEQ_GAP: return "seq gap: a salvage retired these seqs";
     case WALD_E_TOO_MANY_READS: return "too many reads open on this connection";
+    case WALD_E_TOO_MANY_CONNECTIONS: return "too many connections";
+    case WALD_E_NO_SUCH_HOLD: return "no such hold";
     default: return "unknown error";
   }
 }

@@ -31,6 +31,8 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::SeqGap: return ErrorCode::kSeqGap;
     case proto::ErrorCode::TooManyReads: return ErrorCode::kTooManyReads;
     case proto::ErrorCode::TooManyConnections: return ErrorCode::kTooManyConnections;
+    case proto::ErrorCode::NoSuchHold: return ErrorCode::kNoSuchHold;
+    case proto::ErrorCode::InvalidRequest: return ErrorCode::kInvalidArgument;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -62,6 +64,12 @@ ServerStats ToStats(const proto::StatsReply* r) {
   s.next_seq = r->next_seq();
   s.rejected_frames = r->rejected_frames();
   s.backpressure_events = r->backpressure_events();
+  s.first_seq = r->first_seq();
+  if (r->holds() != nullptr) {
+    for (const proto::HoldInfo* h : *r->holds()) {
+      if (h != nullptr) s.holds.push_back({h->name() != nullptr ? h->name()->str() : "", h->seq()});
+    }
+  }
   s.records_per_sync = ToSnapshot(r->records_per_sync());
   s.sync_latency_us = ToSnapshot(r->sync_latency_us());
   s.ack_latency_us = ToSnapshot(r->ack_latency_us());
@@ -98,6 +106,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kSeqGap: return "seq gap";
     case ErrorCode::kTooManyReads: return "too many reads";
     case ErrorCode::kTooManyConnections: return "too many connections";
+    case ErrorCode::kNoSuchHold: return "no such hold";
   }
   return "unknown";
 }
@@ -159,8 +168,12 @@ struct Client::Impl {
   bool read_done = false;
   bool read_stopped = false;  // the callback returned false
   Error read_error;
-  uint64_t trim_id = 0;
-  std::optional<Result<Seq>> trim_result;
+  // The one Trim, Hold or ReleaseHold awaiting its answer (a seq, and for a
+  // TrimAck its held_by).
+  uint64_t control_wait_id = 0;
+  std::optional<Result<Seq>> control_result;
+  std::string control_text;
+  Result<Seq> Control(std::span<const uint8_t> frame);
   std::optional<ServerStats> stats_reply;
   Error broken;  // kOk while usable
   // A write failed inside a callback, under Dispatch: Poll breaks the
@@ -299,8 +312,8 @@ void Client::Impl::Dispatch() {
           if (e->request_id() == read_id) {
             read_error = err;
             read_done = true;
-          } else if (e->request_id() == trim_id) {
-            trim_result = err;
+          } else if (e->request_id() == control_wait_id) {
+            control_result = err;
           }
         } else if (e->request_id() >= first_id && e->request_id() < next_id && !At(e->request_id()).done) {
           // ServerFailed on an append: the daemon fail-stopped with it
@@ -357,7 +370,15 @@ void Client::Impl::Dispatch() {
       }
       case proto::Body::TrimAck: {
         const proto::TrimAck* t = m->body_as_TrimAck();
-        if (t->request_id() == trim_id) trim_result = Result<Seq>(t->released_up_to());
+        if (t->request_id() == control_wait_id) {
+          control_result = Result<Seq>(t->released_up_to());
+          control_text = t->held_by() != nullptr ? t->held_by()->str() : "";
+        }
+        break;
+      }
+      case proto::Body::HoldAck: {
+        const proto::HoldAck* h = m->body_as_HoldAck();
+        if (h->request_id() == control_wait_id) control_result = Result<Seq>(h->seq());
         break;
       }
       case proto::Body::StatsReply: {
@@ -610,18 +631,39 @@ Error Client::subscribe(Seq from, const RecordInfoCallback& cb) {
   return result;
 }
 
-Result<Seq> Client::trim(Seq up_to) {
+Result<Seq> Client::Impl::Control(std::span<const uint8_t> frame) {
+  out.insert(out.end(), frame.begin(), frame.end());
+  control_result.reset();
+  control_text.clear();
+  while (!control_result) {
+    if (Error e = Poll(-1); !e.ok()) return e;
+  }
+  control_wait_id = 0;
+  return std::move(*control_result);
+}
+
+Result<Seq> Client::trim(Seq up_to, std::string* held_by) {
   if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
   if (!impl_->broken.ok()) return impl_->broken;
-  impl_->trim_id = ++impl_->control_id;
-  impl_->trim_result.reset();
-  auto frame = impl_->fb.Trim(impl_->trim_id, up_to);
-  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
-  while (!impl_->trim_result) {
-    if (Error e = impl_->Poll(-1); !e.ok()) return e;
-  }
-  impl_->trim_id = 0;
-  return std::move(*impl_->trim_result);
+  impl_->control_wait_id = ++impl_->control_id;
+  Result<Seq> r = impl_->Control(impl_->fb.Trim(impl_->control_wait_id, up_to));
+  if (held_by != nullptr) *held_by = r.ok() ? impl_->control_text : "";
+  return r;
+}
+
+Result<Seq> Client::hold(std::string_view name, Seq seq) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!impl_->broken.ok()) return impl_->broken;
+  impl_->control_wait_id = ++impl_->control_id;
+  return impl_->Control(impl_->fb.Hold(impl_->control_wait_id, name, seq));
+}
+
+Error Client::release_hold(std::string_view name) {
+  if (impl_->dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
+  if (!impl_->broken.ok()) return impl_->broken;
+  impl_->control_wait_id = ++impl_->control_id;
+  Result<Seq> r = impl_->Control(impl_->fb.ReleaseHold(impl_->control_wait_id, name));
+  return r.ok() ? Error{} : r.error();
 }
 
 Error Client::poll(int timeout_ms) { return impl_->Poll(timeout_ms); }

@@ -17,6 +17,7 @@ void AckFanout::Forget(Connection* c) {
     c->in_ack_list = false;
   }
   std::erase_if(trims_, [c](const PendingTrim& t) { return t.conn == c; });
+  std::erase_if(holds_, [c](const PendingHold& h) { return h.conn == c; });
 }
 
 void AckFanout::Publish(uint64_t durable, uint64_t now_ns) {
@@ -52,11 +53,12 @@ void AckFanout::AckUpTo(Connection* c, uint64_t durable, uint64_t now_ns) {
   if (!c->closing()) after_acks_(c);
 }
 
-void AckFanout::AwaitTrim(Connection* c, uint64_t request_id, uint64_t number) {
-  trims_.push_back({c, request_id, number});
+void AckFanout::AwaitTrim(Connection* c, uint64_t request_id, uint64_t number, uint64_t up_to) {
+  trims_.push_back({c, request_id, number, up_to});
 }
 
-void AckFanout::AnswerTrims(uint64_t done, uint64_t trim_seq) {
+void AckFanout::AnswerTrims(uint64_t done, uint64_t trim_seq,
+                            const std::function<std::vector<storage::Hold>()>& holds) {
   if (trims_.empty()) return;
   // The finished ones leave trims_ before any is answered: a Send that
   // closes its connection makes Forget edit trims_. finished_ is not
@@ -72,8 +74,42 @@ void AckFanout::AnswerTrims(uint64_t done, uint64_t trim_seq) {
     }
   }
   trims_.resize(keep);
-  for (const PendingTrim& t : finished_) t.conn->Send(fb_.TrimAck(t.request_id, trim_seq));
+  if (finished_.empty()) return;
+  const std::vector<storage::Hold> now = holds();
+  const storage::Hold* low = storage::LowestHold(now);
+  for (const PendingTrim& t : finished_) {
+    const bool held = low != nullptr && low->seq < t.up_to;
+    t.conn->Send(fb_.TrimAck(t.request_id, trim_seq, held ? std::string_view(low->name) : std::string_view()));
+  }
   finished_.clear();
+}
+
+void AckFanout::AwaitHold(Connection* c, uint64_t request_id, uint64_t number, std::string name) {
+  holds_.push_back({c, request_id, number, std::move(name)});
+}
+
+void AckFanout::AnswerHolds(const std::vector<HoldResult>& results) {
+  if (results.empty() || holds_.empty()) return;
+  // As in AnswerTrims: out of holds_ before any Send.
+  assert(answered_.empty());
+  for (const HoldResult& r : results) {
+    auto it = std::find_if(holds_.begin(), holds_.end(), [&](const PendingHold& h) { return h.number == r.number; });
+    if (it == holds_.end()) continue;  // its connection closed
+    answered_.emplace_back(std::move(*it), &r);
+    holds_.erase(it);
+  }
+  using Outcome = HoldResult::Outcome;
+  for (const auto& [h, r] : answered_) {
+    switch (r->outcome) {
+      case Outcome::kDone: h.conn->Send(fb_.HoldAck(h.request_id, h.name, r->seq)); break;
+      case Outcome::kNoSuchHold: h.conn->Send(fb_.Error(h.request_id, proto::ErrorCode::NoSuchHold, r->why)); break;
+      case Outcome::kTrimmed:
+        h.conn->Send(fb_.Error(h.request_id, proto::ErrorCode::Trimmed, r->why, r->first_seq));
+        break;
+      case Outcome::kInvalid: h.conn->Send(fb_.Error(h.request_id, proto::ErrorCode::InvalidRequest, r->why)); break;
+    }
+  }
+  answered_.clear();
 }
 
 }  // namespace wald::server

@@ -31,6 +31,7 @@ CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_c
       free_(max_chunks),
       durable_seq_(log_->durable_seq()),
       trim_seq_(log_->first_seq() - 1),
+      holds_(log_->holds()),
       gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {}
 
 CommitWriter::~CommitWriter() { Stop(); }
@@ -81,8 +82,69 @@ uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
   return n;
 }
 
+uint64_t CommitWriter::RequestHold(const std::string& name, uint64_t seq, bool release) {
+  loop_role_.CheckOrBind();
+  const uint64_t n = ++hold_numbers_;
+  {
+    std::lock_guard lk(holds_mu_);
+    hold_ops_.push_back({n, name, seq, release});
+    holds_queued_.store(true);
+  }
+  Wake();
+  return n;
+}
+
+void CommitWriter::TakeHoldResults(std::vector<HoldResult>* out) {
+  if (!results_ready_.load(std::memory_order_acquire)) return;  // the common case: no lock per batch
+  std::lock_guard lk(holds_mu_);
+  results_ready_.store(false, std::memory_order_relaxed);
+  for (HoldResult& r : hold_results_) out->push_back(std::move(r));
+  hold_results_.clear();
+}
+
+std::vector<storage::Hold> CommitWriter::holds() const {
+  std::lock_guard lk(holds_mu_);
+  return holds_;
+}
+
+bool CommitWriter::DoHolds() {
+  std::vector<HoldOp> ops;
+  {
+    std::lock_guard lk(holds_mu_);
+    ops.swap(hold_ops_);
+    holds_queued_.store(false);
+  }
+  std::vector<HoldResult> results;
+  for (const HoldOp& op : ops) {
+    storage::Status st = op.release ? log_->ReleaseHold(op.name) : log_->SetHold(op.name, op.seq);
+    // A refusal (a bad name, no such hold, below the trim point) is the
+    // client's; anything that stopped the LogWriter is a failure.
+    if (!log_->failure().ok()) return !Fail(log_->failure());
+    HoldResult r{.number = op.number, .why = st.message()};
+    if (st.ok()) {
+      for (const storage::Hold& h : log_->holds()) {
+        if (h.name == op.name) r.seq = h.seq;
+      }
+    } else if (st.code() == storage::Code::kNotFound) {
+      r.outcome = op.release ? HoldResult::Outcome::kNoSuchHold : HoldResult::Outcome::kTrimmed;
+      r.first_seq = log_->first_seq();
+    } else {
+      r.outcome = HoldResult::Outcome::kInvalid;
+    }
+    results.push_back(std::move(r));
+  }
+  {
+    std::lock_guard lk(holds_mu_);
+    for (HoldResult& r : results) hold_results_.push_back(std::move(r));
+    holds_ = log_->holds();
+    results_ready_.store(true, std::memory_order_release);
+  }
+  return true;
+}
+
 bool CommitWriter::HasWork() const {
-  return !full_.Empty() || trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) || stop_.load();
+  return !full_.Empty() || trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) ||
+         holds_queued_.load() || stop_.load();
 }
 
 std::string CommitWriter::failure() const {
@@ -154,8 +216,13 @@ void CommitWriter::Run() {
       spans.push_back({std::span<const std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
       bytes += c->used;
     }
-    // Trims are rare and run between batches, on this thread, which owns
-    // every file.
+    // Hold changes and trims are rare and run between batches, on this
+    // thread, which owns every file; holds first, so that a hold asked for
+    // before a trim is in force for it.
+    if (holds_queued_.load()) {
+      if (!DoHolds()) return;
+      notify_();
+    }
     if (const uint64_t req = trim_requests_.load(); req != trims_done_.load(std::memory_order_relaxed)) {
       storage::Status st = log_->Trim(trim_target_.load());
       if (!st.ok() && Fail(st)) return;

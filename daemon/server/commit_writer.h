@@ -96,6 +96,9 @@ class CommitWriter final : public WriterPort {
   uint64_t trims_done() const override { return trims_done_.load(std::memory_order_acquire); }
   // Every seq <= trim_seq() is released.
   uint64_t trim_seq() const override { return trim_seq_.load(std::memory_order_acquire); }
+  uint64_t RequestHold(const std::string& name, uint64_t seq, bool release) override;
+  void TakeHoldResults(std::vector<HoldResult>* out) override;
+  std::vector<storage::Hold> holds() const override;
 
   uint64_t durable_seq() const override { return durable_seq_.load(std::memory_order_acquire); }
   bool failed() const override { return failed_.load(std::memory_order_acquire); }
@@ -106,7 +109,8 @@ class CommitWriter final : public WriterPort {
  private:
   void Run();
   void IdleWait();
-  bool HasWork() const;  // writer thread: chunks, a trim request, or stop
+  bool HasWork() const;  // writer thread: chunks, a trim or hold request, or stop
+  bool DoHolds();        // writer thread: the hold requests queued; false on failure
   bool Fail(const storage::Status& st);
 
   std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
@@ -125,6 +129,20 @@ class CommitWriter final : public WriterPort {
   std::atomic<uint64_t> trim_requests_{0};  // requests made (loop writes)
   std::atomic<uint64_t> trims_done_{0};     // requests served (writer writes)
   std::atomic<uint64_t> trim_seq_{0};       // released up to (writer writes)
+  struct HoldOp {
+    uint64_t number;
+    std::string name;
+    uint64_t seq;
+    bool release;
+  };
+  // Hold changes are rare: a mutex, never taken on the append path.
+  mutable std::mutex holds_mu_;
+  std::vector<HoldOp> hold_ops_;            // guarded by holds_mu_: asked for, not yet done
+  std::vector<HoldResult> hold_results_;    // guarded by holds_mu_: done, not yet taken
+  std::vector<storage::Hold> holds_;        // guarded by holds_mu_: the LogWriter's, as of the last change
+  uint64_t hold_numbers_ = 0;               // loop thread: requests made
+  std::atomic<bool> holds_queued_{false};   // hold_ops_ is not empty (HasWork's cheap look)
+  std::atomic<bool> results_ready_{false};  // hold_results_ is not empty (the loop's cheap look)
   double gap_avg_ns_;                       // writer thread: moving average of idle gaps
   storage::Status close_status_;            // writer thread until joined, then the caller's
   WriterStats stats_;

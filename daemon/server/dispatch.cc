@@ -220,6 +220,30 @@ void Server::CountPartial(Connection* c, uint64_t bytes) {
              "(--max-partial-bytes " + std::to_string(options_.max_partial_bytes) + "); retry later");
 }
 
+bool Server::MayRetain(Connection* c, uint64_t request_id, std::string_view what) {
+  if (PeerAllowed({options_.allow_trim_uids, options_.allow_trim_gids}, c->peer_known, c->peer, c->peer_groups)) {
+    return true;
+  }
+  ++stats_.rejected_frames;
+  LogRefusal(fmt::format("connection {}: {} refused: uid {} is not in --allow-trim-uid/--allow-trim-gid", c->id, what,
+                         c->peer.uid));
+  c->Send(fb_.Error(request_id, proto::ErrorCode::NotPermitted,
+                    "uid " + std::to_string(c->peer.uid) + " may not " + std::string(what) + " on this log"));
+  return false;
+}
+
+void Server::RequestHold(Connection* c, uint64_t request_id, const flatbuffers::String* name, uint64_t seq,
+                         bool release) {
+  if (!MayRetain(c, request_id, release ? "release a hold" : "hold")) return;
+  const std::string_view n = name != nullptr ? name->string_view() : std::string_view();
+  if (std::string why = storage::CheckHoldName(n); !why.empty()) {
+    ++stats_.rejected_frames;
+    c->Send(fb_.Error(request_id, proto::ErrorCode::InvalidRequest, why));
+    return;
+  }
+  acks_.AwaitHold(c, request_id, writer_->RequestHold(std::string(n), seq, release), std::string(n));
+}
+
 Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg) {
   using proto::Body;
   if (!c->hello_done) {
@@ -241,15 +265,19 @@ Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg) {
       return Outcome::kDone;
     case Body::Trim: {
       const proto::Trim* t = msg->body_as_Trim();
-      if (!PeerAllowed({options_.allow_trim_uids, options_.allow_trim_gids}, c->peer_known, c->peer, c->peer_groups)) {
-        ++stats_.rejected_frames;
-        LogRefusal(fmt::format("connection {}: Trim refused: uid {} is not in --allow-trim-uid/--allow-trim-gid", c->id,
-                               c->peer.uid));
-        c->Send(fb_.Error(t->request_id(), proto::ErrorCode::NotPermitted,
-                          "uid " + std::to_string(c->peer.uid) + " may not trim this log"));
-        return Outcome::kDone;
-      }
-      acks_.AwaitTrim(c, t->request_id(), writer_->RequestTrim(t->up_to_seq()));
+      if (!MayRetain(c, t->request_id(), "trim")) return Outcome::kDone;
+      const uint64_t up_to = std::min(t->up_to_seq(), writer_->durable_seq());
+      acks_.AwaitTrim(c, t->request_id(), writer_->RequestTrim(t->up_to_seq()), up_to);
+      return Outcome::kDone;
+    }
+    case Body::Hold: {
+      const proto::Hold* h = msg->body_as_Hold();
+      RequestHold(c, h->request_id(), h->name(), h->seq(), /*release=*/false);
+      return Outcome::kDone;
+    }
+    case Body::ReleaseHold: {
+      const proto::ReleaseHold* h = msg->body_as_ReleaseHold();
+      RequestHold(c, h->request_id(), h->name(), 0, /*release=*/true);
       return Outcome::kDone;
     }
     case Body::CancelRead: reads_->Cancel(c, msg->body_as_CancelRead()->request_id()); return Outcome::kDone;

@@ -88,6 +88,11 @@ std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t re
   auto rps = hist(ws.records_per_sync);
   auto lat = hist(ws.sync_latency_us);
   auto ack = hist(*src_.ack_latency_us);
+  std::vector<flatbuffers::Offset<proto::HoldInfo>> infos;
+  for (const storage::Hold& h : src_.writer->holds()) {
+    infos.push_back(proto::CreateHoldInfo(fbb, fbb.CreateString(h.name), h.seq));
+  }
+  auto holds = fbb.CreateVector(infos);
   proto::StatsReplyBuilder b(fbb);
   b.add_request_id(request_id);
   b.add_uptime_us((uv_hrtime() - start_ns_) / 1000);
@@ -102,6 +107,8 @@ std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t re
   b.add_ack_latency_us(ack);
   b.add_rejected_frames(src_.loop->rejected_frames);
   b.add_backpressure_events(src_.loop->backpressure_events);
+  b.add_first_seq(src_.writer->trim_seq() + 1);
+  b.add_holds(holds);
   return fb.Finish(proto::Body::StatsReply, b.Finish().Union());
 }
 

@@ -263,7 +263,10 @@ void Server::OnWriterProgress() {
     return;
   }
   reads_->OnDurable(durable);
-  acks_.AnswerTrims(writer_->trims_done(), writer_->trim_seq());
+  acks_.AnswerTrims(writer_->trims_done(), writer_->trim_seq(), [this] { return writer_->holds(); });
+  writer_->TakeHoldResults(&hold_results_);
+  acks_.AnswerHolds(hold_results_);
+  hold_results_.clear();
   // Recycle chunks, then let stalled and paused connections go on.
   staging_->Recycle();
   RetryStalled();

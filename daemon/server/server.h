@@ -101,6 +101,10 @@ class Server final : public ConnectionOwner {
   // Dispatch (dispatch.cc).
   enum class Outcome { kDone, kStall, kClosed };
   Outcome Dispatch(Connection* c, const proto::Message* msg);
+  // Trims and holds (retention): false, with Error{NotPermitted} sent, for a
+  // peer outside --allow-trim-uid/--allow-trim-gid.
+  bool MayRetain(Connection* c, uint64_t request_id, std::string_view what);
+  void RequestHold(Connection* c, uint64_t request_id, const flatbuffers::String* name, uint64_t seq, bool release);
   void HandleHello(Connection* c, const proto::Hello* h);
   Outcome HandleAppend(Connection* c, const proto::Append* a);
   void Reject(Connection* c, proto::ErrorCode code, std::string_view msg);
@@ -181,6 +185,7 @@ class Server final : public ConnectionOwner {
   // writer's and the preparer's threads, read by the loop.
   std::atomic<int> storage_fd_waiters_{0};
   LogLimiter limiter_{20, 10'000'000'000};  // refusals and rejects: 20 lines per 10 s
+  std::vector<HoldResult> hold_results_;    // OnAsync's, reused
   std::vector<Connection*> stalled_;        // held-back frames wait for a staging chunk
   // Closing after their last frame (SendAndClose): out of all_, but a stop
   // must wait for them or close them, or their write holds the loop open.

@@ -12,12 +12,29 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "server/histogram.h"
 #include "server/staging.h"
+#include "storage/holds.h"
 #include "storage/status.h"
 
 namespace wald::server {
+
+// The answer to one hold change (WriterPort::RequestHold).
+struct HoldResult {
+  enum class Outcome {
+    kDone,        // durable
+    kNoSuchHold,  // a release of a hold that does not exist
+    kTrimmed,     // a hold below the trim point: what it asks to keep is gone
+    kInvalid,     // a bad name, or one hold too many
+  };
+  uint64_t number = 0;  // RequestHold's
+  Outcome outcome = Outcome::kDone;
+  std::string why;         // a refusal's reason, for the client
+  uint64_t seq = 0;        // kDone: the hold's seq as stored (a Hold clamps to the durable seq)
+  uint64_t first_seq = 0;  // kTrimmed: the first seq still held
+};
 
 struct WriterStats {
   std::atomic<uint64_t> syncs{0};
@@ -42,6 +59,16 @@ class WriterPort {
   virtual uint64_t RequestTrim(uint64_t up_to) = 0;
   virtual uint64_t trims_done() const = 0;
   virtual uint64_t trim_seq() const = 0;  // every seq <= trim_seq() is released
+  // Creates or moves the hold `name` to `seq` (or, with `release`, drops
+  // it): storage::LogWriter::SetHold/ReleaseHold, done in request order
+  // between batches and before the trims asked for meanwhile. Returns the
+  // request's number; its result comes back through TakeHoldResults once the
+  // change is durable (or refused).
+  virtual uint64_t RequestHold(const std::string& name, uint64_t seq, bool release) = 0;
+  // Appends the results that came back since the last call, in number order.
+  virtual void TakeHoldResults(std::vector<HoldResult>* out) = 0;
+  // The holds now (a copy): for stats and for the TrimAck's held_by.
+  virtual std::vector<storage::Hold> holds() const = 0;
 
   // Every seq <= durable_seq() is on disk. Never moves after failed().
   virtual uint64_t durable_seq() const = 0;

@@ -27,6 +27,12 @@ class AckFanoutTest : public LoopFixture {
     peers.push_back(std::make_unique<Peer>());
     return Serve(*peers.back());
   }
+  // The writer's holds, as AnswerTrims asks for them.
+  std::function<std::vector<storage::Hold>()> Holds() {
+    return [this] { return holds; };
+  }
+  std::vector<storage::Hold> holds;
+
   // An Append with seq `seq` waits on c.
   void Pending(server::Connection* c, uint64_t seq) {
     c->pending.push({/*request_id=*/seq * 10, seq, 0, 1});
@@ -128,11 +134,11 @@ TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a connection closed before the wa
 
 TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a trim is answered once the writer has done it") {
   server::Connection* a = Add();
-  fanout.AwaitTrim(a, 7, /*number=*/2);
-  fanout.AnswerTrims(1, 100);
+  fanout.AwaitTrim(a, 7, /*number=*/2, /*up_to=*/100);
+  fanout.AnswerTrims(1, 100, Holds());
   Acked(0);
   CHECK(peers[0]->Count(proto::Body::TrimAck) == 0);
-  fanout.AnswerTrims(2, 100);
+  fanout.AnswerTrims(2, 100, Holds());
   Acked(0);
   REQUIRE(peers[0]->Count(proto::Body::TrimAck) == 1);
   CHECK(peers[0]->Last(proto::Body::TrimAck)->value == 100);
@@ -141,11 +147,49 @@ TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a trim is answered once the write
 TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a closed connection's trim is dropped, the others' answered") {
   server::Connection* gone = Add();
   server::Connection* b = Add();
-  fanout.AwaitTrim(gone, 1, 1);
-  fanout.AwaitTrim(b, 2, 1);
+  fanout.AwaitTrim(gone, 1, 1, 9);
+  fanout.AwaitTrim(b, 2, 1, 9);
   peers[0]->Reset();
-  fanout.AnswerTrims(1, 9);
+  fanout.AnswerTrims(1, 9, Holds());
   CHECK(gone->closing());  // (freed at the next loop step)
   Acked(1);
   CHECK(peers[1]->Count(proto::Body::TrimAck) == 1);
+}
+
+TEST_CASE_FIXTURE(AckFanoutTest,
+                  "ack fan-out: a trim that a hold kept back names the hold, one that none did names none") {
+  server::Connection* a = Add();
+  holds = {{"backup", 400}, {"follower", 100}};
+  fanout.AwaitTrim(a, 1, 1, /*up_to=*/500);
+  fanout.AwaitTrim(a, 2, 1, /*up_to=*/50);
+  fanout.AnswerTrims(1, 60, Holds());
+  Acked(0);
+  REQUIRE(peers[0]->Count(proto::Body::TrimAck) == 2);
+  CHECK(peers[0]->got[0].text == "follower");
+  CHECK(peers[0]->got[1].text == "");
+}
+
+TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: hold changes are answered by number; a closed connection's dropped") {
+  server::Connection* gone = Add();
+  server::Connection* b = Add();
+  fanout.AwaitHold(gone, 1, 1, "x");
+  fanout.AwaitHold(b, 5, 2, "follower");
+  fanout.AwaitHold(b, 6, 3, "nobody");
+  peers[0]->Reset();
+  server::HoldResult done;
+  done.number = 2;
+  done.seq = 42;
+  server::HoldResult none;
+  none.number = 3;
+  none.outcome = server::HoldResult::Outcome::kNoSuchHold;
+  server::HoldResult first;
+  first.number = 1;
+  fanout.AnswerHolds({first, done, none});
+  CHECK(gone->closing());
+  Acked(1);
+  REQUIRE(peers[1]->Count(proto::Body::HoldAck) == 1);
+  CHECK(peers[1]->Last(proto::Body::HoldAck)->value == 42);
+  CHECK(peers[1]->Last(proto::Body::HoldAck)->text == "follower");
+  REQUIRE(peers[1]->Count(proto::Body::Error) == 1);
+  CHECK(peers[1]->Last(proto::Body::Error)->code == proto::ErrorCode::NoSuchHold);
 }

@@ -4,6 +4,7 @@
 // tests step the loop themselves (Server::RunOnce).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -33,6 +34,33 @@ class FakeWriter final : public server::WriterPort {
     return trim_requests.size();
   }
   uint64_t trims_done() const override { return trims_done_; }
+  // Hold changes are done at once, and said at the next Notify.
+  uint64_t RequestHold(const std::string& name, uint64_t seq, bool release) override {
+    server::HoldResult r;
+    r.number = ++hold_numbers_;
+    auto it = std::find_if(holds_.begin(), holds_.end(), [&](const storage::Hold& h) { return h.name == name; });
+    if (release) {
+      if (it == holds_.end()) {
+        r.outcome = server::HoldResult::Outcome::kNoSuchHold;
+      } else {
+        holds_.erase(it);
+      }
+    } else {
+      r.seq = std::min(seq, durable_);
+      if (it == holds_.end()) {
+        holds_.push_back({name, r.seq});
+      } else {
+        it->seq = r.seq;
+      }
+    }
+    results_.push_back(r);
+    return r.number;
+  }
+  void TakeHoldResults(std::vector<server::HoldResult>* out) override {
+    out->insert(out->end(), results_.begin(), results_.end());
+    results_.clear();
+  }
+  std::vector<storage::Hold> holds() const override { return holds_; }
   uint64_t trim_seq() const override { return trim_seq_; }
   uint64_t durable_seq() const override { return durable_; }
   bool failed() const override { return !failure_.empty(); }
@@ -85,6 +113,9 @@ class FakeWriter final : public server::WriterPort {
   }
 
   uint64_t durable_;
+  uint64_t hold_numbers_ = 0;
+  std::vector<server::HoldResult> results_;
+  std::vector<storage::Hold> holds_;
   const std::function<void()> notify_;
   std::deque<server::Chunk*> held_;
   std::deque<server::Chunk*> free_;

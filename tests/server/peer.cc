@@ -94,9 +94,15 @@ void Peer::Poll() {
         }
         break;
       }
+      case proto::Body::HoldAck:
+        g.request_id = f.msg->body_as_HoldAck()->request_id();
+        g.value = f.msg->body_as_HoldAck()->seq();
+        if (auto* n = f.msg->body_as_HoldAck()->name()) g.text = n->str();
+        break;
       case proto::Body::TrimAck:
         g.request_id = f.msg->body_as_TrimAck()->request_id();
         g.value = f.msg->body_as_TrimAck()->released_up_to();
+        if (auto* by = f.msg->body_as_TrimAck()->held_by()) g.text = by->str();
         break;
       case proto::Body::StatsReply: g.request_id = f.msg->body_as_StatsReply()->request_id(); break;
       default: break;

@@ -23,7 +23,8 @@ struct Got {
   std::vector<std::pair<uint64_t, uint64_t>> acks;  // Acks: (request_id, seq)
   std::vector<uint64_t> seqs;                       // Records: the seqs
   bool done = false;                                // Records.done
-  uint64_t value = 0;                               // HelloAck.durable_seq, TrimAck.released_up_to, Error.first_seq
+  uint64_t value = 0;  // HelloAck.durable_seq, TrimAck.released_up_to, HoldAck.seq, Error.first_seq
+  std::string text;    // TrimAck.held_by, HoldAck.name
 };
 
 class Peer {

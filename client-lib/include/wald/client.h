@@ -57,6 +57,7 @@ enum class ErrorCode {
                         // exist; Error::first_seq is the next seq that does
   kTooManyReads,        // this connection already has the daemon's cap of open reads
   kTooManyConnections,  // the daemon is at its connection cap; retry later
+  kNoSuchHold,          // release_hold of a hold that does not exist
 };
 
 const char* error_code_name(ErrorCode code);
@@ -127,6 +128,13 @@ struct HistogramSnapshot {
   double mean() const { return count ? static_cast<double>(sum) / static_cast<double>(count) : 0.0; }
 };
 
+// A named hold: nothing above seq is released (protocol/PROTOCOL.md, Hold).
+struct HoldInfo {
+  std::string name;
+  Seq seq = 0;
+  bool operator==(const HoldInfo&) const = default;
+};
+
 // The daemon's counters since it started (protocol/PROTOCOL.md, StatsReply).
 struct ServerStats {
   uint64_t uptime_us = 0;
@@ -138,6 +146,8 @@ struct ServerStats {
   uint64_t next_seq = 0;
   uint64_t rejected_frames = 0;
   uint64_t backpressure_events = 0;
+  uint64_t first_seq = 0;  // the oldest seq still held (0 from a daemon that does not say)
+  std::vector<HoldInfo> holds;
   HistogramSnapshot records_per_sync;
   HistogramSnapshot sync_latency_us;
   HistogramSnapshot ack_latency_us;
@@ -195,9 +205,19 @@ class Client {
   // closes this connection: a subscription owns its Client.
   Error subscribe(Seq from, const RecordCallback& cb);
   Error subscribe(Seq from, const RecordInfoCallback& cb);
-  // Releases whole segments whose records are all <= up_to; returns the seq
-  // up to which records are gone (durably: a restart does not bring them back).
-  Result<Seq> trim(Seq up_to);
+  // Releases whole segments whose records are all <= up_to and at or below
+  // every hold; returns the seq up to which records are gone (durably: a
+  // restart does not bring them back). With `held_by`, it says which hold
+  // lay below up_to ("" if none did).
+  Result<Seq> trim(Seq up_to, std::string* held_by = nullptr);
+  // Creates the named hold, or moves it (either way), to `seq`: nothing above
+  // it is released, by trim or by the daemon's retention policy, until it
+  // moves or is released. Returns the seq stored (clamped to the durable
+  // seq), durably. kTrimmed if records above seq are already gone;
+  // kInvalidArgument for a bad name (1 to 64 of A-Z a-z 0-9 . _ - : @).
+  Result<Seq> hold(std::string_view name, Seq seq);
+  // Drops the named hold, durably; kNoSuchHold if there is none.
+  Error release_hold(std::string_view name);
 
   // Asks the daemon for its counters; blocks up to timeout_ms.
   Result<ServerStats> stats(int timeout_ms = 5000);

@@ -38,6 +38,7 @@ enum {
   WALD_E_SEQ_GAP = -12,        /* a read reached seqs a salvage retired; wald_last_error says where the log goes on */
   WALD_E_TOO_MANY_READS = -13, /* this connection already has the daemon's cap of open reads */
   WALD_E_TOO_MANY_CONNECTIONS = -14, /* the daemon is at its connection cap; retry later */
+  WALD_E_NO_SUCH_HOLD = -15,         /* wald_release_hold of a hold that does not exist */
 };
 
 typedef struct wald_client wald_client;
@@ -92,6 +93,12 @@ int wald_subscribe_info(wald_client* c, uint64_t from, wald_record_info_cb cb, v
 /* Releases whole segments at or below up_to; *released (may be NULL) gets
  * the seq up to which records are gone. */
 int wald_trim(wald_client* c, uint64_t up_to, uint64_t* released);
+/* Creates the named hold, or moves it, to `seq`: nothing above it is
+ * released until it moves or is released. *stored (if not NULL) gets the seq
+ * stored (clamped to the durable seq). Blocks until durable. */
+int wald_hold(wald_client* c, const char* name, uint64_t seq, uint64_t* stored);
+/* Drops the named hold, durably; WALD_E_NO_SUCH_HOLD if there is none. */
+int wald_release_hold(wald_client* c, const char* name);
 
 int wald_fd(const wald_client* c);
 int wald_wants_write(const wald_client* c);

@@ -1,0 +1,98 @@
+#include "retention_commands.h"
+
+#include <cstdio>
+#include <optional>
+
+#include "wald/client.h"
+
+namespace wald {
+namespace {
+
+unsigned long long U(uint64_t v) { return static_cast<unsigned long long>(v); }
+
+// Connects as `wald <what>`; nullopt (the reason printed) if it cannot.
+std::optional<Client> Connect(const std::string& socket_path, const char* what) {
+  auto c = wald::connect(socket_path, {std::string("wald ") + what});
+  if (!c.ok()) {
+    std::fprintf(stderr, "wald %s: %s\n", what, c.error().message.c_str());
+    return std::nullopt;
+  }
+  return std::move(c.value());
+}
+
+int Failed(const char* what, const Error& e) {
+  std::fprintf(stderr, "wald %s: %s (%s)\n", what, e.message.c_str(), error_code_name(e.code));
+  return 1;
+}
+
+}  // namespace
+
+int RunTrimCommand(const std::string& socket_path, uint64_t up_to, bool json) {
+  auto c = Connect(socket_path, "trim");
+  if (!c) return 1;
+  std::string held_by;
+  auto r = c->trim(up_to, &held_by);
+  if (!r.ok()) return Failed("trim", r.error());
+  if (json) {
+    std::printf("{\"released_up_to\":%llu,\"held_by\":%s%s%s}\n", U(r.value()), held_by.empty() ? "null" : "\"",
+                held_by.c_str(), held_by.empty() ? "" : "\"");
+  } else if (held_by.empty()) {
+    std::printf("released up to seq %llu\n", U(r.value()));
+  } else {
+    std::printf("released up to seq %llu; hold %s kept back what it still needs\n", U(r.value()), held_by.c_str());
+  }
+  return 0;
+}
+
+int RunHoldCommand(const std::string& socket_path, const std::string& name, uint64_t seq, bool json) {
+  auto c = Connect(socket_path, "hold");
+  if (!c) return 1;
+  auto r = c->hold(name, seq);
+  if (!r.ok()) return Failed("hold", r.error());
+  // Names are [A-Za-z0-9._:@-]: nothing in them needs escaping in JSON.
+  if (json) {
+    std::printf("{\"name\":\"%s\",\"seq\":%llu}\n", name.c_str(), U(r.value()));
+  } else {
+    std::printf("hold %s at seq %llu: nothing above it is released\n", name.c_str(), U(r.value()));
+  }
+  return 0;
+}
+
+int RunReleaseCommand(const std::string& socket_path, const std::string& name, bool json) {
+  auto c = Connect(socket_path, "release");
+  if (!c) return 1;
+  if (Error e = c->release_hold(name); !e.ok()) return Failed("release", e);
+  if (json) {
+    std::printf("{\"released\":\"%s\"}\n", name.c_str());
+  } else {
+    std::printf("hold %s released\n", name.c_str());
+  }
+  return 0;
+}
+
+int RunHoldsCommand(const std::string& socket_path, bool json) {
+  auto c = Connect(socket_path, "holds");
+  if (!c) return 1;
+  auto r = c->stats();
+  if (!r.ok()) return Failed("holds", r.error());
+  const ServerStats& s = r.value();
+  auto lag = [&](const HoldInfo& h) { return s.durable_seq > h.seq ? s.durable_seq - h.seq : 0; };
+  if (json) {
+    std::printf("{\"durable_seq\":%llu,\"first_seq\":%llu,\"holds\":[", U(s.durable_seq), U(s.first_seq));
+    for (size_t i = 0; i < s.holds.size(); ++i) {
+      std::printf("%s{\"name\":\"%s\",\"seq\":%llu,\"lag_records\":%llu}", i == 0 ? "" : ",", s.holds[i].name.c_str(),
+                  U(s.holds[i].seq), U(lag(s.holds[i])));
+    }
+    std::printf("]}\n");
+    return 0;
+  }
+  if (s.holds.empty()) {
+    std::printf("no holds (durable seq %llu, first seq held %llu)\n", U(s.durable_seq), U(s.first_seq));
+    return 0;
+  }
+  std::printf("%-32s %20s %20s\n", "NAME", "SEQ", "LAG (records)");
+  for (const HoldInfo& h : s.holds) std::printf("%-32s %20llu %20llu\n", h.name.c_str(), U(h.seq), U(lag(h)));
+  return 0;
+}
+
+}  // namespace wald

@@ -1,0 +1,116 @@
+// Retention on the real daemon (#15): named holds that trims respect, held
+// across restarts, and the `wald trim|hold|release|holds` commands.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <string>
+
+#include "../unit/log_fixture.h"
+#include "daemon_harness.h"
+#include "wald/client.h"
+
+using namespace wald::test;
+
+namespace {
+
+// 1,200 records of 1000 bytes in 64 KiB segments: about twenty segments.
+struct RetentionFixture {
+  RetentionFixture() {
+    auto c = wald::connect(d.socket());
+    REQUIRE(c.ok());
+    for (int i = 1; i <= 1200; ++i) {
+      REQUIRE(c->append_async(TestPayload(0, i, 1000), [](wald::Result<wald::Seq> r) { REQUIRE(r.ok()); }).ok());
+    }
+    REQUIRE(c->wait_all(30000).ok());
+  }
+  wald::Client Connect() {
+    auto c = wald::connect(d.socket());
+    REQUIRE(c.ok());
+    return std::move(c.value());
+  }
+  // Runs `wald ARGS --socket S`; returns its exit code, output in *out.
+  int Wald(std::vector<std::string> args, std::string* out) {
+    args.push_back("--socket");
+    args.push_back(d.socket());
+    return RunWald(args, out);
+  }
+  TempDir tmp;
+  Daemon d{tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"}};
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(RetentionFixture, "a hold at 100: a trim to 10,000 releases nothing above it, and names it") {
+  wald::Client c = Connect();
+  REQUIRE(c.hold("follower", 100).value() == 100);
+  std::string held_by;
+  auto r = c.trim(10'000, &held_by);
+  REQUIRE(r.ok());
+  CHECK(r.value() <= 100);
+  CHECK(held_by == "follower");
+  auto from = c.read(
+      101, [](wald::Seq, std::span<const std::byte>) { return false; }, 1);
+  CHECK(from.ok());  // seq 101 is still there
+}
+
+TEST_CASE_FIXTURE(RetentionFixture,
+                  "when the hold advances, the next trim releases up to it; released, up to the trim") {
+  wald::Client c = Connect();
+  REQUIRE(c.hold("follower", 100).ok());
+  REQUIRE(c.trim(10'000).ok());
+  REQUIRE(c.hold("follower", 700).value() == 700);
+  auto r = c.trim(10'000);
+  REQUIRE(r.ok());
+  CHECK(r.value() > 100);
+  CHECK(r.value() <= 700);
+  REQUIRE(!c.release_hold("follower"));
+  std::string held_by = "?";
+  r = c.trim(10'000, &held_by);
+  REQUIRE(r.ok());
+  CHECK(r.value() > 700);
+  CHECK(held_by == "");
+}
+
+TEST_CASE_FIXTURE(RetentionFixture, "holds survive a restart and still bound trims") {
+  REQUIRE(Connect().hold("backup", 250).ok());
+  d.Signal(SIGTERM);
+  REQUIRE(d.Wait() == 0);
+  d.Restart();
+  wald::Client c = Connect();
+  auto s = c.stats();
+  REQUIRE(s.ok());
+  CHECK(s.value().holds == std::vector<wald::HoldInfo>{{"backup", 250}});
+  auto r = c.trim(10'000);
+  REQUIRE(r.ok());
+  CHECK(r.value() <= 250);
+}
+
+TEST_CASE_FIXTURE(RetentionFixture, "bad holds are refused and the connection stays") {
+  wald::Client c = Connect();
+  CHECK(c.hold("no spaces", 1).error().code == wald::ErrorCode::kInvalidArgument);
+  CHECK(c.hold(std::string(65, 'a'), 1).error().code == wald::ErrorCode::kInvalidArgument);
+  CHECK(c.release_hold("nobody").code == wald::ErrorCode::kNoSuchHold);
+  REQUIRE(c.trim(10'000).ok());
+  auto late = c.hold("late", 1);
+  CHECK(late.error().code == wald::ErrorCode::kTrimmed);
+  CHECK(late.error().first_seq > 1);
+  CHECK(c.append("still served").ok());
+}
+
+TEST_CASE_FIXTURE(RetentionFixture, "wald hold, holds, trim and release against the running daemon") {
+  std::string out;
+  REQUIRE(Wald({"hold", "follower", "100"}, &out) == 0);
+  CHECK(out.find("hold follower at seq 100") != std::string::npos);
+  REQUIRE(Wald({"holds", "--json"}, &out) == 0);
+  CHECK(out.find(R"({"name":"follower","seq":100,"lag_records":1100})") != std::string::npos);
+  REQUIRE(Wald({"trim", "10000", "--json"}, &out) == 0);
+  CHECK(out.find(R"("held_by":"follower")") != std::string::npos);
+  REQUIRE(Wald({"release", "follower"}, &out) == 0);
+  REQUIRE(Wald({"trim", "10000"}, &out) == 0);
+  CHECK(out.find("released up to seq") != std::string::npos);
+  CHECK(out.find("hold") == std::string::npos);
+  CHECK(Wald({"release", "follower"}, &out) == 1);
+  CHECK(out.find("no hold named follower") != std::string::npos);
+  CHECK(Wald({"hold", "a b", "1"}, &out) == 1);
+  CHECK(Wald({"trim"}, &out) == 2);  // SEQ is required
+}
