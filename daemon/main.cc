@@ -144,6 +144,16 @@ int main(int argc, char** argv) {
                  "Seconds a new connection has to send its Hello before it is closed (0: no limit)")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  app.add_option("--retain-bytes", o.retain_bytes,
+                 "Keep at most this much in sealed segments (e.g. 10GiB); older ones are released, never past a "
+                 "hold (0: keep everything)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  app.add_option("--max-hold-lag", o.max_hold_lag,
+                 "A hold further behind the end of the log than this (e.g. 20GiB) is invalidated and logged, so "
+                 "that a dead consumer cannot fill the disk (0: never)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   double frame_timeout_s = static_cast<double>(o.frame_timeout_ms) / 1000;
   app.add_option("--frame-timeout", frame_timeout_s,
                  "Seconds a frame begun after Hello may take to arrive whole, counted while wald reads the "

@@ -65,6 +65,7 @@ ServerStats ToStats(const proto::StatsReply* r) {
   s.rejected_frames = r->rejected_frames();
   s.backpressure_events = r->backpressure_events();
   s.first_seq = r->first_seq();
+  s.holds_invalidated = r->holds_invalidated();
   if (r->holds() != nullptr) {
     for (const proto::HoldInfo* h : *r->holds()) {
       if (h != nullptr) s.holds.push_back({h->name() != nullptr ? h->name()->str() : "", h->seq()});

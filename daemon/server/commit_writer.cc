@@ -1,5 +1,7 @@
 #include "server/commit_writer.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -142,6 +144,25 @@ bool CommitWriter::DoHolds() {
   return true;
 }
 
+bool CommitWriter::Retain() {
+  head_seen_ = log_->head_segment_seq();
+  std::vector<storage::Hold> dropped;
+  if (storage::Status st = log_->ApplyRetention(&dropped); !st.ok()) return !Fail(st);
+  for (const storage::Hold& h : dropped) {
+    stats_.holds_invalidated.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error(
+        "hold {} at seq {} invalidated: it lagged more than --max-hold-lag behind the end of the log (durable seq {}); "
+        "the records above it may now be released. Its consumer must start again from the first seq held",
+        h.name, h.seq, log_->durable_seq());
+  }
+  trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
+  if (!dropped.empty()) {
+    std::lock_guard lk(holds_mu_);
+    holds_ = log_->holds();
+  }
+  return true;
+}
+
 bool CommitWriter::HasWork() const {
   return !full_.Empty() || trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) ||
          holds_queued_.load() || stop_.load();
@@ -262,6 +283,9 @@ void CommitWriter::Run() {
     batch.clear();
     spans.clear();
     notify_();
+    // After the acks are out: a roll sealed a segment, so the policy may
+    // release the oldest (a meta replace and unlinks, before the next batch).
+    if (log_->head_segment_seq() != head_seen_ && !Retain()) return;
   }
 }
 

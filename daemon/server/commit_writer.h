@@ -111,6 +111,7 @@ class CommitWriter final : public WriterPort {
   void IdleWait();
   bool HasWork() const;  // writer thread: chunks, a trim or hold request, or stop
   bool DoHolds();        // writer thread: the hold requests queued; false on failure
+  bool Retain();         // writer thread: the retention policy after a roll; false on failure
   bool Fail(const storage::Status& st);
 
   std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
@@ -143,6 +144,7 @@ class CommitWriter final : public WriterPort {
   uint64_t hold_numbers_ = 0;               // loop thread: requests made
   std::atomic<bool> holds_queued_{false};   // hold_ops_ is not empty (HasWork's cheap look)
   std::atomic<bool> results_ready_{false};  // hold_results_ is not empty (the loop's cheap look)
+  uint64_t head_seen_ = UINT64_MAX;         // writer thread: head_segment_seq() at the last Retain
   double gap_avg_ns_;                       // writer thread: moving average of idle gaps
   storage::Status close_status_;            // writer thread until joined, then the caller's
   WriterStats stats_;

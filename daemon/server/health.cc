@@ -109,6 +109,7 @@ std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t re
   b.add_backpressure_events(src_.loop->backpressure_events);
   b.add_first_seq(src_.writer->trim_seq() + 1);
   b.add_holds(holds);
+  b.add_holds_invalidated(ws.holds_invalidated.load(std::memory_order_relaxed));
   return fb.Finish(proto::Body::StatsReply, b.Finish().Union());
 }
 

@@ -38,6 +38,9 @@ struct ServerOptions {
   // Incomplete frames held across all connections (each is at most
   // max_record + 128): a connection whose frame would pass it is refused.
   uint64_t max_partial_bytes = 256ull << 20;
+  // Retention (storage::LogOptions), 0: off.
+  uint64_t retain_bytes = 0;
+  uint64_t max_hold_lag = 0;
   SpinOptions spin;
   // Low-load latency: after handing the writer a batch of at most
   // kAckSpinMaxBatch records, the loop thread waits up to this long for it

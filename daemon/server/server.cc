@@ -107,6 +107,8 @@ storage::Status Server::Start() {
   lo.recovery.salvage = options_.salvage;
   static LogReporter reporter;
   lo.recovery.reporter = &reporter;
+  lo.retain_bytes = options_.retain_bytes;
+  lo.max_hold_lag = options_.max_hold_lag;
   lo.on_fd_wait = [this](bool waiting, const storage::Status& why) {
     // The writer and the segment preparer may each wait: count them, and
     // say only the first start and the last end.

@@ -38,6 +38,7 @@ struct HoldResult {
 
 struct WriterStats {
   std::atomic<uint64_t> syncs{0};
+  std::atomic<uint64_t> holds_invalidated{0};  // dropped by --max-hold-lag
   Histogram records_per_sync;
   Histogram sync_latency_us;  // Append (pwritev) + Sync (fdatasync) of one batch
 };

@@ -344,6 +344,39 @@ Status LogWriter::Trim(uint64_t up_to) {
   return Status::OK();
 }
 
+Status LogWriter::ApplyRetention(std::vector<Hold>* invalidated) {
+  if (!failure_.ok()) return Failed();
+  const uint64_t seg = options_.segment_size;
+  if (options_.max_hold_lag > 0 && !holds_.empty()) {
+    // A hold's lag: the segments from the one holding seq + 1 to the end.
+    std::vector<Hold> next;
+    for (const Hold& h : holds_) {
+      size_t k = 0;
+      while (k + 1 < segments_.size() && segments_[k + 1].first_seq <= h.seq + 1) ++k;
+      const uint64_t lag = (segments_.size() - k) * seg;
+      if (lag > options_.max_hold_lag) {
+        invalidated->push_back(h);
+      } else {
+        next.push_back(h);
+      }
+    }
+    if (next.size() != holds_.size()) {
+      Status st = RetryOutOfFds(options_.on_fd_wait, [&] { return WriteHolds(env_, dir_, next); });
+      if (!st.ok()) return Fail(std::move(st));
+      holds_ = std::move(next);
+    }
+  }
+  if (options_.retain_bytes > 0 && segments_.size() > 1) {
+    const uint64_t sealed = segments_.size() - 1;
+    const uint64_t keep = options_.retain_bytes / seg;
+    if (sealed > keep) {
+      // Release the oldest sealed - keep: up to the seq before the first kept.
+      return Trim(segments_[sealed - keep].first_seq - 1);
+    }
+  }
+  return Status::OK();
+}
+
 Status LogWriter::SetHold(std::string_view name, uint64_t seq) {
   if (!failure_.ok()) return Failed();
   if (std::string why = CheckHoldName(name); !why.empty()) return Status::InvalidArgument(why);

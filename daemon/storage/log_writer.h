@@ -41,6 +41,11 @@ struct LogOptions {
   // trims, the spare segment, directory syncs), the writer waits and retries
   // (fd_retry.h) rather than fail-stop; this hears about it.
   FdWaitHook on_fd_wait;
+  // Retention policy (ApplyRetention), 0: off. Sizes count whole segments
+  // (segment_size each, as preallocated), the one being written included
+  // for lag, excluded for retain_bytes.
+  uint64_t retain_bytes = 0;  // sealed segments past this are released, oldest first
+  uint64_t max_hold_lag = 0;  // a hold further behind the end than this is dropped
 };
 
 // Records as EncodeRecord wrote them, back to back, with the contiguous seqs
@@ -84,6 +89,14 @@ class LogWriter {
   // Of the last Trim: the hold that kept back records it asked for, or "".
   const std::string& trim_held_by() const { return trim_held_by_; }
 
+  // The retention policy of options: first drops every hold that lags more
+  // than max_hold_lag behind the end (so that a dead consumer cannot fill
+  // the disk; each goes to *invalidated), then releases the oldest sealed
+  // segments while they take more than retain_bytes, never past a hold.
+  // Writes only when something is released or dropped. For the writer's
+  // thread, between batches, after a roll.
+  Status ApplyRetention(std::vector<Hold>* invalidated);
+
   // Named holds (holds.h). SetHold creates a hold or moves it (either way) to
   // min(seq, durable_seq()). A seq below the trim point is refused
   // (kNotFound, naming the first seq held): what it asks to keep is gone.
@@ -102,6 +115,8 @@ class LogWriter {
   // The oldest seq still held (trim point + 1).
   uint64_t first_seq() const { return meta_.trim_seq + 1; }
   size_t segment_count() const { return segments_.size(); }
+  // The first seq of the segment being written: changes at every roll.
+  uint64_t head_segment_seq() const { return segments_.empty() ? 0 : segments_.back().first_seq; }
   // OK, or the error that stopped this writer for good.
   const Status& failure() const { return failure_; }
 

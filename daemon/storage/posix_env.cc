@@ -115,6 +115,20 @@ class PosixFile final : public File {
   int fd_;
 };
 
+// libtsan (GCC 12) intercepts open but not openat: a descriptor that openat
+// creates is invisible to its model of descriptors, which then reports races
+// between a socket closed on one thread and a file that reused its number on
+// another. Under TSan the pinned directory is reached through
+// /proc/self/fd/N instead, which the kernel resolves to the same held
+// directory: the same semantics, seen by the sanitizer.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kViaProcFd = true;
+#else
+constexpr bool kViaProcFd = false;
+#endif
+
+std::string ProcFd(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
 class PosixLock final : public DirLock {
  public:
   explicit PosixLock(int fd) : fd_(fd) {}
@@ -154,7 +168,7 @@ class PosixEnv final : public Env {
       case OpenMode::kCreate: flags |= O_RDWR | O_CREAT | O_EXCL; break;
     }
     const At at = Resolve(path);
-    int fd = ::openat(at.dfd, at.name, flags, 0640);
+    int fd = ::openat(at.dfd, at.Name(), flags, 0640);
     if (fd < 0) {
       int e = errno;
       if (e == ENOENT) return Status::NotFound(path);
@@ -170,18 +184,23 @@ class PosixEnv final : public Env {
   Status Rename(const std::string& from, const std::string& to) override {
     const At a = Resolve(from);
     const At b = Resolve(to);
-    if (::renameat(a.dfd, a.name, b.dfd, b.name) != 0) return Status::IoError("rename " + from + " to " + to, errno);
+    if (::renameat(a.dfd, a.Name(), b.dfd, b.Name()) != 0)
+      return Status::IoError("rename " + from + " to " + to, errno);
     return Status::OK();
   }
 
   Status Remove(const std::string& path) override {
     const At at = Resolve(path);
-    if (::unlinkat(at.dfd, at.name, 0) != 0) return Status::IoError("unlink " + path, errno);
+    if (::unlinkat(at.dfd, at.Name(), 0) != 0) return Status::IoError("unlink " + path, errno);
     return Status::OK();
   }
 
   Status SyncDir(const std::string& dir) override {
-    int fd = IsPinned(dir) ? ::dup(dfd_.load()) : ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (IsPinned(dir)) {  // fsync of the held descriptor: several threads may share it
+      if (::fsync(dfd_.load()) != 0) return Status::IoError("fsync directory " + dir, errno);
+      return Status::OK();
+    }
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return OpenError("open directory", dir, errno);
     int rc = ::fsync(fd);
     int e = errno;
@@ -194,8 +213,11 @@ class PosixEnv final : public Env {
     DIR* d = nullptr;
     if (IsPinned(dir)) {
       // A descriptor of its own: readdir moves the offset it shares.
-      int fd = ::openat(dfd_.load(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd >= 0 && (d = ::fdopendir(fd)) == nullptr) ::close(fd);
+      if (kViaProcFd) {
+        d = ::opendir(ProcFd(dfd_.load()).c_str());
+      } else if (int fd = ::openat(dfd_.load(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+        if ((d = ::fdopendir(fd)) == nullptr) ::close(fd);
+      }
     } else {
       d = ::opendir(dir.c_str());
     }
@@ -220,7 +242,7 @@ class PosixEnv final : public Env {
   FileKind Kind(const std::string& path) override {
     struct stat st;
     const At at = Resolve(path);
-    if (::fstatat(at.dfd, at.name, &st, AT_SYMLINK_NOFOLLOW) != 0) return FileKind::kMissing;
+    if (::fstatat(at.dfd, at.Name(), &st, AT_SYMLINK_NOFOLLOW) != 0) return FileKind::kMissing;
     if (S_ISDIR(st.st_mode)) return FileKind::kDirectory;
     if (S_ISREG(st.st_mode)) return FileKind::kRegular;
     if (S_ISLNK(st.st_mode)) return FileKind::kSymlink;
@@ -248,12 +270,12 @@ class PosixEnv final : public Env {
   uint64_t DiskUsage(const std::string& path) override {
     struct stat st;
     const At at = Resolve(path);
-    return ::fstatat(at.dfd, at.name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+    return ::fstatat(at.dfd, at.Name(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
   }
 
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
     const At at = Resolve(path);
-    int fd = ::openat(at.dfd, at.name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    int fd = ::openat(at.dfd, at.Name(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0) return OpenError("open lock file", path, errno);
     if (Status st = CheckRegular(fd, path); !st.ok()) {
       ::close(fd);
@@ -285,6 +307,8 @@ class PosixEnv final : public Env {
   struct At {
     int dfd;           // AT_FDCWD, or the pinned directory's
     const char* name;  // points into the caller's path
+    std::string via;   // kViaProcFd: the path through /proc/self/fd
+    const char* Name() const { return via.empty() ? name : via.c_str(); }
   };
   // `path` relative to the pinned directory when it names an entry directly
   // inside it, else as it is.
@@ -293,9 +317,12 @@ class PosixEnv final : public Env {
     if (dfd >= 0 && path.size() > dir_.size() + 1 && path.compare(0, dir_.size(), dir_) == 0 &&
         (dir_ == "/" ? path[0] == '/' : path[dir_.size()] == '/')) {
       const size_t leaf = dir_ == "/" ? 1 : dir_.size() + 1;
-      if (path.find('/', leaf) == std::string::npos) return {dfd, path.c_str() + leaf};
+      if (path.find('/', leaf) == std::string::npos) {
+        if (kViaProcFd) return {AT_FDCWD, nullptr, ProcFd(dfd) + "/" + path.substr(leaf)};
+        return {dfd, path.c_str() + leaf, {}};
+      }
     }
-    return {AT_FDCWD, path.c_str()};
+    return {AT_FDCWD, path.c_str(), {}};
   }
   bool IsPinned(const std::string& dir) const {
     if (dfd_.load(std::memory_order_acquire) < 0) return false;

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "../unit/log_fixture.h"
 #include "daemon_harness.h"
@@ -113,4 +115,52 @@ TEST_CASE_FIXTURE(RetentionFixture, "wald hold, holds, trim and release against 
   CHECK(out.find("no hold named follower") != std::string::npos);
   CHECK(Wald({"hold", "a b", "1"}, &out) == 1);
   CHECK(Wald({"trim"}, &out) == 2);  // SEQ is required
+}
+
+TEST_CASE("a hold at 100 against a trim to 10,000 and a policy that wants everything; then --max-hold-lag") {
+  TempDir tmp;
+  // The policy keeps one sealed segment; a hold more than 16 segments behind
+  // the end is invalidated.
+  Daemon d(tmp.path(),
+           {"--segment-size", "64KiB", "--max-record", "4KiB", "--retain-bytes", "64KiB", "--max-hold-lag", "1MiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  auto fill = [&](int from, int n) {
+    for (int i = from; i < from + n; ++i) {
+      REQUIRE(c->append_async(TestPayload(0, i, 1000), [](wald::Result<wald::Seq> r) { REQUIRE(r.ok()); }).ok());
+    }
+    REQUIRE(c->wait_all(30000).ok());
+  };
+  fill(1, 100);
+  REQUIRE(c->hold("follower", 100).value() == 100);
+  fill(101, 500);  // about ten segments: the policy has run at every roll
+  REQUIRE(c->trim(10'000).ok());
+  auto s = c->stats();
+  REQUIRE(s.ok());
+  CHECK(s.value().first_seq <= 101);  // nothing above the hold was released
+  CHECK(c->read(
+             101, [](wald::Seq, std::span<const std::byte>) { return false; }, 1)
+            .ok());
+
+  // The policy runs on the writer after a roll's acks are out: wait for it.
+  auto stats_when = [&](auto pred) {
+    for (int i = 0; i < 500; ++i) {
+      s = c->stats();
+      REQUIRE(s.ok());
+      if (pred(s.value())) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return s.value();
+  };
+  REQUIRE(c->hold("follower", 500).value() == 500);  // the follower moves on
+  fill(601, 100);                                    // a roll runs the policy again
+  CHECK(stats_when([](const wald::ServerStats& v) { return v.first_seq > 101; }).first_seq <= 501);
+  CHECK(s.value().first_seq > 101);
+
+  fill(701, 1200);  // the follower stops; 20 more segments pass it
+  stats_when([](const wald::ServerStats& v) { return v.holds.empty(); });
+  CHECK(s.value().holds.empty());
+  CHECK(s.value().holds_invalidated == 1);
+  CHECK(s.value().first_seq > 501);  // and the policy released what it held
+  CHECK(d.Log().find("hold follower at seq 500 invalidated") != std::string::npos);
 }

@@ -148,6 +148,7 @@ struct ServerStats {
   uint64_t backpressure_events = 0;
   uint64_t first_seq = 0;  // the oldest seq still held (0 from a daemon that does not say)
   std::vector<HoldInfo> holds;
+  uint64_t holds_invalidated = 0;  // dropped by the daemon's --max-hold-lag
   HistogramSnapshot records_per_sync;
   HistogramSnapshot sync_latency_us;
   HistogramSnapshot ack_latency_us;
