@@ -209,6 +209,20 @@ int main(int argc, char** argv) {
   if (hold->parsed()) return wald::RunHoldCommand(o.socket, hold_name, ret_seq, ret_json);
   if (release->parsed()) return wald::RunReleaseCommand(o.socket, hold_name, ret_json);
   if (holds->parsed()) return wald::RunHoldsCommand(o.socket, ret_json);
+  // Retention counts whole segments: below these, it would release every
+  // sealed segment at each roll, or drop holds that are up to date.
+  if (o.retain_bytes != 0 && o.retain_bytes < o.segment_size) {
+    std::fprintf(stderr, "--retain-bytes %llu is below one segment (--segment-size %llu)\n",
+                 static_cast<unsigned long long>(o.retain_bytes), static_cast<unsigned long long>(o.segment_size));
+    return 2;
+  }
+  if (o.max_hold_lag != 0 && o.max_hold_lag < 2 * o.segment_size) {
+    std::fprintf(stderr,
+                 "--max-hold-lag %llu is below two segments (--segment-size %llu): holds are measured in whole "
+                 "segments, so an up-to-date consumer could be dropped\n",
+                 static_cast<unsigned long long>(o.max_hold_lag), static_cast<unsigned long long>(o.segment_size));
+    return 2;
+  }
   if (o.max_partial_bytes < uint64_t{o.max_record} + wald::proto::kAppendOverhead) {
     std::fprintf(stderr,
                  "--max-partial-bytes %llu is below one frame (--max-record %u + 128): every large append would be "

@@ -34,6 +34,7 @@ CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_c
       durable_seq_(log_->durable_seq()),
       trim_seq_(log_->first_seq() - 1),
       holds_(log_->holds()),
+      retention_(log_->retention_enabled()),
       gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {}
 
 CommitWriter::~CommitWriter() { Stop(); }
@@ -73,8 +74,10 @@ Chunk* CommitWriter::TakeFree() {
 
 uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
   loop_role_.CheckOrBind();
-  // "Up to what exists now": the target only ever rises, so a huge up_to
-  // kept as it is would make every later trim release everything.
+  // "Up to what exists now". Requests that wait together merge into the
+  // highest target; the writer takes it (resetting it to 0) when it serves
+  // them, so that a target a hold kept back is never applied by a later,
+  // smaller trim once the hold moves.
   up_to = std::min(up_to, durable_seq());
   uint64_t cur = trim_target_.load();
   while (cur < up_to && !trim_target_.compare_exchange_weak(cur, up_to)) {
@@ -238,14 +241,20 @@ void CommitWriter::Run() {
       bytes += c->used;
     }
     // Hold changes and trims are rare and run between batches, on this
-    // thread, which owns every file; holds first, so that a hold asked for
-    // before a trim is in force for it.
+    // thread, which owns every file. The trims asked for before the holds
+    // are read first (req), then the holds change, then those trims run: a
+    // hold is never overtaken by a trim asked for after it. A hold that
+    // moved may let the retention policy release at once.
+    const uint64_t req = trim_requests_.load();
     if (holds_queued_.load()) {
       if (!DoHolds()) return;
+      if (retention_ && !Retain()) return;
       notify_();
     }
-    if (const uint64_t req = trim_requests_.load(); req != trims_done_.load(std::memory_order_relaxed)) {
-      storage::Status st = log_->Trim(trim_target_.load());
+    if (req != trims_done_.load(std::memory_order_relaxed)) {
+      // A request whose target is taken here but whose number came after
+      // req is answered next round, by a Trim(0) that changes nothing.
+      storage::Status st = log_->Trim(trim_target_.exchange(0));
       if (!st.ok() && Fail(st)) return;
       trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
       trims_done_.store(req, std::memory_order_release);

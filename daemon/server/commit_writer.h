@@ -126,7 +126,7 @@ class CommitWriter final : public WriterPort {
   std::string failure_;                          // guarded by failure_mu_
   alignas(64) std::atomic<uint32_t> parked_{0};  // 1 while the writer sleeps or is about to
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> trim_target_{0};    // highest seq asked for (loop writes)
+  std::atomic<uint64_t> trim_target_{0};    // highest seq asked for since last served (loop raises, writer takes)
   std::atomic<uint64_t> trim_requests_{0};  // requests made (loop writes)
   std::atomic<uint64_t> trims_done_{0};     // requests served (writer writes)
   std::atomic<uint64_t> trim_seq_{0};       // released up to (writer writes)
@@ -144,6 +144,7 @@ class CommitWriter final : public WriterPort {
   uint64_t hold_numbers_ = 0;               // loop thread: requests made
   std::atomic<bool> holds_queued_{false};   // hold_ops_ is not empty (HasWork's cheap look)
   std::atomic<bool> results_ready_{false};  // hold_results_ is not empty (the loop's cheap look)
+  const bool retention_;                    // a retention policy is set
   uint64_t head_seen_ = UINT64_MAX;         // writer thread: head_segment_seq() at the last Retain
   double gap_avg_ns_;                       // writer thread: moving average of idle gaps
   storage::Status close_status_;            // writer thread until joined, then the caller's

@@ -96,6 +96,7 @@ class LogWriter {
   // Writes only when something is released or dropped. For the writer's
   // thread, between batches, after a roll.
   Status ApplyRetention(std::vector<Hold>* invalidated);
+  bool retention_enabled() const { return options_.retain_bytes > 0 || options_.max_hold_lag > 0; }
 
   // Named holds (holds.h). SetHold creates a hold or moves it (either way) to
   // min(seq, durable_seq()). A seq below the trim point is refused

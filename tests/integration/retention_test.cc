@@ -164,3 +164,34 @@ TEST_CASE("a hold at 100 against a trim to 10,000 and a policy that wants everyt
   CHECK(s.value().first_seq > 501);  // and the policy released what it held
   CHECK(d.Log().find("hold follower at seq 500 invalidated") != std::string::npos);
 }
+
+// Review finding: the writer kept the highest trim target ever asked for, so
+// once a hold moved, a later small Trim released up to the old large one.
+TEST_CASE_FIXTURE(RetentionFixture, "a trim held back by a hold is not applied later by a smaller trim") {
+  wald::Client c = Connect();
+  REQUIRE(c.hold("backup", 500).ok());
+  auto r = c.trim(100'000);
+  REQUIRE(r.ok());
+  const uint64_t first = r.value();
+  CHECK(first <= 500);
+  REQUIRE(c.hold("backup", 1100).ok());
+  r = c.trim(10);
+  REQUIRE(r.ok());
+  CHECK(r.value() == first);  // trim(10) releases nothing new
+  CHECK(c.read(
+             first + 1, [](wald::Seq, std::span<const std::byte>) { return false; }, 1)
+            .ok());
+}
+
+TEST_CASE("retention options below what whole segments can measure exit 2") {
+  TempDir tmp;
+  std::string out;
+  CHECK(RunWald({"--dir", tmp.path() + "/d", "--socket", tmp.path() + "/s", "--segment-size", "1MiB", "--retain-bytes",
+                 "512KiB"},
+                &out) == 2);
+  CHECK(out.find("--retain-bytes") != std::string::npos);
+  CHECK(RunWald({"--dir", tmp.path() + "/d", "--socket", tmp.path() + "/s", "--segment-size", "1MiB", "--max-hold-lag",
+                 "1MiB"},
+                &out) == 2);
+  CHECK(out.find("below two segments") != std::string::npos);
+}
