@@ -168,7 +168,7 @@ class PosixEnv final : public Env {
       case OpenMode::kCreate: flags |= O_RDWR | O_CREAT | O_EXCL; break;
     }
     const At at = Resolve(path);
-    int fd = ::openat(at.dfd, at.Name(), flags, 0640);
+    int fd = OpenAt(at, flags, 0640);
     if (fd < 0) {
       int e = errno;
       if (e == ENOENT) return Status::NotFound(path);
@@ -275,7 +275,7 @@ class PosixEnv final : public Env {
 
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
     const At at = Resolve(path);
-    int fd = ::openat(at.dfd, at.Name(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    int fd = OpenAt(at, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0) return OpenError("open lock file", path, errno);
     if (Status st = CheckRegular(fd, path); !st.ok()) {
       ::close(fd);
@@ -323,6 +323,12 @@ class PosixEnv final : public Env {
       }
     }
     return {AT_FDCWD, path.c_str(), {}};
+  }
+  // open(2) when `at` is a path (so that TSan, which does not intercept
+  // openat, sees every descriptor created outside the pinned directory),
+  // openat(2) relative to the pinned directory otherwise.
+  static int OpenAt(const At& at, int flags, mode_t mode) {
+    return at.dfd == AT_FDCWD ? ::open(at.Name(), flags, mode) : ::openat(at.dfd, at.Name(), flags, mode);
   }
   bool IsPinned(const std::string& dir) const {
     if (dfd_.load(std::memory_order_acquire) < 0) return false;
