@@ -294,7 +294,7 @@ void CommitWriter::Run() {
     notify_();
     // After the acks are out: a roll sealed a segment, so the policy may
     // release the oldest (a meta replace and unlinks, before the next batch).
-    if (log_->head_segment_seq() != head_seen_ && !Retain()) return;
+    if (retention_ && log_->head_segment_seq() != head_seen_ && !Retain()) return;
   }
 }
 
