@@ -17,6 +17,7 @@
 #include "server/server.h"
 #include "server/systemd.h"
 #include "stats_command.h"
+#include "time_spec.h"
 #ifdef WALD_FAULT_INJECTION
 #include "fault_flags.h"
 #endif
@@ -149,6 +150,16 @@ int main(int argc, char** argv) {
                  "hold (0: keep everything)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
+  std::string retain_age;
+  app.add_option("--retain-age", retain_age,
+                 "Release sealed segments whose newest record is older than this (a systemd time span: 30d, "
+                 "12h 30min), never past a hold (0: keep everything)");
+  app.add_option("--max-disk", o.max_disk,
+                 "Disk budget for the segment files (e.g. 50GiB): an append that would need more gets Error "
+                 "DiskBudget (the connection stays; nothing is released for it) until a trim, the retention policy "
+                 "or a hold's move frees space (0: no budget; at least 3 segments)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   app.add_option("--max-hold-lag", o.max_hold_lag,
                  "A hold further behind the end of the log than this (e.g. 20GiB) is invalidated and logged, so "
                  "that a dead consumer cannot fill the disk (0: never)")
@@ -221,6 +232,24 @@ int main(int argc, char** argv) {
                  "--max-hold-lag %llu is below two segments (--segment-size %llu): holds are measured in whole "
                  "segments, so an up-to-date consumer could be dropped\n",
                  static_cast<unsigned long long>(o.max_hold_lag), static_cast<unsigned long long>(o.segment_size));
+    return 2;
+  }
+  if (!retain_age.empty() && retain_age != "0") {
+    auto ns = wald::tools::ParseTimeSpan(retain_age);
+    if (!ns || *ns < 1000000000ull) {
+      std::fprintf(stderr, "--retain-age %s is not a time span of a second or more (e.g. 30d, 12h 30min)\n",
+                   retain_age.c_str());
+      return 2;
+    }
+    o.retain_age_ms = *ns / 1000000;
+  }
+  // A budget below three segments could never roll: the segment being
+  // written, the next one and the spare prepared for it.
+  if (o.max_disk != 0 && o.max_disk / o.segment_size < 3) {
+    std::fprintf(stderr,
+                 "--max-disk %llu is below three segments (--segment-size %llu): the segment being written, the "
+                 "next and a spare\n",
+                 static_cast<unsigned long long>(o.max_disk), static_cast<unsigned long long>(o.segment_size));
     return 2;
   }
   if (o.max_partial_bytes < uint64_t{o.max_record} + wald::proto::kAppendOverhead) {

@@ -80,8 +80,8 @@ int RunHoldsCommand(const std::string& socket_path, bool json) {
   if (json) {
     std::printf("{\"durable_seq\":%llu,\"first_seq\":%llu,\"holds\":[", U(s.durable_seq), U(s.first_seq));
     for (size_t i = 0; i < s.holds.size(); ++i) {
-      std::printf("%s{\"name\":\"%s\",\"seq\":%llu,\"lag_records\":%llu}", i == 0 ? "" : ",", s.holds[i].name.c_str(),
-                  U(s.holds[i].seq), U(lag(s.holds[i])));
+      std::printf("%s{\"name\":\"%s\",\"seq\":%llu,\"lag_records\":%llu,\"lag_bytes\":%llu}", i == 0 ? "" : ",",
+                  s.holds[i].name.c_str(), U(s.holds[i].seq), U(lag(s.holds[i])), U(s.holds[i].lag_bytes));
     }
     std::printf("]}\n");
     return 0;
@@ -90,8 +90,11 @@ int RunHoldsCommand(const std::string& socket_path, bool json) {
     std::printf("no holds (durable seq %llu, first seq held %llu)\n", U(s.durable_seq), U(s.first_seq));
     return 0;
   }
-  std::printf("%-32s %20s %20s\n", "NAME", "SEQ", "LAG (records)");
-  for (const HoldInfo& h : s.holds) std::printf("%-32s %20llu %20llu\n", h.name.c_str(), U(h.seq), U(lag(h)));
+  // Bytes in whole segments: what the hold keeps on disk.
+  std::printf("%-32s %20s %15s %15s\n", "NAME", "SEQ", "LAG RECORDS", "LAG BYTES");
+  for (const HoldInfo& h : s.holds) {
+    std::printf("%-32s %20llu %15llu %15llu\n", h.name.c_str(), U(h.seq), U(lag(h)), U(h.lag_bytes));
+  }
   return 0;
 }
 

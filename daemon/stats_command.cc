@@ -25,12 +25,12 @@ int RunStatsCommand(const std::string& socket_path, bool json) {
         "\"durable_seq\":%llu,\"next_seq\":%llu,\"records_per_sync\":%.3f,\"records_per_sync_p50\":%llu,"
         "\"sync_latency_p50_us\":%llu,\"sync_latency_p99_us\":%llu,\"ack_latency_p50_us\":%llu,"
         "\"ack_latency_p99_us\":%llu,\"rejected_frames\":%llu,\"backpressure_events\":%llu,\"first_seq\":%llu,"
-        "\"holds\":%zu,\"holds_invalidated\":%llu}\n",
+        "\"holds\":%zu,\"holds_invalidated\":%llu,\"disk_budget_refusals\":%llu}\n",
         u(s.uptime_us), u(s.connections), u(s.records), u(s.bytes), u(s.syncs), u(s.durable_seq), u(s.next_seq),
         s.records_per_sync.mean(), u(s.records_per_sync.percentile(0.5)), u(s.sync_latency_us.percentile(0.5)),
         u(s.sync_latency_us.percentile(0.99)), u(s.ack_latency_us.percentile(0.5)),
         u(s.ack_latency_us.percentile(0.99)), u(s.rejected_frames), u(s.backpressure_events), u(s.first_seq),
-        s.holds.size(), u(s.holds_invalidated));
+        s.holds.size(), u(s.holds_invalidated), u(s.disk_budget_refusals));
     return 0;
   }
   std::printf("uptime            %.1f s\n", static_cast<double>(s.uptime_us) / 1e6);
@@ -47,6 +47,7 @@ int RunStatsCommand(const std::string& socket_path, bool json) {
   std::printf("backpressure      %llu pauses\n", u(s.backpressure_events));
   std::printf("first seq held    %llu; %zu holds, %llu invalidated\n", u(s.first_seq), s.holds.size(),
               u(s.holds_invalidated));
+  std::printf("disk budget       %llu appends refused\n", u(s.disk_budget_refusals));
   return 0;
 }
 

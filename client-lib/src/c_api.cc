@@ -32,6 +32,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kTooManyReads: return WALD_E_TOO_MANY_READS;
     case wald::ErrorCode::kTooManyConnections: return WALD_E_TOO_MANY_CONNECTIONS;
     case wald::ErrorCode::kNoSuchHold: return WALD_E_NO_SUCH_HOLD;
+    case wald::ErrorCode::kDiskBudget: return WALD_E_DISK_BUDGET;
   }
   return WALD_E_PROTOCOL;
 }
@@ -163,6 +164,7 @@ const char* wald_strerror(int code) {
     case WALD_E_TOO_MANY_READS: return "too many reads open on this connection";
     case WALD_E_TOO_MANY_CONNECTIONS: return "too many connections";
     case WALD_E_NO_SUCH_HOLD: return "no such hold";
+    case WALD_E_DISK_BUDGET: return "the log is at its disk budget";
     default: return "unknown error";
   }
 }

@@ -33,6 +33,7 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::TooManyConnections: return ErrorCode::kTooManyConnections;
     case proto::ErrorCode::NoSuchHold: return ErrorCode::kNoSuchHold;
     case proto::ErrorCode::InvalidRequest: return ErrorCode::kInvalidArgument;
+    case proto::ErrorCode::DiskBudget: return ErrorCode::kDiskBudget;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -66,9 +67,10 @@ ServerStats ToStats(const proto::StatsReply* r) {
   s.backpressure_events = r->backpressure_events();
   s.first_seq = r->first_seq();
   s.holds_invalidated = r->holds_invalidated();
+  s.disk_budget_refusals = r->disk_budget_refusals();
   if (r->holds() != nullptr) {
     for (const proto::HoldInfo* h : *r->holds()) {
-      if (h != nullptr) s.holds.push_back({h->name() != nullptr ? h->name()->str() : "", h->seq()});
+      if (h != nullptr) s.holds.push_back({h->name() != nullptr ? h->name()->str() : "", h->seq(), h->lag_bytes()});
     }
   }
   s.records_per_sync = ToSnapshot(r->records_per_sync());
@@ -108,6 +110,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kTooManyReads: return "too many reads";
     case ErrorCode::kTooManyConnections: return "too many connections";
     case ErrorCode::kNoSuchHold: return "no such hold";
+    case ErrorCode::kDiskBudget: return "disk budget";
   }
   return "unknown";
 }

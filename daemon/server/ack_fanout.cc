@@ -57,8 +57,7 @@ void AckFanout::AwaitTrim(Connection* c, uint64_t request_id, uint64_t number, u
   trims_.push_back({c, request_id, number, up_to});
 }
 
-void AckFanout::AnswerTrims(uint64_t done, uint64_t trim_seq,
-                            const std::function<std::vector<storage::Hold>()>& holds) {
+void AckFanout::AnswerTrims(uint64_t done, uint64_t trim_seq, const std::function<std::vector<HoldState>()>& holds) {
   if (trims_.empty()) return;
   // The finished ones leave trims_ before any is answered: a Send that
   // closes its connection makes Forget edit trims_. finished_ is not
@@ -75,8 +74,8 @@ void AckFanout::AnswerTrims(uint64_t done, uint64_t trim_seq,
   }
   trims_.resize(keep);
   if (finished_.empty()) return;
-  const std::vector<storage::Hold> now = holds();
-  const storage::Hold* low = storage::LowestHold(now);
+  const std::vector<HoldState> now = holds();
+  const HoldState* low = storage::LowestHold(now);
   for (const PendingTrim& t : finished_) {
     const bool held = low != nullptr && low->seq < t.up_to;
     t.conn->Send(fb_.TrimAck(t.request_id, trim_seq, held ? std::string_view(low->name) : std::string_view()));

@@ -52,7 +52,7 @@ class AckFanout {
   // Answers every trim whose number is <= `done`, saying `trim_seq` and, if
   // a hold lies below what it asked for, the lowest such hold. `holds` is
   // called only when some trim is answered.
-  void AnswerTrims(uint64_t done, uint64_t trim_seq, const std::function<std::vector<storage::Hold>()>& holds);
+  void AnswerTrims(uint64_t done, uint64_t trim_seq, const std::function<std::vector<HoldState>()>& holds);
   // A Hold or ReleaseHold on c waits for the writer's hold number `number`.
   void AwaitHold(Connection* c, uint64_t request_id, uint64_t number, std::string name);
   // Answers the hold requests these results finish: HoldAck, or an Error

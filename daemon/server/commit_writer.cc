@@ -33,9 +33,11 @@ CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_c
       free_(max_chunks),
       durable_seq_(log_->durable_seq()),
       trim_seq_(log_->first_seq() - 1),
-      holds_(log_->holds()),
+      append_limit_(log_->AppendLimit()),
       retention_(log_->retention_enabled()),
-      gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {}
+      gap_avg_ns_(static_cast<double>(spin.spin_max_us) * 2000.0) {
+  SnapshotHolds();
+}
 
 CommitWriter::~CommitWriter() { Stop(); }
 
@@ -87,6 +89,12 @@ uint64_t CommitWriter::RequestTrim(uint64_t up_to) {
   return n;
 }
 
+void CommitWriter::RequestRetention() {
+  if (!retention_) return;
+  retain_asked_.store(true);
+  Wake();
+}
+
 uint64_t CommitWriter::RequestHold(const std::string& name, uint64_t seq, bool release) {
   loop_role_.CheckOrBind();
   const uint64_t n = ++hold_numbers_;
@@ -107,7 +115,7 @@ void CommitWriter::TakeHoldResults(std::vector<HoldResult>* out) {
   hold_results_.clear();
 }
 
-std::vector<storage::Hold> CommitWriter::holds() const {
+std::vector<HoldState> CommitWriter::holds() const {
   std::lock_guard lk(holds_mu_);
   return holds_;
 }
@@ -138,19 +146,23 @@ bool CommitWriter::DoHolds() {
     }
     results.push_back(std::move(r));
   }
+  // The policy first: a hold that moved may let it release at once, and the
+  // client hears of its change only once the space is published.
+  if (retention_ && !Retain()) return false;
+  SnapshotHolds();
   {
     std::lock_guard lk(holds_mu_);
     for (HoldResult& r : results) hold_results_.push_back(std::move(r));
-    holds_ = log_->holds();
     results_ready_.store(true, std::memory_order_release);
   }
   return true;
 }
 
 bool CommitWriter::Retain() {
-  head_seen_ = log_->head_segment_seq();
   std::vector<storage::Hold> dropped;
-  if (storage::Status st = log_->ApplyRetention(&dropped); !st.ok()) return !Fail(st);
+  const auto wall = std::chrono::system_clock::now().time_since_epoch();
+  const auto now_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count());
+  if (storage::Status st = log_->ApplyRetention(now_ns, &dropped); !st.ok()) return !Fail(st);
   for (const storage::Hold& h : dropped) {
     stats_.holds_invalidated.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(
@@ -158,17 +170,26 @@ bool CommitWriter::Retain() {
         "the records above it may now be released. Its consumer must start again from the first seq held",
         h.name, h.seq, log_->durable_seq());
   }
-  trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
-  if (!dropped.empty()) {
-    std::lock_guard lk(holds_mu_);
-    holds_ = log_->holds();
-  }
+  PublishSpace();
+  if (!dropped.empty()) SnapshotHolds();
   return true;
+}
+
+void CommitWriter::SnapshotHolds() {
+  std::vector<HoldState> now;
+  for (const storage::Hold& h : log_->holds()) now.push_back({h.name, h.seq, log_->HoldLagBytes(h.seq)});
+  std::lock_guard lk(holds_mu_);
+  holds_.swap(now);
+}
+
+void CommitWriter::PublishSpace() {
+  trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
+  append_limit_.store(log_->AppendLimit(), std::memory_order_release);
 }
 
 bool CommitWriter::HasWork() const {
   return !full_.Empty() || trim_requests_.load() != trims_done_.load(std::memory_order_relaxed) ||
-         holds_queued_.load() || stop_.load();
+         holds_queued_.load() || retain_asked_.load() || stop_.load();
 }
 
 std::string CommitWriter::failure() const {
@@ -228,6 +249,10 @@ void CommitWriter::Run() {
   std::vector<storage::EncodedChunk> spans;
   batch.reserve(1024);
   spans.reserve(1024);
+  // The policy applies from the start, not only after the first roll: it
+  // may have been tightened since the last run.
+  head_seen_ = log_->head_segment_seq();
+  if (retention_ && !Retain()) return;
   for (;;) {
     // Group commit, capped (as LevelDB and RocksDB cap a write group): a
     // burst of staged chunks goes out as several batches of about
@@ -248,15 +273,18 @@ void CommitWriter::Run() {
     const uint64_t req = trim_requests_.load();
     if (holds_queued_.load()) {
       if (!DoHolds()) return;
-      if (retention_ && !Retain()) return;
       notify_();
+    }
+    if (retain_asked_.load() && retain_asked_.exchange(false)) {
+      if (!Retain()) return;
+      notify_();  // the loop reads the new trim point and disk limit
     }
     if (req != trims_done_.load(std::memory_order_relaxed)) {
       // A request whose target is taken here but whose number came after
       // req is answered next round, by a Trim(0) that changes nothing.
       storage::Status st = log_->Trim(trim_target_.exchange(0));
       if (!st.ok() && Fail(st)) return;
-      trim_seq_.store(log_->first_seq() - 1, std::memory_order_release);
+      PublishSpace();
       trims_done_.store(req, std::memory_order_release);
       notify_();
     }
@@ -285,6 +313,7 @@ void CommitWriter::Run() {
     stats_.sync_latency_us.Add((NowNs() - t0) / 1000);
     // Only now, after fdatasync returned 0, is the new seq published.
     durable_seq_.store(durable, std::memory_order_release);
+    append_limit_.store(log_->AppendLimit(), std::memory_order_release);
     for (Chunk* done : batch) {
       bool ok = free_.Push(done);  // the loop resets it: it accounts its bytes
       (void)ok;
@@ -293,8 +322,13 @@ void CommitWriter::Run() {
     spans.clear();
     notify_();
     // After the acks are out: a roll sealed a segment, so the policy may
-    // release the oldest (a meta replace and unlinks, before the next batch).
-    if (retention_ && log_->head_segment_seq() != head_seen_ && !Retain()) return;
+    // release the oldest (a meta replace and unlinks, before the next batch),
+    // and every hold lags a segment more.
+    if (log_->head_segment_seq() != head_seen_) {
+      head_seen_ = log_->head_segment_seq();
+      if (retention_ && !Retain()) return;
+      SnapshotHolds();
+    }
   }
 }
 

@@ -98,8 +98,12 @@ class CommitWriter final : public WriterPort {
   uint64_t trim_seq() const override { return trim_seq_.load(std::memory_order_acquire); }
   uint64_t RequestHold(const std::string& name, uint64_t seq, bool release) override;
   void TakeHoldResults(std::vector<HoldResult>* out) override;
-  std::vector<storage::Hold> holds() const override;
+  std::vector<HoldState> holds() const override;
+  // Loop thread, now and then: runs the retention policy (if any) between
+  // batches even when no segment rolls, for --retain-age.
+  void RequestRetention() override;
 
+  uint64_t append_limit() const override { return append_limit_.load(std::memory_order_acquire); }
   uint64_t durable_seq() const override { return durable_seq_.load(std::memory_order_acquire); }
   bool failed() const override { return failed_.load(std::memory_order_acquire); }
   std::string failure() const override;  // the cause, once failed()
@@ -110,9 +114,12 @@ class CommitWriter final : public WriterPort {
   void Run();
   void IdleWait();
   bool HasWork() const;  // writer thread: chunks, a trim or hold request, or stop
-  bool DoHolds();        // writer thread: the hold requests queued; false on failure
-  bool Retain();         // writer thread: the retention policy after a roll; false on failure
+  bool DoHolds();        // writer thread: the hold requests queued, then the policy; false on failure
+  bool Retain();         // writer thread: the retention policy (start, roll, hold change, timer); false on failure
   bool Fail(const storage::Status& st);
+  void PublishSpace();
+  void SnapshotHolds();  // writer thread: holds_ from the LogWriter's  // writer thread: trim_seq_ and append_limit_
+                         // after a release or a batch
 
   std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
   const storage::LogId log_id_;
@@ -130,6 +137,7 @@ class CommitWriter final : public WriterPort {
   std::atomic<uint64_t> trim_requests_{0};  // requests made (loop writes)
   std::atomic<uint64_t> trims_done_{0};     // requests served (writer writes)
   std::atomic<uint64_t> trim_seq_{0};       // released up to (writer writes)
+  std::atomic<uint64_t> append_limit_;      // LogWriter::AppendLimit (writer writes)
   struct HoldOp {
     uint64_t number;
     std::string name;
@@ -140,12 +148,13 @@ class CommitWriter final : public WriterPort {
   mutable std::mutex holds_mu_;
   std::vector<HoldOp> hold_ops_;            // guarded by holds_mu_: asked for, not yet done
   std::vector<HoldResult> hold_results_;    // guarded by holds_mu_: done, not yet taken
-  std::vector<storage::Hold> holds_;        // guarded by holds_mu_: the LogWriter's, as of the last change
+  std::vector<HoldState> holds_;            // guarded by holds_mu_: the LogWriter's, as of the last change or roll
   uint64_t hold_numbers_ = 0;               // loop thread: requests made
   std::atomic<bool> holds_queued_{false};   // hold_ops_ is not empty (HasWork's cheap look)
   std::atomic<bool> results_ready_{false};  // hold_results_ is not empty (the loop's cheap look)
+  std::atomic<bool> retain_asked_{false};   // RequestRetention since the last Retain (loop sets, writer takes)
   const bool retention_;                    // a retention policy is set
-  uint64_t head_seen_ = UINT64_MAX;         // writer thread: head_segment_seq() at the last Retain
+  uint64_t head_seen_ = UINT64_MAX;         // writer thread: head_segment_seq() when last looked at
   double gap_avg_ns_;                       // writer thread: moving average of idle gaps
   storage::Status close_status_;            // writer thread until joined, then the caller's
   WriterStats stats_;

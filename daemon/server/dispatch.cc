@@ -321,6 +321,19 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
   meta.pid = static_cast<uint32_t>(c->peer.pid);
   meta.uid = c->peer.uid;
   meta.gid = c->peer.gid;
+  if (!staging_->Fits(meta, size, append_limit_)) {
+    // The log is at --max-disk: refuse this record, keep the connection.
+    // Space comes back when a trim, the policy or a hold's move releases.
+    ++stats_.disk_budget_refusals;
+    LogRefusal(
+        fmt::format("connection {}: append refused: the log is at its disk budget (--max-disk {}); a trim, "
+                    "the retention policy or a hold that moves must release segments first",
+                    c->id, options_.max_disk));
+    c->Send(fb_.Error(a->request_id(), proto::ErrorCode::DiskBudget,
+                      "the log is at its disk budget (--max-disk " + std::to_string(options_.max_disk) +
+                          " bytes) and nothing can be released yet; retry after a trim or a hold moves"));
+    return Outcome::kDone;
+  }
   const uint64_t seq = staging_->Stage(meta, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
   if (seq == 0) return Outcome::kStall;
   c->pending.push({a->request_id(), seq, c->read_mono_ns(), static_cast<uint32_t>(size)});

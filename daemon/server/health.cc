@@ -89,8 +89,8 @@ std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t re
   auto lat = hist(ws.sync_latency_us);
   auto ack = hist(*src_.ack_latency_us);
   std::vector<flatbuffers::Offset<proto::HoldInfo>> infos;
-  for (const storage::Hold& h : src_.writer->holds()) {
-    infos.push_back(proto::CreateHoldInfo(fbb, fbb.CreateString(h.name), h.seq));
+  for (const HoldState& h : src_.writer->holds()) {
+    infos.push_back(proto::CreateHoldInfo(fbb, fbb.CreateString(h.name), h.seq, h.lag_bytes));
   }
   auto holds = fbb.CreateVector(infos);
   proto::StatsReplyBuilder b(fbb);
@@ -110,6 +110,7 @@ std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t re
   b.add_first_seq(src_.writer->trim_seq() + 1);
   b.add_holds(holds);
   b.add_holds_invalidated(ws.holds_invalidated.load(std::memory_order_relaxed));
+  b.add_disk_budget_refusals(src_.loop->disk_budget_refusals);
   return fb.Finish(proto::Body::StatsReply, b.Finish().Union());
 }
 

@@ -24,6 +24,7 @@ struct LoopStats {
   uint64_t bytes = 0;
   uint64_t rejected_frames = 0;
   uint64_t backpressure_events = 0;
+  uint64_t disk_budget_refusals = 0;  // Appends refused with DiskBudget
 };
 
 // What Health reads; every pointer must outlive it.

@@ -40,7 +40,11 @@ struct ServerOptions {
   uint64_t max_partial_bytes = 256ull << 20;
   // Retention (storage::LogOptions), 0: off.
   uint64_t retain_bytes = 0;
+  uint64_t retain_age_ms = 0;
   uint64_t max_hold_lag = 0;
+  // Disk budget for the segment files (0: none): an Append that would need
+  // more gets Error{DiskBudget}; nothing is released for it.
+  uint64_t max_disk = 0;
   SpinOptions spin;
   // Low-load latency: after handing the writer a batch of at most
   // kAckSpinMaxBatch records, the loop thread waits up to this long for it

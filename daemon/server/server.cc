@@ -22,6 +22,7 @@ constexpr uint64_t kAckSpinMaxBatch = 2;
 // eventfd, signalfd, listener, and the one an accept needs to refuse).
 constexpr size_t kReservedFds = 64;
 constexpr uint64_t kDeadlineSweepMs = 1000;
+constexpr uint64_t kRetainCheckMs = 1000;  // how often --retain-age looks at the oldest segment
 
 // Recovery's findings, in the daemon's log.
 struct LogReporter : storage::Reporter {
@@ -86,6 +87,7 @@ void Server::CloseOwnHandles() {
   stop_signals_.Close();
   drain_timer_.Close();
   deadline_timer_.Close();
+  retain_timer_.Close();
   if (health_ != nullptr) health_->Close();
   check_.Close();
   async_.Close();
@@ -108,7 +110,10 @@ storage::Status Server::Start() {
   static LogReporter reporter;
   lo.recovery.reporter = &reporter;
   lo.retain_bytes = options_.retain_bytes;
+  lo.retain_age_ns = options_.retain_age_ms * 1000000;
   lo.max_hold_lag = options_.max_hold_lag;
+  lo.max_disk = options_.max_disk;
+  lo.max_record_bytes = storage::EncodedSize(options_.max_record, storage::kMaxMetaSize);
   lo.on_fd_wait = [this](bool waiting, const storage::Status& why) {
     // The writer and the segment preparer may each wait: count them, and
     // say only the first start and the last end.
@@ -159,6 +164,8 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   if (options_.hello_timeout_ms > 0 || options_.frame_timeout_ms > 0) {
     uv_timer_start(deadline_timer_.get(), OnDeadlineSweep, kDeadlineSweepMs, kDeadlineSweepMs);
   }
+  uv_timer_init(&loop_, retain_timer_.get());
+  retain_timer_.Opened(this);
   rlimit nofile{};
   const size_t soft = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
                           ? static_cast<size_t>(nofile.rlim_cur)
@@ -174,6 +181,13 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   const size_t n_chunks = std::max<size_t>(8, options_.max_unsynced_bytes / chunk_size + 4);
   writer_ = make_writer(n_chunks, [this] { uv_async_send(async_.get()); });
   acked_seq_ = writer_->durable_seq();
+  append_limit_ = writer_->append_limit();
+  if (options_.retain_age_ms > 0) {
+    // An age passes without any roll: ask the writer now and then.
+    uv_timer_start(
+        retain_timer_.get(), [](uv_timer_t* h) { static_cast<Server*>(h->data)->writer_->RequestRetention(); },
+        kRetainCheckMs, kRetainCheckMs);
+  }
   staging_ = std::make_unique<StagingPool>(chunk_size, n_chunks, next_seq, writer_.get());
   reads_ = std::make_unique<ReadService>(
       &loop_, options_.dir, env_, writer_.get(),
@@ -269,6 +283,10 @@ void Server::OnWriterProgress() {
   writer_->TakeHoldResults(&hold_results_);
   acks_.AnswerHolds(hold_results_);
   hold_results_.clear();
+  // After the answers: the writer publishes the space a trim or a hold's
+  // release freed before it says the request is done, so a client that
+  // appends once it has its answer finds the room.
+  append_limit_ = writer_->append_limit();
   // Recycle chunks, then let stalled and paused connections go on.
   staging_->Recycle();
   RetryStalled();

@@ -159,6 +159,7 @@ class Server final : public ConnectionOwner {
   LoopHandle<uv_check_t> check_;
   LoopHandle<uv_timer_t> drain_timer_;     // the drain's deadline (--drain-timeout)
   LoopHandle<uv_timer_t> deadline_timer_;  // the sweep of --hello-timeout and --frame-timeout
+  LoopHandle<uv_timer_t> retain_timer_;    // asks the writer to apply --retain-age
 
   Listener listener_;
   StopSignals stop_signals_;
@@ -171,8 +172,9 @@ class Server final : public ConnectionOwner {
 
   enum class State { kRunning, kDraining, kFailed, kStopped } state_ = State::kRunning;
   int exit_code_ = 0;
-  uint64_t acked_seq_ = 0;    // durable seq the acks were sent for
-  uint32_t stamp_flags_ = 0;  // storage::kFlagTime / kFlagProducer, from --stamp
+  uint64_t acked_seq_ = 0;     // durable seq the acks were sent for
+  uint64_t append_limit_ = 0;  // writer_->append_limit() at its last notification (only grows)
+  uint32_t stamp_flags_ = 0;   // storage::kFlagTime / kFlagProducer, from --stamp
 
   uint64_t next_conn_id_ = 1;
   std::vector<Connection*> all_;  // every open connection (Connection::all_index)

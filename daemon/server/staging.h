@@ -73,7 +73,16 @@ class StagingPool {
       current_->Add(seq, meta, payload);
     }
     staged_bytes_ += current_->used - before;
+    total_ += need;
     return seq;
+  }
+
+  // Whether a record would keep the bytes staged since the start (each
+  // counted as the most it can take, see Stage) within `limit`
+  // (WriterPort::append_limit).
+  bool Fits(const storage::RecordMeta& meta, size_t payload_size, uint64_t limit) const {
+    const size_t need = storage::EncodedSize(payload_size, storage::MetaSize(meta.flags | storage::kFlagDurable));
+    return total_ + need <= limit;
   }
 
   // Hands the current chunk to the writer and wakes it. Returns the number
@@ -105,6 +114,7 @@ class StagingPool {
   Chunk* current_ = nullptr;   // being filled
   uint64_t next_seq_;          // seq of the next staged record
   uint64_t staged_bytes_ = 0;  // encoded bytes handed out but not yet recycled
+  uint64_t total_ = 0;         // since the start: the most each record can take (for Fits)
   uint64_t submitted_ = 0;     // chunks handed to the writer
   uint64_t recycled_ = 0;      // ...and handed back
 };

@@ -36,6 +36,13 @@ struct HoldResult {
   uint64_t first_seq = 0;  // kTrimmed: the first seq still held
 };
 
+// A named hold as the writer last saw it.
+struct HoldState {
+  std::string name;
+  uint64_t seq = 0;
+  uint64_t lag_bytes = 0;  // storage::LogWriter::HoldLagBytes: the disk it keeps
+};
+
 struct WriterStats {
   std::atomic<uint64_t> syncs{0};
   std::atomic<uint64_t> holds_invalidated{0};  // dropped by --max-hold-lag
@@ -68,8 +75,15 @@ class WriterPort {
   virtual uint64_t RequestHold(const std::string& name, uint64_t seq, bool release) = 0;
   // Appends the results that came back since the last call, in number order.
   virtual void TakeHoldResults(std::vector<HoldResult>* out) = 0;
-  // The holds now (a copy): for stats and for the TrimAck's held_by.
-  virtual std::vector<storage::Hold> holds() const = 0;
+  // Runs the retention policy soon, even if no segment rolls (for an age).
+  virtual void RequestRetention() = 0;
+  // The holds now (a copy): for stats and for the TrimAck's held_by. Their
+  // lag_bytes change with rolls and hold changes.
+  virtual std::vector<HoldState> holds() const = 0;
+
+  // The disk budget (storage::LogWriter::AppendLimit): records whose encoded
+  // bytes, counted from the start, would pass it must be refused. Only grows.
+  virtual uint64_t append_limit() const = 0;
 
   // Every seq <= durable_seq() is on disk. Never moves after failed().
   virtual uint64_t durable_seq() const = 0;

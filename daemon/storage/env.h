@@ -89,6 +89,8 @@ class Env {
   virtual FileKind Kind(const std::string& path) = 0;
   // Bytes of storage allocated to the file (st_blocks * 512); 0 if unknown.
   virtual uint64_t DiskUsage(const std::string& path) = 0;
+  // Last modification (st_mtim), ns since the Unix epoch; 0 if unknown.
+  virtual uint64_t ModifiedTimeNs(const std::string& path) = 0;
   // flock(LOCK_EX | LOCK_NB) on `path` (created if missing; a symlink or a
   // non-regular file is refused); the holder's pid
   // is written into it so that a refused opener can name the holder: Busy.

@@ -71,6 +71,7 @@ class FaultEnv : public Env {
   Status CheckPrivateDir(const std::string& dir) override { return base_->CheckPrivateDir(dir); }
   FileKind Kind(const std::string& path) override { return base_->Kind(path); }
   uint64_t DiskUsage(const std::string& path) override { return base_->DiskUsage(path); }
+  uint64_t ModifiedTimeNs(const std::string& path) override { return base_->ModifiedTimeNs(path); }
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override { return base_->Lock(path); }
 
  private:

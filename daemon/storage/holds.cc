@@ -109,12 +109,4 @@ Result<std::vector<Hold>> ReadHolds(Env* env, const std::string& dir) {
   return holds;
 }
 
-const Hold* LowestHold(const std::vector<Hold>& holds) {
-  const Hold* low = nullptr;
-  for (const Hold& h : holds) {
-    if (low == nullptr || h.seq < low->seq) low = &h;
-  }
-  return low;
-}
-
 }  // namespace wald::storage

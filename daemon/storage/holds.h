@@ -40,7 +40,14 @@ std::string DecodeHolds(std::span<const std::byte> bytes, std::vector<Hold>* out
 Status WriteHolds(Env* env, const std::string& dir, const std::vector<Hold>& holds);
 Result<std::vector<Hold>> ReadHolds(Env* env, const std::string& dir);
 
-// The hold with the lowest seq (the first such by name), or nullptr.
-const Hold* LowestHold(const std::vector<Hold>& holds);
+// The hold with the lowest seq (the first such), or nullptr; H has a seq.
+template <class H>
+const H* LowestHold(const std::vector<H>& holds) {
+  const H* low = nullptr;
+  for (const H& h : holds) {
+    if (low == nullptr || h.seq < low->seq) low = &h;
+  }
+  return low;
+}
 
 }  // namespace wald::storage

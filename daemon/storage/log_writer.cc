@@ -223,6 +223,7 @@ Status LogWriter::Failed() const {
 void LogWriter::Add(std::span<const std::byte> bytes) {
   iov_.push_back({const_cast<std::byte*>(bytes.data()), bytes.size()});
   gathered_ += bytes.size();
+  appended_ += bytes.size();
   unsynced_ += bytes.size();
 }
 
@@ -344,17 +345,43 @@ Status LogWriter::Trim(uint64_t up_to) {
   return Status::OK();
 }
 
-Status LogWriter::ApplyRetention(std::vector<Hold>* invalidated) {
+uint64_t LogWriter::SealedTimeNs(size_t i) {
+  const uint64_t key = segments_[i].first_seq;
+  if (auto it = sealed_ns_.find(key); it != sealed_ns_.end()) return it->second;
+  uint64_t t = 0;
+  // The next segment's first record, if it has one yet: a header, then
+  // the whole record (its CRC covers it all).
+  const SegmentFile& next = segments_[i + 1];
+  bool settled = false;  // the answer will not change: remember it
+  if (auto f = env_->Open(next.path, OpenMode::kRead); f.ok()) {
+    std::vector<std::byte> buf(kRecordHeaderSize + kMaxMetaSize);
+    auto n = (*f)->ReadAt(kSegmentHeaderSize, buf.data(), buf.size());
+    if (n.ok() && *n == buf.size() && PeekSeq(buf) == next.first_seq) {
+      const size_t size = PeekUnpaddedSize(buf);
+      if (size > buf.size() && size <= options_.segment_size - kSegmentHeaderSize) {
+        buf.resize(size);
+        n = (*f)->ReadAt(kSegmentHeaderSize, buf.data(), size);
+      }
+      RecordView rec;
+      if (n.ok() && *n == buf.size() && DecodeRecord(buf, &rec) == DecodeStatus::kOk && rec.seq == next.first_seq) {
+        settled = true;
+        if (rec.meta.flags & kFlagTime) t = rec.meta.time_ns;
+      }
+    }
+  }
+  if (t == 0) t = env_->ModifiedTimeNs(segments_[i].path);
+  if (settled && t != 0) sealed_ns_[key] = t;
+  return t;
+}
+
+Status LogWriter::ApplyRetention(uint64_t now_ns, std::vector<Hold>* invalidated) {
   if (!failure_.ok()) return Failed();
   const uint64_t seg = options_.segment_size;
   if (options_.max_hold_lag > 0 && !holds_.empty()) {
     // A hold's lag: the segments from the one holding seq + 1 to the end.
     std::vector<Hold> next;
     for (const Hold& h : holds_) {
-      size_t k = 0;
-      while (k + 1 < segments_.size() && segments_[k + 1].first_seq <= h.seq + 1) ++k;
-      const uint64_t lag = (segments_.size() - k) * seg;
-      if (lag > options_.max_hold_lag) {
+      if (HoldLagBytes(h.seq) > options_.max_hold_lag) {
         invalidated->push_back(h);
       } else {
         next.push_back(h);
@@ -366,15 +393,46 @@ Status LogWriter::ApplyRetention(std::vector<Hold>* invalidated) {
       holds_ = std::move(next);
     }
   }
-  if (options_.retain_bytes > 0 && segments_.size() > 1) {
-    const uint64_t sealed = segments_.size() - 1;
+  // Segments [0, k) go: the oldest, sealed ones.
+  const size_t sealed = segments_.size() - 1;
+  size_t k = 0;
+  if (options_.retain_bytes > 0) {
     const uint64_t keep = options_.retain_bytes / seg;
-    if (sealed > keep) {
-      // Release the oldest sealed - keep: up to the seq before the first kept.
-      return Trim(segments_[sealed - keep].first_seq - 1);
+    if (sealed > keep) k = sealed - keep;
+  }
+  if (options_.retain_age_ns > 0 && now_ns > options_.retain_age_ns) {
+    while (k < sealed) {
+      const uint64_t t = SealedTimeNs(k);
+      if (t == 0 || t >= now_ns - options_.retain_age_ns) break;
+      ++k;
     }
   }
-  return Status::OK();
+  if (k == 0) return Status::OK();
+  // Up to the seq before the first segment kept.
+  Status st = Trim(segments_[k].first_seq - 1);
+  sealed_ns_.erase(sealed_ns_.begin(), sealed_ns_.lower_bound(segments_.front().first_seq));
+  return st;
+}
+
+uint64_t LogWriter::HoldLagBytes(uint64_t seq) const {
+  size_t k = 0;
+  while (k + 1 < segments_.size() && segments_[k + 1].first_seq - 1 <= seq) ++k;  // no seq + 1: it may wrap
+  return (segments_.size() - k) * options_.segment_size;
+}
+
+uint64_t LogWriter::AppendLimit() const {
+  if (options_.max_disk == 0) return UINT64_MAX;
+  const uint64_t seg = options_.segment_size;
+  const uint64_t largest = options_.max_record_bytes != 0 ? options_.max_record_bytes : seg - kSegmentHeaderSize;
+  // A roll leaves unused less than the record that did not fit: at most
+  // largest - 8 bytes (sizes are multiples of 8).
+  const uint64_t waste = largest - kRecordAlign;
+  auto usable = [&](uint64_t room) { return room > waste ? room - waste : 0; };
+  // The files after k more rolls: the segments, k new ones, the spare.
+  const uint64_t files = options_.max_disk / seg;
+  const uint64_t in_use = segments_.size() + 1;
+  const uint64_t rolls = files > in_use ? files - in_use : 0;
+  return appended_ + usable(seg - tail_ - gathered_) + rolls * usable(seg - kSegmentHeaderSize);
 }
 
 Status LogWriter::SetHold(std::string_view name, uint64_t seq) {

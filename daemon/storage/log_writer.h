@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,7 +46,17 @@ struct LogOptions {
   // (segment_size each, as preallocated), the one being written included
   // for lag, excluded for retain_bytes.
   uint64_t retain_bytes = 0;  // sealed segments past this are released, oldest first
+  // Sealed segments whose newest record is older than this are released.
+  uint64_t retain_age_ns = 0;
   uint64_t max_hold_lag = 0;  // a hold further behind the end than this is dropped
+  // Disk budget (0: none): the segment files, the spare included, never take
+  // more than this. The writer does not enforce it: it says how far appends
+  // may go (AppendLimit), and the caller refuses records past that. It never
+  // releases anything itself.
+  uint64_t max_disk = 0;
+  // The largest encoded record the caller appends (0: a segment's room):
+  // AppendLimit reserves the space a roll may leave unused at a segment's end.
+  uint64_t max_record_bytes = 0;
 };
 
 // Records as EncodeRecord wrote them, back to back, with the contiguous seqs
@@ -92,11 +103,27 @@ class LogWriter {
   // The retention policy of options: first drops every hold that lags more
   // than max_hold_lag behind the end (so that a dead consumer cannot fill
   // the disk; each goes to *invalidated), then releases the oldest sealed
-  // segments while they take more than retain_bytes, never past a hold.
-  // Writes only when something is released or dropped. For the writer's
-  // thread, between batches, after a roll.
-  Status ApplyRetention(std::vector<Hold>* invalidated);
-  bool retention_enabled() const { return options_.retain_bytes > 0 || options_.max_hold_lag > 0; }
+  // segments while they take more than retain_bytes or are older than
+  // retain_age_ns at `now_ns` (wall clock), never past a hold. Writes only
+  // when something is released or dropped. For the writer's thread, between
+  // batches: after a roll, and now and then for the age.
+  //
+  // A sealed segment's age is that of its newest record. Finding that record
+  // would mean scanning the segment, so it is bounded from above instead by
+  // the time of the record after it, the first of the next segment (seqs are
+  // stamped in order; one small read per segment, remembered); where that
+  // record carries no time (--stamp none), by the segment file's mtime.
+  Status ApplyRetention(uint64_t now_ns, std::vector<Hold>* invalidated);
+  // With options.max_disk: the appended_bytes() up to which Append never
+  // needs a segment past the budget, for records of at most max_record_bytes
+  // each. It only grows: with each release, and as rolls waste less than the
+  // worst case it reserves. UINT64_MAX without a budget.
+  uint64_t AppendLimit() const;
+  // Encoded record bytes given to Append since Open.
+  uint64_t appended_bytes() const { return appended_; }
+  bool retention_enabled() const {
+    return options_.retain_bytes > 0 || options_.retain_age_ns > 0 || options_.max_hold_lag > 0;
+  }
 
   // Named holds (holds.h). SetHold creates a hold or moves it (either way) to
   // min(seq, durable_seq()). A seq below the trim point is refused
@@ -107,6 +134,9 @@ class LogWriter {
   Status SetHold(std::string_view name, uint64_t seq);
   Status ReleaseHold(std::string_view name);  // kNotFound if there is none
   const std::vector<Hold>& holds() const { return holds_; }
+  // The bytes a hold at `seq` keeps: every segment from the one holding
+  // seq + 1 to the end, whole (as allocated). What max_hold_lag compares.
+  uint64_t HoldLagBytes(uint64_t seq) const;
 
   const LogId& log_id() const { return meta_.log_id; }
   const std::string& dir() const { return dir_; }
@@ -130,6 +160,9 @@ class LogWriter {
   // records that seqs [gap_from, next_seq_) were retired by a salvage.
   Status Roll(uint64_t gap_from = 0);
   void Add(std::span<const std::byte> bytes);
+  // Of sealed segment i: a time no older than its newest record (see
+  // ApplyRetention), 0 if unknown.
+  uint64_t SealedTimeNs(size_t i);
 
   Env* const env_;
   const std::string dir_;
@@ -139,13 +172,15 @@ class LogWriter {
   std::vector<Hold> holds_;  // as in wald.holds
   std::string trim_held_by_;
   std::vector<SegmentFile> segments_;
-  std::unique_ptr<File> file_;  // segments_.back(), open for writing
-  uint64_t tail_ = 0;           // where the next write goes in file_
+  std::map<uint64_t, uint64_t> sealed_ns_;  // SealedTimeNs by first seq, once known
+  std::unique_ptr<File> file_;              // segments_.back(), open for writing
+  uint64_t tail_ = 0;                       // where the next write goes in file_
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;
   uint64_t unsynced_ = 0;   // bytes written or gathered since the last sync
   std::vector<iovec> iov_;  // gathered for the next write; reused
   size_t gathered_ = 0;     // bytes in iov_
+  uint64_t appended_ = 0;   // record bytes given to Append since Open
   Status failure_;
   std::unique_ptr<SegmentPreparer> preparer_;
 };

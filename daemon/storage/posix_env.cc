@@ -273,6 +273,13 @@ class PosixEnv final : public Env {
     return ::fstatat(at.dfd, at.Name(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
   }
 
+  uint64_t ModifiedTimeNs(const std::string& path) override {
+    struct stat st;
+    const At at = Resolve(path);
+    if (::fstatat(at.dfd, at.Name(), &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+    return static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
+  }
+
   Result<std::unique_ptr<DirLock>> Lock(const std::string& path) override {
     const At at = Resolve(path);
     int fd = OpenAt(at, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);

@@ -203,7 +203,7 @@ TEST_CASE("a reader that stops reading does not grow daemon memory while appends
 // Every open Read holds a cursor (buffers and a file descriptor): one
 // connection may hold only --max-reads-per-connection of them. CancelRead
 // frees one.
-TEST_CASE("open Reads are capped per connection; CancelRead ends one and frees its place") {
+TEST_CASE("open Reads are capped per connection, CancelRead ends one and frees its place") {
   TempDir tmp;
   Daemon d(tmp.path(), {"--max-reads-per-connection", "4"});
   Load(d.socket(), 1, 10, 50);

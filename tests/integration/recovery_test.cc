@@ -157,7 +157,7 @@ TEST_CASE("damage to acked records after a SIGKILL is refused too") {
   CHECK(out.find(victim.segment + " offset " + std::to_string(victim.offset)) != std::string::npos);
 }
 
-TEST_CASE("Read returns the time and producer wald stamped; --stamp none stores neither") {
+TEST_CASE("Read returns the time and producer wald stamped, --stamp none stores neither") {
   TempDir tmp;
   Daemon d(tmp.path());
   const uint64_t before = NowNs();

@@ -56,7 +56,7 @@ TEST_CASE_FIXTURE(RetentionFixture, "a hold at 100: a trim to 10,000 releases no
 }
 
 TEST_CASE_FIXTURE(RetentionFixture,
-                  "when the hold advances, the next trim releases up to it; released, up to the trim") {
+                  "when the hold advances, the next trim releases up to it, released, up to the trim") {
   wald::Client c = Connect();
   REQUIRE(c.hold("follower", 100).ok());
   REQUIRE(c.trim(10'000).ok());
@@ -81,7 +81,9 @@ TEST_CASE_FIXTURE(RetentionFixture, "holds survive a restart and still bound tri
   wald::Client c = Connect();
   auto s = c.stats();
   REQUIRE(s.ok());
-  CHECK(s.value().holds == std::vector<wald::HoldInfo>{{"backup", 250}});
+  REQUIRE(s.value().holds.size() == 1);
+  CHECK(s.value().holds[0].name == "backup");
+  CHECK(s.value().holds[0].seq == 250);
   auto r = c.trim(10'000);
   REQUIRE(r.ok());
   CHECK(r.value() <= 250);
@@ -104,7 +106,13 @@ TEST_CASE_FIXTURE(RetentionFixture, "wald hold, holds, trim and release against 
   REQUIRE(Wald({"hold", "follower", "100"}, &out) == 0);
   CHECK(out.find("hold follower at seq 100") != std::string::npos);
   REQUIRE(Wald({"holds", "--json"}, &out) == 0);
-  CHECK(out.find(R"({"name":"follower","seq":100,"lag_records":1100})") != std::string::npos);
+  CHECK(out.find(R"({"name":"follower","seq":100,"lag_records":1100,"lag_bytes":)") != std::string::npos);
+  // The segments from the one holding seq 101 to the end: ~60 records a
+  // segment, 1,200 records.
+  const uint64_t lag_bytes = std::stoull(out.substr(out.find("\"lag_bytes\":") + 12));
+  CHECK(lag_bytes % (64 << 10) == 0);
+  CHECK(lag_bytes >= 16 * (64 << 10));
+  CHECK(lag_bytes <= 20 * (64 << 10));
   REQUIRE(Wald({"trim", "10000", "--json"}, &out) == 0);
   CHECK(out.find(R"("held_by":"follower")") != std::string::npos);
   REQUIRE(Wald({"release", "follower"}, &out) == 0);
@@ -117,7 +125,7 @@ TEST_CASE_FIXTURE(RetentionFixture, "wald hold, holds, trim and release against 
   CHECK(Wald({"trim"}, &out) == 2);  // SEQ is required
 }
 
-TEST_CASE("a hold at 100 against a trim to 10,000 and a policy that wants everything; then --max-hold-lag") {
+TEST_CASE("a hold at 100 against a trim to 10,000 and a policy that wants everything, then --max-hold-lag") {
   TempDir tmp;
   // The policy keeps one sealed segment; a hold more than 16 segments behind
   // the end is invalidated.
@@ -194,4 +202,75 @@ TEST_CASE("retention options below what whole segments can measure exit 2") {
                  "1MiB"},
                 &out) == 2);
   CHECK(out.find("below two segments") != std::string::npos);
+  CHECK(RunWald(
+            {"--dir", tmp.path() + "/d", "--socket", tmp.path() + "/s", "--segment-size", "1MiB", "--max-disk", "2MiB"},
+            &out) == 2);
+  CHECK(out.find("below three segments") != std::string::npos);
+  CHECK(RunWald({"--dir", tmp.path() + "/d", "--socket", tmp.path() + "/s", "--retain-age", "5 fortnights"}, &out) ==
+        2);
+  CHECK(out.find("--retain-age") != std::string::npos);
+}
+
+TEST_CASE("with --max-disk small and a hold pinned, appends get DiskBudget, after wald release they go on") {
+  TempDir tmp;
+  // Five segments of budget; the policy keeps one sealed segment, so
+  // releasing the hold frees all but that one at once.
+  Daemon d(tmp.path(),
+           {"--segment-size", "64KiB", "--max-record", "4KiB", "--retain-bytes", "64KiB", "--max-disk", "320KiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  REQUIRE(c->append(TestPayload(0, 1, 1000)).ok());
+  REQUIRE(c->hold("follower", 1).ok());
+  int taken = 1;
+  wald::Result<wald::Seq> r = wald::Seq{1};
+  while (taken < 1000) {
+    r = c->append(TestPayload(0, taken + 1, 1000));
+    if (!r.ok()) break;
+    CHECK(r.value() == static_cast<uint64_t>(taken + 1));
+    ++taken;
+  }
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == wald::ErrorCode::kDiskBudget);
+  CHECK(taken > 3 * 55);  // four segments less the room a roll may waste, at ~62 records a segment
+  CHECK(taken < 5 * 64);
+  // The connection stays, and so does the daemon: no fail-stop.
+  auto s = c->stats();
+  REQUIRE(s.ok());
+  CHECK(s.value().disk_budget_refusals == 1);  // this one
+  CHECK(s.value().durable_seq == static_cast<uint64_t>(taken));
+  CHECK(c->append(TestPayload(0, taken + 1, 1000)).error().code == wald::ErrorCode::kDiskBudget);
+
+  std::string out;
+  REQUIRE(RunWald({"stats", "--json", "--socket", d.socket()}, &out) == 0);
+  CHECK(out.find(R"("disk_budget_refusals":2)") != std::string::npos);
+  REQUIRE(RunWald({"release", "follower", "--socket", d.socket()}, &out) == 0);
+  auto seq = c->append(TestPayload(0, taken + 1, 1000));
+  REQUIRE_MESSAGE(seq.ok(), seq.error().message);
+  CHECK(seq.value() == static_cast<uint64_t>(taken + 1));  // no seq was used by a refusal
+  CHECK(d.Log().find("append refused: the log is at its disk budget") != std::string::npos);
+  CHECK(d.Log().find("Fail") == std::string::npos);
+}
+
+TEST_CASE("--retain-age releases old segments on an idle daemon, down to the one being written") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB", "--retain-age", "1s"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  for (int i = 1; i <= 300; ++i) {
+    REQUIRE(c->append_async(TestPayload(0, i, 1000), [](wald::Result<wald::Seq> r) { REQUIRE(r.ok()); }).ok());
+  }
+  REQUIRE(c->wait_all(30000).ok());
+  auto s = c->stats();
+  REQUIRE(s.ok());
+  CHECK(s.value().first_seq == 1);  // younger than a second
+  // No more appends, no roll: the daemon's timer applies the age.
+  for (int i = 0; i < 100 && s.value().first_seq == 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    s = c->stats();
+    REQUIRE(s.ok());
+  }
+  CHECK(s.value().first_seq > 240);  // only the segment being written is left
+  CHECK(c->read(
+             300, [](wald::Seq, std::span<const std::byte>) { return false; }, 1)
+            .ok());
 }

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,53 +78,80 @@ bool CanConnect(const std::string& path) {
   return c.ok();
 }
 
+// wald under systemd-socket-activate on DIR/activated.sock, started by a
+// first client (kept in `first`); killed at the end if still running.
+struct Activated {
+  explicit Activated(const TempDir& tmp)
+      : sock(tmp.path() + "/activated.sock"), data(tmp.path() + "/data"), log_path(tmp.path() + "/wald.log") {
+    pid = Spawn({"systemd-socket-activate", "-l", sock, WALD_BINARY, "--dir", data, "--stats-interval", "0"}, {},
+                log_path);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!std::filesystem::exists(sock) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    REQUIRE(std::filesystem::exists(sock));
+    // The file appears at bind, a moment before systemd-socket-activate
+    // listens: until then a connect is refused, so retry that (only that).
+    auto c = wald::connect(sock, {"first", 10000});
+    while (!c.ok() && c.error().message.find("Connection refused") != std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      c = wald::connect(sock, {"first", 10000});
+    }
+    REQUIRE_MESSAGE(c.ok(), (c.ok() ? std::string() : c.error().message) << "\nwald's log: " << Log());
+    first.emplace(std::move(c.value()));
+  }
+  ~Activated() {
+    if (::kill(pid, 0) == 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  std::string Log() const {
+    std::ifstream f(log_path);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  const std::string sock, data, log_path;
+  pid_t pid = -1;
+  std::optional<wald::Client> first;
+};
+
 }  // namespace
 
 TEST_CASE("socket activation: systemd-socket-activate passes the socket and the first client is served") {
   TempDir tmp;
-  const std::string sock = tmp.path() + "/activated.sock";
-  pid_t pid = Spawn(
-      {"systemd-socket-activate", "-l", sock, WALD_BINARY, "--dir", tmp.path() + "/data", "--stats-interval", "0"}, {},
-      tmp.path() + "/wald.log");
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!std::filesystem::exists(sock) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  REQUIRE(std::filesystem::exists(sock));
-  // On a failed check: stop the child, and show what wald logged.
-  struct Reaper {
-    pid_t pid;
-    ~Reaper() {
-      if (::kill(pid, 0) == 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-    }
-  } reaper{pid};
-  const std::string log_path = tmp.path() + "/wald.log";
-  INFO("wald's log: " << [&] {
-    std::ifstream f(log_path);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  }());
-  // The file appears at bind, a moment before systemd-socket-activate
-  // listens: until then a connect is refused, so retry that (only that).
-  auto c = wald::connect(sock, {"first", 10000});
-  while (!c.ok() && c.error().message.find("Connection refused") != std::string::npos &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    c = wald::connect(sock, {"first", 10000});
-  }
-  REQUIRE_MESSAGE(c.ok(), (c.ok() ? std::string() : c.error().message));
+  Activated a(tmp);
+  INFO("wald's log: " << a.Log());
+  wald::Client& c = *a.first;
   for (int i = 1; i <= 20; ++i) {
-    auto seq = c->append("activated " + std::to_string(i));
+    auto seq = c.append("activated " + std::to_string(i));
     REQUIRE(seq.ok());
     CHECK(seq.value() == static_cast<uint64_t>(i));
   }
-  c->close();
-  ::kill(pid, SIGTERM);  // systemd-socket-activate exec'd wald: same pid
-  CHECK(WaitExit(pid) == 0);
-  CHECK(std::filesystem::exists(sock));  // a socket systemd passed is never unlinked
-  CHECK(ReadLog(tmp.path() + "/data").size() == 20);
+  c.close();
+  ::kill(a.pid, SIGTERM);  // systemd-socket-activate exec'd wald: same pid
+  CHECK(WaitExit(a.pid) == 0);
+  CHECK(std::filesystem::exists(a.sock));  // a socket systemd passed is never unlinked
+  CHECK(ReadLog(a.data).size() == 20);
+}
+
+TEST_CASE("socket activation: wald hold, holds, trim and release talk to the activated daemon") {
+  TempDir tmp;
+  Activated a(tmp);
+  INFO("wald's log: " << a.Log());
+  for (int i = 1; i <= 20; ++i) REQUIRE(a.first->append("record " + std::to_string(i)).ok());
+  std::string out;
+  REQUIRE(RunWald({"hold", "follower", "5", "--socket", a.sock}, &out) == 0);
+  CHECK(out.find("hold follower at seq 5") != std::string::npos);
+  REQUIRE(RunWald({"holds", "--json", "--socket", a.sock}, &out) == 0);
+  CHECK(out.find(R"({"name":"follower","seq":5,"lag_records":15,)") != std::string::npos);
+  REQUIRE(RunWald({"trim", "10", "--socket", a.sock}, &out) == 0);
+  CHECK(out.find("released up to seq") != std::string::npos);
+  REQUIRE(RunWald({"release", "follower", "--socket", a.sock}, &out) == 0);
+  REQUIRE(RunWald({"holds", "--socket", a.sock}, &out) == 0);
+  CHECK(out.find("no holds") != std::string::npos);
+  ::kill(a.pid, SIGTERM);
+  CHECK(WaitExit(a.pid) == 0);
 }
 
 TEST_CASE("sd_notify: READY=1 only once the socket accepts, WATCHDOG=1 pings, STOPPING=1 on SIGTERM") {

@@ -28,10 +28,10 @@ class AckFanoutTest : public LoopFixture {
     return Serve(*peers.back());
   }
   // The writer's holds, as AnswerTrims asks for them.
-  std::function<std::vector<storage::Hold>()> Holds() {
+  std::function<std::vector<server::HoldState>()> Holds() {
     return [this] { return holds; };
   }
-  std::vector<storage::Hold> holds;
+  std::vector<server::HoldState> holds;
 
   // An Append with seq `seq` waits on c.
   void Pending(server::Connection* c, uint64_t seq) {
@@ -159,7 +159,7 @@ TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a closed connection's trim is dro
 TEST_CASE_FIXTURE(AckFanoutTest,
                   "ack fan-out: a trim that a hold kept back names the hold, one that none did names none") {
   server::Connection* a = Add();
-  holds = {{"backup", 400}, {"follower", 100}};
+  holds = {{"backup", 400, 0}, {"follower", 100, 0}};
   fanout.AwaitTrim(a, 1, 1, /*up_to=*/500);
   fanout.AwaitTrim(a, 2, 1, /*up_to=*/50);
   fanout.AnswerTrims(1, 60, Holds());
@@ -169,7 +169,7 @@ TEST_CASE_FIXTURE(AckFanoutTest,
   CHECK(peers[0]->got[1].text == "");
 }
 
-TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: hold changes are answered by number; a closed connection's dropped") {
+TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: hold changes are answered by number, a closed connection's dropped") {
   server::Connection* gone = Add();
   server::Connection* b = Add();
   fanout.AwaitHold(gone, 1, 1, "x");

@@ -38,7 +38,7 @@ class FakeWriter final : public server::WriterPort {
   uint64_t RequestHold(const std::string& name, uint64_t seq, bool release) override {
     server::HoldResult r;
     r.number = ++hold_numbers_;
-    auto it = std::find_if(holds_.begin(), holds_.end(), [&](const storage::Hold& h) { return h.name == name; });
+    auto it = std::find_if(holds_.begin(), holds_.end(), [&](const server::HoldState& h) { return h.name == name; });
     if (release) {
       if (it == holds_.end()) {
         r.outcome = server::HoldResult::Outcome::kNoSuchHold;
@@ -48,7 +48,7 @@ class FakeWriter final : public server::WriterPort {
     } else {
       r.seq = std::min(seq, durable_);
       if (it == holds_.end()) {
-        holds_.push_back({name, r.seq});
+        holds_.push_back({name, r.seq, 0});
       } else {
         it->seq = r.seq;
       }
@@ -60,7 +60,9 @@ class FakeWriter final : public server::WriterPort {
     out->insert(out->end(), results_.begin(), results_.end());
     results_.clear();
   }
-  std::vector<storage::Hold> holds() const override { return holds_; }
+  std::vector<server::HoldState> holds() const override { return holds_; }
+  void RequestRetention() override { ++retention_requests; }
+  uint64_t append_limit() const override { return append_limit_; }
   uint64_t trim_seq() const override { return trim_seq_; }
   uint64_t durable_seq() const override { return durable_; }
   bool failed() const override { return !failure_.empty(); }
@@ -91,6 +93,11 @@ class FakeWriter final : public server::WriterPort {
     trim_seq_ = released;
     Notify();
   }
+  // The disk budget moves to `limit` (WriterPort::append_limit); the loop is told.
+  void SetAppendLimit(uint64_t limit) {
+    append_limit_ = limit;
+    Notify();
+  }
   void Fail(std::string why) {
     failure_ = std::move(why);
     Notify();
@@ -104,6 +111,7 @@ class FakeWriter final : public server::WriterPort {
   }
 
   uint64_t wakes = 0;
+  uint64_t retention_requests = 0;
   bool stopped = false;
   std::vector<uint64_t> trim_requests;
 
@@ -115,12 +123,13 @@ class FakeWriter final : public server::WriterPort {
   uint64_t durable_;
   uint64_t hold_numbers_ = 0;
   std::vector<server::HoldResult> results_;
-  std::vector<storage::Hold> holds_;
+  std::vector<server::HoldState> holds_;
   const std::function<void()> notify_;
   std::deque<server::Chunk*> held_;
   std::deque<server::Chunk*> free_;
   uint64_t trims_done_ = 0;
   uint64_t trim_seq_ = 0;
+  uint64_t append_limit_ = UINT64_MAX;
   std::string failure_;
   server::WriterStats stats_;
   storage::Status close_status_;

@@ -34,6 +34,7 @@ class NoOpenEnv : public storage::Env {
   storage::Status CheckPrivateDir(const std::string& d) override { return posix()->CheckPrivateDir(d); }
   storage::FileKind Kind(const std::string& p) override { return posix()->Kind(p); }
   uint64_t DiskUsage(const std::string& p) override { return posix()->DiskUsage(p); }
+  uint64_t ModifiedTimeNs(const std::string& p) override { return posix()->ModifiedTimeNs(p); }
   storage::Result<std::unique_ptr<storage::DirLock>> Lock(const std::string& p) override { return posix()->Lock(p); }
 
  private:
@@ -154,7 +155,7 @@ TEST_CASE_FIXTURE(ReadServiceTest, "read service: a follower parks at the durabl
   CHECK(Seqs(p) == Range(14, 20));
 }
 
-TEST_CASE_FIXTURE(ReadServiceTest, "read service: one Read over the cap gets TooManyReads; the connection stays") {
+TEST_CASE_FIXTURE(ReadServiceTest, "read service: one Read over the cap gets TooManyReads, the connection stays") {
   Peer p;
   server::Connection* c = Serve(p);
   REQUIRE(Read(c, 1, 21, 0, true));

@@ -246,3 +246,28 @@ TEST_CASE_FIXTURE(ServerTest, "server: a drain closes a rejected peer that does 
   for (int i = 0; i < 20 && server->live_connections() > 0; ++i) server->RunOnce();
   CHECK(server->live_connections() == 0);
 }
+
+TEST_CASE_FIXTURE(ServerTest, "server: an append past the disk budget gets DiskBudget, the connection stays") {
+  Start();
+  // Two records of 100 bytes fit, with their time, producer and durable stamp.
+  const uint64_t rec = storage::EncodedSize(100, storage::kMaxMetaSize);
+  writer->SetAppendLimit(2 * rec);
+  Peer& p = Connect();
+  Append(p, 1, 3);
+  REQUIRE(StepUntil([&] {
+    p.Poll();
+    return p.Count(proto::Body::Error) == 1;
+  }));
+  CHECK(p.Last(proto::Body::Error)->request_id == 3);
+  CHECK(p.Last(proto::Body::Error)->code == proto::ErrorCode::DiskBudget);
+  writer->Sync();
+  REQUIRE(AckedCount(p, 2));
+  // Space came back (a release): the next append is taken, with the next seq.
+  writer->SetAppendLimit(10 * rec);
+  Append(p, 4, 1);
+  REQUIRE(StepUntil([&] { return writer->held_records() == 1; }));
+  writer->Sync();
+  REQUIRE(AckedCount(p, 3));
+  CHECK(p.Acks()[2] == std::pair<uint64_t, uint64_t>{4, 3});
+  CHECK(!p.eof);
+}

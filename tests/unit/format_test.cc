@@ -165,7 +165,7 @@ TEST_CASE("v3 metadata: each field announced by its flag, covered by the CRC, st
   }
 }
 
-TEST_CASE("v3 segment header carries a salvage gap; meta carries the durable and salvage floors") {
+TEST_CASE("v3 segment header carries a salvage gap, meta carries the durable and salvage floors") {
   SegmentHeader h{{1}, 500, 100};
   std::byte buf[kSegmentHeaderSize];
   EncodeSegmentHeader(h, buf);

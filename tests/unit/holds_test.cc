@@ -1,5 +1,6 @@
 // Named holds (#15): the wald.holds format, and a LogWriter whose trims stop
 // at the lowest hold; holds that survive a reopen and a crash at any step.
+// The policy that releases by size and age: retention_policy_test.cc.
 #include "storage/holds.h"
 
 #include <doctest/doctest.h>
@@ -128,7 +129,7 @@ TEST_CASE_FIXTURE(HoldFixture, "holds survive a reopen") {
   CHECK(w->first_seq() <= 101);
 }
 
-TEST_CASE_FIXTURE(HoldFixture, "a hold below the trim point is refused; one past the durable seq is clamped") {
+TEST_CASE_FIXTURE(HoldFixture, "a hold below the trim point is refused, one past the durable seq is clamped") {
   REQUIRE(w->Trim(300).ok());
   const uint64_t first = w->first_seq();
   Status st = w->SetHold("late", first - 2);
@@ -176,39 +177,4 @@ TEST_CASE("a crash at any step of a trim under a hold never releases past the ho
                      REQUIRE(!recs.empty());
                      CHECK(recs.back().seq == 400);
                    });
-}
-
-TEST_CASE("retain_bytes releases the oldest sealed segments, never past a hold") {
-  LogFixture f;
-  f.opts.segment_size = 64 << 10;
-  f.opts.retain_bytes = 3 * (64 << 10);  // three sealed segments
-  REQUIRE(f.Open().ok());
-  REQUIRE(f.WriteN(600, 1000).ok());
-  REQUIRE(f.w->SetHold("follower", 100).ok());
-  std::vector<Hold> dropped;
-  REQUIRE(f.w->ApplyRetention(&dropped).ok());
-  CHECK(f.w->first_seq() <= 101);  // the hold wins over the policy
-  CHECK(f.w->trim_held_by() == "follower");
-  REQUIRE(f.w->ReleaseHold("follower").ok());
-  REQUIRE(f.w->ApplyRetention(&dropped).ok());
-  CHECK(f.w->segment_count() == 4);  // three sealed and the one being written
-  CHECK(f.ReadAll(f.w->first_seq()).back().seq == 600);
-  CHECK(dropped.empty());
-}
-
-TEST_CASE("max_hold_lag drops a hold that lags too far, and only that one") {
-  LogFixture f;
-  f.opts.segment_size = 64 << 10;
-  f.opts.max_hold_lag = 4 * (64 << 10);
-  REQUIRE(f.Open().ok());
-  REQUIRE(f.WriteN(600, 1000).ok());  // about ten segments
-  REQUIRE(f.w->SetHold("dead", 10).ok());
-  REQUIRE(f.w->SetHold("live", 590).ok());
-  std::vector<Hold> dropped;
-  REQUIRE(f.w->ApplyRetention(&dropped).ok());
-  CHECK(dropped == std::vector<Hold>{{"dead", 10}});
-  CHECK(f.w->holds() == std::vector<Hold>{{"live", 590}});
-  f.Close();
-  REQUIRE(f.Open().ok());  // durably
-  CHECK(f.w->holds() == std::vector<Hold>{{"live", 590}});
 }

@@ -70,8 +70,7 @@ Status LogFixture::Write(const std::vector<std::string>& payloads, bool sync) {
   const uint64_t first = w->next_seq();
   for (size_t i = 0; i < payloads.size(); ++i) {
     auto bytes = std::as_bytes(std::span(payloads[i].data(), payloads[i].size()));
-    RecordMeta meta{
-        kFlagTime | kFlagProducer, 0, 1700000000000000000ull + (first + i) * 1000001000ull, 4242, 1000, 100};
+    RecordMeta meta{record_flags, 0, 1700000000000000000ull + (first + i) * 1000001000ull, 4242, 1000, 100};
     if (i == 0) {
       meta.flags |= kFlagDurable;
       meta.durable_seq = w->durable_seq();

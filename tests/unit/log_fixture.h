@@ -92,6 +92,8 @@ class LogFixture {
   storage::Env* env = &fault;
   RecordingReporter reporter;
   storage::LogOptions opts;
+  // The metadata Write stamps on each record (and kFlagDurable on the first).
+  uint32_t record_flags = storage::kFlagTime | storage::kFlagProducer;
   std::unique_ptr<storage::LogWriter> w;
 };
 

@@ -36,6 +36,16 @@ TEST_CASE("relative times and names") {
   CHECK(ParseTimeSpec("2026-11-30 13:00:00", kNow) == kNow);  // local time, here UTC
 }
 
+TEST_CASE("time spans alone, for durations") {
+  CHECK(wald::tools::ParseTimeSpan("30d") == 30 * 86400 * kSec);
+  CHECK(wald::tools::ParseTimeSpan("12h 30min") == 45000 * kSec);
+  CHECK(wald::tools::ParseTimeSpan("90") == 90 * kSec);
+  CHECK(wald::tools::ParseTimeSpan("2 weeks") == 14 * 86400 * kSec);
+  for (const char* bad : {"", "-5min", "5 fortnights", "now", "1h ago"}) {
+    CHECK_MESSAGE(!wald::tools::ParseTimeSpan(bad).has_value(), bad);
+  }
+}
+
 TEST_CASE("nonsense is refused") {
   for (const char* bad : {"", "last tuesday", "-5 fortnights", "2026-13-01", "2026-11-30 25:00", "5", "-"}) {
     CAPTURE(bad);

@@ -49,6 +49,12 @@ std::optional<uint64_t> Span(std::string_view s) {
   return any ? std::optional<uint64_t>(total) : std::nullopt;
 }
 
+}  // namespace
+
+std::optional<uint64_t> ParseTimeSpan(std::string_view spec) { return Span(spec); }
+
+namespace {
+
 uint64_t LocalMidnight(uint64_t now_ns, int day_offset) {
   time_t t = static_cast<time_t>(now_ns / kSec);
   tm parts;

@@ -21,6 +21,10 @@ namespace wald::tools {
 // `now_ns` anchors the relative and named forms.
 std::optional<uint64_t> ParseTimeSpec(std::string_view spec, uint64_t now_ns);
 
+// A time span alone ("30d", "12h 30min", "90s"; the units above), in ns, or
+// nullopt. For durations on the daemon's command line (--retain-age).
+std::optional<uint64_t> ParseTimeSpan(std::string_view spec);
+
 // "2026-11-30T13:05:00.123456Z".
 std::string FormatRfc3339(uint64_t ns);
 

@@ -58,6 +58,8 @@ enum class ErrorCode {
   kTooManyReads,        // this connection already has the daemon's cap of open reads
   kTooManyConnections,  // the daemon is at its connection cap; retry later
   kNoSuchHold,          // release_hold of a hold that does not exist
+  kDiskBudget,          // the log is at the daemon's --max-disk and nothing can be released yet: this
+                        // append was not taken (nothing appended); retry after a trim or a hold moves
 };
 
 const char* error_code_name(ErrorCode code);
@@ -132,6 +134,9 @@ struct HistogramSnapshot {
 struct HoldInfo {
   std::string name;
   Seq seq = 0;
+  // The disk it keeps: whole segments, from the one holding seq + 1 to the
+  // end of the log (what the daemon's --max-hold-lag compares).
+  uint64_t lag_bytes = 0;
   bool operator==(const HoldInfo&) const = default;
 };
 
@@ -148,7 +153,8 @@ struct ServerStats {
   uint64_t backpressure_events = 0;
   uint64_t first_seq = 0;  // the oldest seq still held (0 from a daemon that does not say)
   std::vector<HoldInfo> holds;
-  uint64_t holds_invalidated = 0;  // dropped by the daemon's --max-hold-lag
+  uint64_t holds_invalidated = 0;     // dropped by the daemon's --max-hold-lag
+  uint64_t disk_budget_refusals = 0;  // appends refused with kDiskBudget
   HistogramSnapshot records_per_sync;
   HistogramSnapshot sync_latency_us;
   HistogramSnapshot ack_latency_us;
