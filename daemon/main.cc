@@ -160,6 +160,10 @@ int main(int argc, char** argv) {
                  "or a hold's move frees space (0: no budget; at least 3 segments)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
+  bool no_recycle = false;
+  app.add_flag("--no-recycle", no_recycle,
+               "Delete released segments instead of reusing their files as the next segments (reuse saves "
+               "zero-filling each new segment)");
   app.add_option("--max-hold-lag", o.max_hold_lag,
                  "A hold further behind the end of the log than this (e.g. 20GiB) is invalidated and logged, so "
                  "that a dead consumer cannot fill the disk (0: never)")
@@ -234,6 +238,7 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(o.max_hold_lag), static_cast<unsigned long long>(o.segment_size));
     return 2;
   }
+  o.recycle = !no_recycle;
   if (!retain_age.empty() && retain_age != "0") {
     auto ns = wald::tools::ParseTimeSpan(retain_age);
     if (!ns || *ns < 1000000000ull) {

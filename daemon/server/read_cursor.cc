@@ -33,6 +33,13 @@ void ReadCursor::Fill(const std::string& log_dir) {
   while (reader->next_seq() <= durable_cap && bytes < kReadChunkBytes && !(limited && remaining == 0)) {
     auto step = reader->Next(&rec);
     if (step == storage::LogReader::Step::kError) {
+      if (reader->status().code() == storage::Code::kNotFound) {
+        // Released under the reader (a trim, then its file recycled).
+        trimmed = true;
+        auto segs = storage::ListSegments(env, log_dir);
+        first_held = segs.ok() && !segs->empty() ? segs->front().first_seq : next_seq;
+        return;
+      }
       error = reader->status();
       return;
     }

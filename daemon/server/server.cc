@@ -113,6 +113,7 @@ storage::Status Server::Start() {
   lo.retain_age_ns = options_.retain_age_ms * 1000000;
   lo.max_hold_lag = options_.max_hold_lag;
   lo.max_disk = options_.max_disk;
+  lo.recycle = options_.recycle;
   lo.max_record_bytes = storage::EncodedSize(options_.max_record, storage::kMaxMetaSize);
   lo.on_fd_wait = [this](bool waiting, const storage::Status& why) {
     // The writer and the segment preparer may each wait: count them, and

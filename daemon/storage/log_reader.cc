@@ -135,6 +135,12 @@ LogReader::Step LogReader::Next(RecordView* rec) {
       reread = true;
       continue;
     }
+    // Released under us, and its file recycled as a newer segment (a trim:
+    // LogWriter::Trim): what the descriptor shows is no longer this segment.
+    if (env_->Kind(scanner_->path()) == FileKind::kMissing) {
+      return Error(Status::NotFound(scanner_->path() + " was released (trimmed) while seq " + std::to_string(want) +
+                                    " was being read"));
+    }
     const std::string why = scanner_->stop_reason() + " before seq " + std::to_string(want) +
                             ", but the next segment starts at seq " + std::to_string(next->first_seq);
     if (reporter_ != nullptr) reporter_->Report(Reporter::Kind::kDamage, scanner_->path(), scanner_->offset(), 0, why);

@@ -12,7 +12,9 @@
 // kGap with its range, then goes on.
 //
 // Damage (a segment that ends before the next one starts, a bad header) goes
-// to the Reporter with file and offset, and Next returns kError.
+// to the Reporter with file and offset, and Next returns kError. A segment
+// released while it was being read, whose file the writer then reused, is
+// not damage: kError with kNotFound (the records are trimmed).
 //
 // Not thread-safe: one thread uses a LogReader at a time.
 #pragma once

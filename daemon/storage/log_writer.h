@@ -5,7 +5,8 @@
 //
 // Threading: every method is called from one thread, the writer thread. A
 // helper thread owned by the LogWriter prepares the next segment (allocate,
-// zero-fill, fdatasync) so that a roll never waits for 64 MiB of zeros.
+// zero-fill, fdatasync) so that a roll never waits for 64 MiB of zeros, or
+// hands over a released segment to reuse as it is (options.recycle).
 //
 // Failure: an I/O error from a write, fdatasync, roll or trim is permanent.
 // Linux may have dropped the dirty pages that a failed fdatasync covered, so
@@ -42,6 +43,9 @@ struct LogOptions {
   // trims, the spare segment, directory syncs), the writer waits and retries
   // (fd_retry.h) rather than fail-stop; this hears about it.
   FdWaitHook on_fd_wait;
+  // Released segments become spares instead of being unlinked while a fresh
+  // one is zero-filled (FORMAT.md, "Recycling"): one at a time waits.
+  bool recycle = true;
   // Retention policy (ApplyRetention), 0: off. Sizes count whole segments
   // (segment_size each, as preallocated), the one being written included
   // for lag, excluded for retain_bytes.
@@ -90,10 +94,14 @@ class LogWriter {
   Status Sync();
   // A clean close: Sync, then record durable_seq() in wald.meta as the
   // durable floor, so that recovery can prove damage to any record at or
-  // below it (FORMAT.md, "The durability rule"). The writer stays usable.
+  // below it (FORMAT.md, "The durability rule"). In a recycled segment it
+  // first zeroes the cut-off end of the old record the tail stopped in, so
+  // that the next open finds nothing to call a torn tail. The writer stays
+  // usable.
   Status Close();
-  // Releases (deletes) every whole segment whose records are all <= up_to
-  // (and durable, and at or below every hold), never the one being written.
+  // Releases every whole segment whose records are all <= up_to (and
+  // durable, and at or below every hold), never the one being written: the
+  // oldest becomes the next spare (options.recycle), the rest are deleted.
   // Records the new start in wald.meta first, so a crash mid-trim finishes
   // the trim at the next open.
   Status Trim(uint64_t up_to);

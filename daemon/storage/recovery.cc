@@ -27,18 +27,29 @@ struct Probe {
   uint64_t max_durable = 0;   // the highest durability stamp among them
   uint64_t stamp_seq = 0;     // the record that carries it
   uint64_t stamp_offset = 0;
-  uint64_t nonzero_end = 0;  // end of the last non-zero byte range seen
+  uint64_t nonzero_end = 0;  // end of the last non-zero byte range seen before any stale record
+  uint64_t stale_from = 0;   // where the first stale record starts (0: none)
 };
 
 // Scans [from, end of file) at every record-aligned offset for records that
 // verify and carry a seq >= min_seq (skipping over each one found), and for
 // the extent of non-zero bytes. Preallocated space is zero, so this is fast
 // where nothing was written.
-Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
+//
+// A recycled segment (FORMAT.md, "Recycling") holds the records of the
+// segment it was before: they verify but carry seqs below `stale_below`, the
+// segment's own first seq, which no record of this segment can have. Such a
+// stale record is skipped whole, and the first one ends the range whose
+// non-zero bytes count: from there on lies the old content (and the cut
+// ends of older records), which was never written in this segment's life.
+// Records with seq >= min_seq count wherever they lie.
+Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq, uint64_t stale_below,
+                         uint64_t limit = UINT64_MAX) {
   Probe p;
   p.nonzero_end = from;
   auto size = file->Size();
   if (!size.ok()) return size.take_status();
+  *size = std::min(*size, limit);
   const size_t buf_size = kProbeChunk + kRecordHeaderSize;
   auto buf = std::make_unique_for_overwrite<std::byte[]>(buf_size);
   std::vector<std::byte> rec_buf;  // for a record that crosses the end of buf
@@ -56,8 +67,12 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
     const size_t have = static_cast<size_t>(buf_off + buf_len - off);
     uint64_t word;
     std::memcpy(&word, at, 8);
-    if (word != 0) p.nonzero_end = off + 8;
-    if (word == 0 || have < kRecordHeaderSize || PeekSeq(std::span(at, kRecordHeaderSize)) < min_seq) {
+    const bool before_stale = p.stale_from == 0;
+    const uint64_t nonzero_before = p.nonzero_end;
+    if (word != 0 && before_stale) p.nonzero_end = off + 8;
+    const uint64_t seq = word == 0 || have < kRecordHeaderSize ? 0 : PeekSeq(std::span(at, kRecordHeaderSize));
+    const bool candidate = word != 0 && have >= kRecordHeaderSize && (seq >= min_seq || seq < stale_below);
+    if (!candidate) {
       off += kRecordAlign;
       continue;
     }
@@ -74,7 +89,14 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq) {
       bytes = std::span<const std::byte>(rec_buf.data(), *got);
     }
     RecordView rec;
-    if (DecodeRecord(bytes, &rec) == DecodeStatus::kOk) {
+    const bool valid = DecodeRecord(bytes, &rec) == DecodeStatus::kOk;
+    if (valid && rec.seq < stale_below) {
+      if (before_stale) {
+        p.stale_from = off;
+        p.nonzero_end = nonzero_before;  // its first word is old content, not torn bytes
+      }
+      off += rec.encoded_size;
+    } else if (valid && rec.seq >= min_seq) {
       p.found_valid = true;
       p.valid_offset = off;
       p.valid_end = off + rec.encoded_size;
@@ -175,16 +197,6 @@ Status SetAside(Env* env, const std::string& dir, File* file, uint64_t from, uin
   return Status::OK();
 }
 
-Status ZeroRange(File* file, uint64_t from, uint64_t to) {
-  static constexpr size_t kZeroChunk = 1 << 20;  // one static buffer, one write per MiB
-  static const std::vector<std::byte> kZeros(kZeroChunk);
-  for (uint64_t off = from; off < to; off += kZeroChunk) {
-    iovec iov{const_cast<std::byte*>(kZeros.data()), static_cast<size_t>(std::min<uint64_t>(kZeroChunk, to - off))};
-    WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
-  }
-  return Status::OK();
-}
-
 // Sets [from, to) aside, then zeroes it, so that stale bytes are never read
 // as records once new ones are written over part of them.
 Status CutAt(Env* env, const std::string& dir, File* file, uint64_t from, uint64_t to, std::string* side) {
@@ -257,7 +269,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
     Status st = sc.ReadHeader(&meta.log_id, &h);
     if (!st.ok() && st.code() != Code::kCorruption) return st;
     if (!st.ok()) {
-      auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, last.first_seq);
+      auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, last.first_seq, last.first_seq);
       if (!probe.ok()) return probe.take_status();
       const Verdict v = Judge(*probe, 0, last.first_seq, meta);
       if (v.damage) {
@@ -319,7 +331,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
       for (size_t j = i + 1; j < segs.size(); ++j) {
         auto later = env->Open(segs[j].path, OpenMode::kRead);
         if (!later.ok()) return later.take_status();
-        auto p = ProbeAfter(later->get(), kSegmentHeaderSize, 0);
+        auto p = ProbeAfter(later->get(), kSegmentHeaderSize, 0, segs[j].first_seq);
         if (!p.ok()) return p.take_status();
         v.lost_to = std::max({v.lost_to, p->max_seq, p->max_durable});
       }
@@ -337,7 +349,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
       segs.resize(i + 1);
       auto rw = env->Open(segs[i].path, OpenMode::kReadWrite);
       if (!rw.ok()) return rw.take_status();
-      auto probe = ProbeAfter(rw->get(), stop, 0);
+      auto probe = ProbeAfter(rw->get(), stop, 0, segs[i].first_seq);
       if (!probe.ok()) return probe.take_status();
       std::string side;
       WALD_RETURN_IF_ERROR(CutAt(env, dir, rw->get(), stop, probe->nonzero_end, &side));
@@ -348,7 +360,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
       return out;
     }
     // The newest segment: a torn tail, or damage?
-    auto probe = ProbeAfter(sc.file(), stop, expected);
+    auto probe = ProbeAfter(sc.file(), stop, expected, segs[i].first_seq);
     if (!probe.ok()) return probe.take_status();
     const Verdict v = Judge(*probe, stop, expected, meta, sealed_by);
     std::string side;
@@ -374,6 +386,22 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
   return out;
 }
 
+Status ZeroRange(File* file, uint64_t from, uint64_t to) {
+  static constexpr size_t kZeroChunk = 1 << 20;  // one static buffer, one write per MiB
+  static const std::vector<std::byte> kZeros(kZeroChunk);
+  for (uint64_t off = from; off < to; off += kZeroChunk) {
+    iovec iov{const_cast<std::byte*>(kZeros.data()), static_cast<size_t>(std::min<uint64_t>(kZeroChunk, to - off))};
+    WALD_RETURN_IF_ERROR(file->WriteAt(off, std::span(&iov, 1)));
+  }
+  return Status::OK();
+}
+
+Result<uint64_t> TailGarbageEnd(File* file, uint64_t from, uint64_t first_seq, uint64_t window) {
+  auto p = ProbeAfter(file, from, UINT64_MAX, first_seq, from + window);
+  if (!p.ok()) return p.take_status();
+  return p->nonzero_end;
+}
+
 Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
   LogSummary sum;
   auto meta = ReadMeta(env, dir);
@@ -395,7 +423,7 @@ Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
     if (!st.ok()) {
       // Only an incomplete roll may leave the newest header invalid.
       if (last && st.code() == Code::kCorruption) {
-        auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, seg.first_seq);
+        auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, seg.first_seq, seg.first_seq);
         if (!probe.ok()) return probe.take_status();
         const Verdict v = Judge(*probe, 0, seg.first_seq, sum.meta);
         if (!v.damage) {
@@ -435,7 +463,7 @@ Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
                                 std::to_string((*segs)[i + 1].first_seq) + ": seqs " + std::to_string(expected) + ".." +
                                 std::to_string((*segs)[i + 1].first_seq - 1) + " are unreadable");
     }
-    auto probe = ProbeAfter(sc.file(), stop, expected);
+    auto probe = ProbeAfter(sc.file(), stop, expected, seg.first_seq);
     if (!probe.ok()) return probe.take_status();
     const Verdict v = Judge(*probe, stop, expected, sum.meta);
     if (v.damage) return Status::Corruption(DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir));

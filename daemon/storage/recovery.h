@@ -59,6 +59,16 @@ struct RecoveredLog {
 // at salvage_floor + 1 in a new segment that records the gap.
 Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta, const RecoveryOptions& options);
 
+// In a segment whose records end at `from`: the end of the non-zero bytes
+// that follow before the first record of the file's previous life (a
+// recycled segment: seq below `first_seq`), looking at most `window` bytes
+// on; `from` if there are none. What recovery would call a torn tail, and
+// what a clean close zeroes so that it never does (LogWriter::Close).
+Result<uint64_t> TailGarbageEnd(File* file, uint64_t from, uint64_t first_seq, uint64_t window);
+
+// Writes zeros over [from, to) of `file` (no sync).
+Status ZeroRange(File* file, uint64_t from, uint64_t to);
+
 struct SideFile {
   std::string path;
   uint64_t bytes;
