@@ -160,10 +160,9 @@ int main(int argc, char** argv) {
                  "or a hold's move frees space (0: no budget; at least 3 segments)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
-  bool no_recycle = false;
-  app.add_flag("--no-recycle", no_recycle,
-               "Delete released segments instead of reusing their files as the next segments (reuse saves "
-               "zero-filling each new segment)");
+  app.add_flag("--recycle", o.recycle,
+               "Reuse released segments' files as the next segments instead of deleting them and zero-filling "
+               "new ones (faster rolls; see FORMAT.md, Recycling, for why it is not the default)");
   app.add_option("--max-hold-lag", o.max_hold_lag,
                  "A hold further behind the end of the log than this (e.g. 20GiB) is invalidated and logged, so "
                  "that a dead consumer cannot fill the disk (0: never)")
@@ -238,7 +237,6 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(o.max_hold_lag), static_cast<unsigned long long>(o.segment_size));
     return 2;
   }
-  o.recycle = !no_recycle;
   if (!retain_age.empty() && retain_age != "0") {
     auto ns = wald::tools::ParseTimeSpan(retain_age);
     if (!ns || *ns < 1000000000ull) {
@@ -250,11 +248,23 @@ int main(int argc, char** argv) {
   }
   // A budget below three segments could never roll: the segment being
   // written, the next one and the spare prepared for it.
-  if (o.max_disk != 0 && o.max_disk / o.segment_size < 3) {
+  if (o.max_disk != 0 && o.segment_size != 0 && o.max_disk / o.segment_size < 3) {
     std::fprintf(stderr,
                  "--max-disk %llu is below three segments (--segment-size %llu): the segment being written, the "
                  "next and a spare\n",
                  static_cast<unsigned long long>(o.max_disk), static_cast<unsigned long long>(o.segment_size));
+    return 2;
+  }
+  // The bytes policy releases only after a roll: it must leave the budget
+  // room for one (its sealed segments, the one written, the next, a spare).
+  if (o.max_disk != 0 && o.retain_bytes != 0 && o.segment_size != 0 &&
+      o.retain_bytes / o.segment_size + 3 > o.max_disk / o.segment_size) {
+    std::fprintf(
+        stderr,
+        "--retain-bytes %llu leaves --max-disk %llu no room to roll: keep at least three segments (--segment-size "
+        "%llu) of the budget free of it\n",
+        static_cast<unsigned long long>(o.retain_bytes), static_cast<unsigned long long>(o.max_disk),
+        static_cast<unsigned long long>(o.segment_size));
     return 2;
   }
   if (o.max_partial_bytes < uint64_t{o.max_record} + wald::proto::kAppendOverhead) {

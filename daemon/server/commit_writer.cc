@@ -252,7 +252,10 @@ void CommitWriter::Run() {
   // The policy applies from the start, not only after the first roll: it
   // may have been tightened since the last run.
   head_seen_ = log_->head_segment_seq();
-  if (retention_ && !Retain()) return;
+  if (retention_) {
+    if (!Retain()) return;
+    notify_();  // the loop reads the limit it may have raised
+  }
   for (;;) {
     // Group commit, capped (as LevelDB and RocksDB cap a write group): a
     // burst of staged chunks goes out as several batches of about
@@ -326,7 +329,10 @@ void CommitWriter::Run() {
     // and every hold lags a segment more.
     if (log_->head_segment_seq() != head_seen_) {
       head_seen_ = log_->head_segment_seq();
-      if (retention_ && !Retain()) return;
+      if (retention_) {
+        if (!Retain()) return;
+        notify_();
+      }
       SnapshotHolds();
     }
   }

@@ -117,9 +117,8 @@ class CommitWriter final : public WriterPort {
   bool DoHolds();        // writer thread: the hold requests queued, then the policy; false on failure
   bool Retain();         // writer thread: the retention policy (start, roll, hold change, timer); false on failure
   bool Fail(const storage::Status& st);
-  void PublishSpace();
-  void SnapshotHolds();  // writer thread: holds_ from the LogWriter's  // writer thread: trim_seq_ and append_limit_
-                         // after a release or a batch
+  void PublishSpace();   // writer thread: trim_seq_ and append_limit_, after a release
+  void SnapshotHolds();  // writer thread: holds_ from the LogWriter's
 
   std::unique_ptr<storage::LogWriter> log_;  // writer thread only (after Start)
   const storage::LogId log_id_;

@@ -43,7 +43,7 @@ struct ServerOptions {
   uint64_t retain_age_ms = 0;
   uint64_t max_hold_lag = 0;
   // Released segments are reused as spares (storage::LogOptions::recycle).
-  bool recycle = true;
+  bool recycle = false;
   // Disk budget for the segment files (0: none): an Append that would need
   // more gets Error{DiskBudget}; nothing is released for it.
   uint64_t max_disk = 0;

@@ -73,13 +73,14 @@ class StagingPool {
       current_->Add(seq, meta, payload);
     }
     staged_bytes_ += current_->used - before;
-    total_ += need;
+    total_ += current_->used - before;
     return seq;
   }
 
-  // Whether a record would keep the bytes staged since the start (each
-  // counted as the most it can take, see Stage) within `limit`
-  // (WriterPort::append_limit).
+  // Whether a record would keep the bytes staged since the start (as
+  // encoded: what the writer counts) within `limit` (WriterPort::
+  // append_limit), counting it as the most it can take (with the durable
+  // stamp the first record of a chunk carries).
   bool Fits(const storage::RecordMeta& meta, size_t payload_size, uint64_t limit) const {
     const size_t need = storage::EncodedSize(payload_size, storage::MetaSize(meta.flags | storage::kFlagDurable));
     return total_ + need <= limit;
@@ -114,7 +115,7 @@ class StagingPool {
   Chunk* current_ = nullptr;   // being filled
   uint64_t next_seq_;          // seq of the next staged record
   uint64_t staged_bytes_ = 0;  // encoded bytes handed out but not yet recycled
-  uint64_t total_ = 0;         // since the start: the most each record can take (for Fits)
+  uint64_t total_ = 0;         // encoded bytes staged since the start (for Fits)
   uint64_t submitted_ = 0;     // chunks handed to the writer
   uint64_t recycled_ = 0;      // ...and handed back
 };

@@ -47,6 +47,11 @@ Status LogReader::OpenSegment(const SegmentFile& seg) {
   SegmentHeader h;
   Status st = sc->ReadHeader(&meta_.log_id, &h);
   if (!st.ok()) {
+    // Released since it was listed, and its file reused (a cached
+    // descriptor shows the new segment): trimmed, not damage.
+    if (env_->Kind(seg.path) == FileKind::kMissing) {
+      return Status::NotFound(seg.path + " was released (trimmed) while being opened");
+    }
     // A segment being rolled into may not have its header yet: not damage
     // unless it is not the newest (checked by the caller's retry).
     return st;

@@ -235,10 +235,12 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
 
 Status LogWriter::Close() {
   WALD_RETURN_IF_ERROR(Sync());
-  if (file_ && options_.recycle) {
+  if (file_) {
     // Records written over a recycled segment's old ones stop inside one of
-    // them: its cut-off end would read as a torn tail at the next open.
-    auto end = TailGarbageEnd(file_.get(), tail_, segments_.back().first_seq, kMaxUnsyncedWrite);
+    // them: its cut-off end would read as a torn tail at the next open. (In
+    // a pre-zeroed segment the bytes after the tail are zero: a read.)
+    const uint64_t window = std::max<uint64_t>(kMaxUnsyncedWrite, options_.max_record_bytes + kRecordHeaderSize);
+    auto end = TailGarbageEnd(file_.get(), tail_, segments_.back().first_seq, window);
     if (!end.ok()) return Fail(end.take_status());
     if (*end > tail_) {
       Status st = ZeroRange(file_.get(), tail_, *end);
@@ -492,7 +494,8 @@ uint64_t LogWriter::AppendLimit() const {
   const uint64_t files = options_.max_disk / seg;
   const uint64_t in_use = segments_.size() + 1;
   const uint64_t rolls = files > in_use ? files - in_use : 0;
-  return appended_ + usable(seg - tail_ - gathered_) + rolls * usable(seg - kSegmentHeaderSize);
+  const uint64_t room = usable(seg - tail_ - gathered_) + rolls * usable(seg - kSegmentHeaderSize);
+  return room > UINT64_MAX - appended_ ? UINT64_MAX : appended_ + room;
 }
 
 Status LogWriter::SetHold(std::string_view name, uint64_t seq) {

@@ -44,8 +44,9 @@ struct LogOptions {
   // (fd_retry.h) rather than fail-stop; this hears about it.
   FdWaitHook on_fd_wait;
   // Released segments become spares instead of being unlinked while a fresh
-  // one is zero-filled (FORMAT.md, "Recycling"): one at a time waits.
-  bool recycle = true;
+  // one is zero-filled (FORMAT.md, "Recycling"): one at a time waits. Off by
+  // default: old payloads could then hold forged records (FORMAT.md).
+  bool recycle = false;
   // Retention policy (ApplyRetention), 0: off. Sizes count whole segments
   // (segment_size each, as preallocated), the one being written included
   // for lag, excluded for retain_bytes.
@@ -101,7 +102,8 @@ class LogWriter {
   Status Close();
   // Releases every whole segment whose records are all <= up_to (and
   // durable, and at or below every hold), never the one being written: the
-  // oldest becomes the next spare (options.recycle), the rest are deleted.
+  // newest of them becomes the next spare (options.recycle), the rest are
+  // deleted.
   // Records the new start in wald.meta first, so a crash mid-trim finishes
   // the trim at the next open.
   Status Trim(uint64_t up_to);

@@ -96,3 +96,18 @@ TEST_CASE_FIXTURE(StagingTest, "staging: synced chunks come back, and their byte
   CHECK(pool.staged_bytes() < 1100);  // only the current chunk's record
   CHECK(pool.writer_idle());
 }
+
+// Review finding: Fits counted every staged record with the 8-byte durable
+// stamp that only a chunk's first record carries, so the loop's count ran
+// ahead of the writer's and a budget shrank by 8 bytes a record for good.
+TEST_CASE_FIXTURE(StagingTest, "staging: Fits counts what the records take, the stamp only on a chunk's first") {
+  const storage::RecordMeta none{};
+  const uint64_t first = storage::EncodedSize(100, storage::MetaSize(storage::kFlagDurable));  // 128
+  const uint64_t rest = storage::EncodedSize(100);                                             // 120
+  for (int i = 0; i < 10; ++i) REQUIRE(Stage() != 0);  // one chunk: 4 KiB holds them all
+  REQUIRE(writer.held().empty());
+  const uint64_t staged = first + 9 * rest;
+  // The next record is counted at its most (with a stamp).
+  CHECK(pool.Fits(none, 100, staged + first));
+  CHECK(!pool.Fits(none, 100, staged + first - 1));
+}

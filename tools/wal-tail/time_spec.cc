@@ -34,15 +34,19 @@ std::optional<uint64_t> Span(std::string_view s) {
   while (!s.empty()) {
     size_t i = 0;
     uint64_t n = 0;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])))
-      n = n * 10 + static_cast<uint64_t>(s[i++] - '0');
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      if (__builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, static_cast<uint64_t>(s[i++] - '0'), &n)) {
+        return std::nullopt;
+      }
+    }
     if (i == 0) return std::nullopt;
     while (i < s.size() && s[i] == ' ') ++i;
     size_t j = i;
     while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
     auto unit = UnitNs(s.substr(i, j - i));
     if (!unit) return std::nullopt;
-    total += n * *unit;
+    uint64_t term = 0;
+    if (__builtin_mul_overflow(n, *unit, &term) || __builtin_add_overflow(total, term, &total)) return std::nullopt;
     any = true;
     s = Trim(s.substr(j));
   }
