@@ -172,6 +172,12 @@ struct Client::Impl {
   bool read_done = false;
   bool read_stopped = false;  // the callback returned false
   Error read_error;
+  // The subscription of subscribe_async: it owns its callbacks; read_cb
+  // points at async_cb while it runs.
+  bool async_read = false;
+  RecordInfoCallback async_cb;
+  std::function<void(Error)> async_done;
+  void EndAsyncRead(Error why);
   // The one Trim, Hold or ReleaseHold awaiting its answer (a seq, and for a
   // TrimAck its held_by).
   uint64_t control_wait_id = 0;
@@ -191,6 +197,7 @@ Error Client::Impl::Break(Error why) {
     ::close(fd);
     fd = -1;
   }
+  if (async_read) EndAsyncRead(read_done ? read_error : broken);  // the daemon's reason, if it gave one
   // Fail what is still in flight: sent but not acked means unknown outcome.
   for (uint64_t id = first_id; id < next_id; ++id) {
     Slot& s = At(id);
@@ -205,6 +212,19 @@ Error Client::Impl::Break(Error why) {
   head = 0;
   first_id = next_id;
   return broken;
+}
+
+void Client::Impl::EndAsyncRead(Error why) {
+  async_read = false;
+  read_id = 0;
+  read_cb = nullptr;
+  read_stopped = false;
+  auto done = std::move(async_done);
+  async_cb = nullptr;
+  // The daemon follows until the connection ends: end it (this re-enters
+  // Break, which finds async_read already false).
+  if (fd >= 0) Break(Err(ErrorCode::kDaemonGone, "the subscription ended"));
+  if (done) done(std::move(why));
 }
 
 void Client::Impl::Close() {
@@ -418,6 +438,10 @@ Error Client::Impl::Poll(int timeout_ms) {
   if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
     Error e = ReadSome();
     Dispatch();  // frames read before a close still count
+    if (async_read && read_done) {
+      EndAsyncRead(read_error);  // kOk if the callback stopped it
+      return {};
+    }
     if (!e.ok()) return e;
   }
   if (!write_error.ok() && broken.ok()) {
@@ -633,6 +657,24 @@ Error Client::subscribe(Seq from, const RecordInfoCallback& cb) {
   // The daemon keeps following until the connection ends: end it.
   if (result.ok()) impl_->Close();
   return result;
+}
+
+Error Client::subscribe_async(Seq from, RecordInfoCallback cb, std::function<void(Error)> done) {
+  Impl& i = *impl_;
+  if (!cb) return Err(ErrorCode::kInvalidArgument, "subscribe_async needs a callback");
+  if (i.dispatching) return Err(ErrorCode::kInvalidArgument, "subscribe_async from inside a callback");
+  if (!i.broken.ok()) return i.broken;
+  if (i.read_id != 0) return Err(ErrorCode::kInvalidArgument, "a read is already running on this client");
+  i.async_read = true;
+  i.async_cb = std::move(cb);
+  i.async_done = std::move(done);
+  i.read_id = ++i.control_id;
+  i.read_cb = &i.async_cb;
+  i.read_done = false;
+  i.read_error = {};
+  auto frame = i.fb.Read(i.read_id, from, 0, true);
+  i.out.insert(i.out.end(), frame.begin(), frame.end());
+  return i.WriteSome();
 }
 
 Result<Seq> Client::Impl::Control(std::span<const uint8_t> frame) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -121,6 +122,88 @@ TEST_CASE("a follower under a 16-client load gets every record once, in order, n
   uint64_t wrong = 0;
   for (uint64_t s = 1; s <= total; ++s) wrong += got[s - 1] != TestPayload(who[s] >> 32, who[s] & 0xffffffff, 64);
   CHECK(wrong == 0);
+}
+
+// subscribe_async: one thread appends on one client and follows on another,
+// driving the follower with poll() between its own appends.
+TEST_CASE("subscribe_async delivers each durable record from poll, and done runs once when the callback stops") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  auto writer = wald::connect(d.socket());
+  auto sub = wald::connect(d.socket());
+  REQUIRE(writer.ok());
+  REQUIRE(sub.ok());
+  std::vector<std::string> got;
+  int done_calls = 0;
+  Error done_with{ErrorCode::kProtocol, "not called"};
+  REQUIRE(sub->subscribe_async(
+                 1,
+                 [&](const RecordInfo& r) {
+                   CHECK(r.seq == got.size() + 1);
+                   got.push_back(Str(r.payload));
+                   return got.size() < 50;
+                 },
+                 [&](Error e) {
+                   ++done_calls;
+                   done_with = e;
+                 })
+              .ok());
+  CHECK(sub->read(1, [](Seq, std::span<const std::byte>) { return true; }).code == ErrorCode::kInvalidArgument);
+  for (int i = 1; i <= 60; ++i) {
+    REQUIRE(writer->append(TestPayload(0, i)).ok());
+    if (i % 10 == 0) {
+      for (int spin = 0; spin < 500 && got.size() < std::min<size_t>(i, 50) && done_calls == 0; ++spin) {
+        REQUIRE(sub->poll(10).ok());
+      }
+    }
+  }
+  REQUIRE(got.size() == 50);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == TestPayload(0, i + 1));
+  CHECK(done_calls == 1);
+  CHECK(done_with.ok());
+  CHECK_FALSE(sub->connected());
+  CHECK(sub->poll(0).code == ErrorCode::kDaemonGone);
+  CHECK(done_calls == 1);
+}
+
+TEST_CASE("subscribe_async below the first seq held ends with kTrimmed and the first seq, through done") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  for (int i = 1; i <= 300; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
+  auto released = c->trim(200);
+  REQUIRE(released.ok());
+  REQUIRE(released.value() > 0);
+  auto sub = wald::connect(d.socket());
+  REQUIRE(sub.ok());
+  std::optional<Error> done;
+  REQUIRE(sub->subscribe_async(
+                 1, [](const RecordInfo&) { return true; }, [&](Error e) { done = e; })
+              .ok());
+  for (int spin = 0; spin < 500 && !done; ++spin) REQUIRE(sub->poll(10).ok());
+  REQUIRE(done.has_value());
+  CHECK(done->code == ErrorCode::kTrimmed);
+  CHECK(done->first_seq == released.value() + 1);
+  CHECK_FALSE(sub->connected());
+}
+
+TEST_CASE("subscribe_async ends with kDaemonGone through done when the daemon dies") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  auto sub = wald::connect(d.socket());
+  REQUIRE(sub.ok());
+  std::optional<Error> done;
+  REQUIRE(sub->subscribe_async(
+                 1, [](const RecordInfo&) { return true; }, [&](Error e) { done = e; })
+              .ok());
+  REQUIRE(sub->poll(50).ok());
+  CHECK_FALSE(done.has_value());
+  d.Signal(SIGKILL);
+  d.Wait();
+  for (int spin = 0; spin < 500 && !done; ++spin) sub->poll(10);
+  REQUIRE(done.has_value());
+  CHECK(done->code == ErrorCode::kDaemonGone);
 }
 
 TEST_CASE("trim releases segments durably: after a restart a read below it is trimmed") {

@@ -212,6 +212,13 @@ class Client {
   // closes this connection: a subscription owns its Client.
   Error subscribe(Seq from, const RecordCallback& cb);
   Error subscribe(Seq from, const RecordInfoCallback& cb);
+  // subscribe() for event loops: sends the Read and returns at once. Each
+  // later poll() (or any call that drives I/O) runs cb for the records that
+  // arrived, as soon as they are durable. The subscription ends when cb
+  // returns false, the daemon ends the read (kTrimmed, kSeqGap), the
+  // connection fails or the client is closed; `done` then runs once, with kOk if cb stopped it, and
+  // the client is closed (like subscribe(), a subscription owns its Client).
+  Error subscribe_async(Seq from, RecordInfoCallback cb, std::function<void(Error)> done);
   // Releases whole segments whose records are all <= up_to and at or below
   // every hold; returns the seq up to which records are gone (durably: a
   // restart does not bring them back). With `held_by`, it says which hold
