@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "spawn.h"
 #include "storage/log_reader.h"
 
 extern char** environ;
@@ -77,27 +78,8 @@ void Daemon::Start() {
   std::vector<std::string> argv = wrapper_.argv;
   argv.insert(argv.end(), {BinaryFor(args_), "--dir", data_, "--socket", socket_, "--stats-interval", "0"});
   argv.insert(argv.end(), args_.begin(), args_.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  // As systemd starts it: no blocked signals and default dispositions, so
-  // that whatever wald blocks or handles is its own doing, not the runner's.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  int rc = posix_spawnp(&pid_, argv[0].c_str(), &fa, &attr, cargv.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn wald failed");
+  // As systemd starts it (see Spawn).
+  pid_ = Spawn(argv, "", log_);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!CanConnect(socket_)) {
     int status;
