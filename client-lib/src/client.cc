@@ -219,8 +219,9 @@ void Client::Impl::EndAsyncRead(Error why) {
   read_id = 0;
   read_cb = nullptr;
   read_stopped = false;
+  // async_cb stays: EndAsyncRead may run inside it (a close() from the
+  // callback). The next subscribe_async, or the destructor, replaces it.
   auto done = std::move(async_done);
-  async_cb = nullptr;
   // The daemon follows until the connection ends: end it (this re-enters
   // Break, which finds async_read already false).
   if (fd >= 0) Break(Err(ErrorCode::kDaemonGone, "the subscription ended"));
@@ -334,7 +335,7 @@ void Client::Impl::Dispatch() {
           Error err = Err(FromWire(e->code()), msg);
           err.first_seq = e->first_seq();
           if (e->request_id() == read_id) {
-            read_error = err;
+            if (!read_done) read_error = err;  // not after the callback stopped the read
             read_done = true;
           } else if (e->request_id() == control_wait_id) {
             control_result = err;
@@ -371,6 +372,7 @@ void Client::Impl::Dispatch() {
         if (read_cb == nullptr || r->request_id() != read_id || read_done) break;
         if (r->records() != nullptr) {
           for (const proto::Record* rec : *r->records()) {
+            if (read_cb == nullptr) break;  // the callback closed the client
             const auto* p = rec->payload();
             RecordInfo info;
             info.seq = rec->seq();
@@ -672,9 +674,11 @@ Error Client::subscribe_async(Seq from, RecordInfoCallback cb, std::function<voi
   i.read_cb = &i.async_cb;
   i.read_done = false;
   i.read_error = {};
+  // Sent by the next poll(): a failure then reaches `done`, never both done
+  // and a returned error.
   auto frame = i.fb.Read(i.read_id, from, 0, true);
   i.out.insert(i.out.end(), frame.begin(), frame.end());
-  return i.WriteSome();
+  return {};
 }
 
 Result<Seq> Client::Impl::Control(std::span<const uint8_t> frame) {

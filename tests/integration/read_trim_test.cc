@@ -166,6 +166,33 @@ TEST_CASE("subscribe_async delivers each durable record from poll, and done runs
   CHECK(done_calls == 1);
 }
 
+TEST_CASE("subscribe_async: a callback that closes its client mid-batch ends the subscription once") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  auto writer = wald::connect(d.socket());
+  REQUIRE(writer.ok());
+  std::vector<std::string> ps(200, "x");
+  std::vector<std::span<const std::byte>> spans;
+  for (const auto& p : ps) spans.push_back(std::as_bytes(std::span(p)));
+  REQUIRE(writer->append_many(spans).ok());
+  auto sub = wald::connect(d.socket());
+  REQUIRE(sub.ok());
+  Client* self = &sub.value();
+  int seen = 0, done_calls = 0;
+  REQUIRE(sub->subscribe_async(
+                 1,
+                 [&](const RecordInfo&) {
+                   if (++seen == 3) self->close();
+                   return true;
+                 },
+                 [&](Error) { ++done_calls; })
+              .ok());
+  for (int spin = 0; spin < 200 && done_calls == 0; ++spin) sub->poll(10);
+  CHECK(seen == 3);
+  CHECK(done_calls == 1);
+  CHECK_FALSE(sub->connected());
+}
+
 TEST_CASE("subscribe_async below the first seq held ends with kTrimmed and the first seq, through done") {
   TempDir tmp;
   Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});

@@ -297,6 +297,61 @@ TEST_CASE("a stream behind wal-ship's hold (NATS lost acked records) stops wal-s
   CHECK(StreamLastSeq(f.nats->Urls(), kStream) == 0);  // nothing shipped past the gap
 }
 
+// Found by review: the records JetStream acked before a hold existed were
+// released at once when wal-ship made its hold anew.
+TEST_CASE("a hold made anew pins all that wald has, not just what the stream lacks") {
+  Fixture f;
+  AppendN(f.wald->socket(), 100);
+  REQUIRE(f.Once({"--release-delay", "0s"}) == 0);
+  auto c = wald::connect(f.wald->socket());
+  REQUIRE(c.ok());
+  REQUIRE(c->release_hold("wal-ship").ok());
+  REQUIRE(f.Once() == 0);  // the default 90 s delay
+  auto st = c->stats();
+  REQUIRE(st.ok());
+  REQUIRE(st->holds.size() == 1);
+  CHECK(st->holds[0].seq == 0);
+}
+
+// Found by review: a record over NATS' max_payload was retried forever.
+TEST_CASE("a record over the NATS servers' max_payload stops wal-ship with exit 1, naming it") {
+  Fixture f;
+  f.wald->Signal(SIGTERM);
+  REQUIRE(f.wald->Wait() == 0);
+  f.wald->Restart({"--max-record", "2MiB"});
+  AppendN(f.wald->socket(), 3);
+  auto c = wald::connect(f.wald->socket());
+  REQUIRE(c.ok());
+  REQUIRE(c->append(std::string(1536 * 1024, 'b')).ok());
+  std::string err;
+  CHECK(f.Once({}, &err) == 1);
+  CHECK(err.find("record seq 4") != std::string::npos);
+  CHECK(err.find("max_payload") != std::string::npos);
+  CHECK(StreamLastSeq(f.nats->Urls(), kStream) == 3);
+}
+
+// Found by review: wald restored from an older copy of its log (same log id,
+// fewer records) was followed from the stream's end, silently.
+TEST_CASE("wald on an older copy of its log than the stream has stops wal-ship with exit 1") {
+  Fixture f;
+  AppendN(f.wald->socket(), 20);
+  f.wald->Signal(SIGTERM);
+  REQUIRE(f.wald->Wait() == 0);
+  std::filesystem::copy(f.wald->data_dir(), f.tmp.path() + "/older", std::filesystem::copy_options::recursive);
+  f.wald->Restart();
+  AppendN(f.wald->socket(), 30, 21);
+  REQUIRE(f.Once() == 0);
+  f.wald->Signal(SIGTERM);
+  REQUIRE(f.wald->Wait() == 0);
+  std::filesystem::remove_all(f.wald->data_dir());
+  std::filesystem::rename(f.tmp.path() + "/older", f.wald->data_dir());
+  f.wald->Restart();
+  std::string err;
+  CHECK(f.Once({}, &err) == 1);
+  CHECK(err.find("older copy of its log") != std::string::npos);
+  CHECK(StreamLastSeq(f.nats->Urls(), kStream) == 50);
+}
+
 TEST_CASE("wal-ship SIGKILLed and restarted in a loop while appends go on: 0 lost, 0 duplicated") {
   Fixture f;
   Appender load(f.wald->socket());

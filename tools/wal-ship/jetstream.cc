@@ -22,6 +22,12 @@ Outcome Failure(const char* what, natsStatus s, jsErrCode jerr = static_cast<jsE
   return Outcome::Retry(Describe(what, s, jerr));
 }
 
+// Stream errors that no retry can mend: the operator must change something.
+bool Unmendable(jsErrCode jerr) {
+  return jerr == JSStreamReplicasNotSupportedErr || jerr == JSStreamSubjectOverlapErr ||
+         jerr == JSStreamInvalidConfig || jerr == JSStreamMessageExceedsMaximumErr;
+}
+
 std::string Description(const std::string& log_id) { return "wald log " + log_id; }
 
 bool ParseU64(const char* s, uint64_t* out) {
@@ -39,7 +45,6 @@ bool ParseU64(const char* s, uint64_t* out) {
 Outcome JetStream::Connect(const NatsOptions& options, AckSink* sink, std::unique_ptr<JetStream>* out) {
   std::unique_ptr<JetStream> j(new JetStream());
   j->options_ = options;
-  j->sink_ = sink;
   natsOptions* o = nullptr;
   natsStatus s = natsOptions_Create(&o);
   std::vector<const char*> servers;
@@ -70,7 +75,9 @@ Outcome JetStream::Connect(const NatsOptions& options, AckSink* sink, std::uniqu
   jo.Wait = options.api_timeout_ms;
   jo.PublishAsync.MaxPending = options.max_pending;
   jo.PublishAsync.AckHandler = &JetStream::OnAck;
-  jo.PublishAsync.AckHandlerClosure = j.get();
+  // The sink, not this object: libnats may still run the handler while the
+  // JetStream is destroyed; the sink outlives libnats' threads.
+  jo.PublishAsync.AckHandlerClosure = sink;
   jo.PublishAsync.StallWait = options.ack_timeout_ms;
   s = natsConnection_JetStream(&j->js_, j->nc_, &jo);
   if (s != NATS_OK) return Failure("JetStream context", s);
@@ -114,6 +121,9 @@ Outcome JetStream::Ensure(const StreamSpec& spec) {
     if (s != NATS_OK && jerr == JSStreamNameExistErr) {  // another wal-ship made it first
       jerr = static_cast<jsErrCode>(0);
       s = js_GetStreamInfo(&si, js_, spec.name.c_str(), nullptr, &jerr);
+    }
+    if (s != NATS_OK && Unmendable(jerr)) {
+      return Outcome::Fatal(Describe(("create stream " + spec.name).c_str(), s, jerr));
     }
     if (s != NATS_OK) return Failure(("create stream " + spec.name).c_str(), s, jerr);
   } else if (s != NATS_OK) {
@@ -191,6 +201,11 @@ Outcome JetStream::Publish(const Outgoing& r) {
   po.MaxWait = options_.ack_timeout_ms;
   if (s == NATS_OK) s = js_PublishMsgAsync(js_, &m, &po);
   natsMsg_Destroy(m);  // no-op once the library took it
+  if (s == NATS_MAX_PAYLOAD) {
+    return Outcome::Fatal("record seq " + seq + " (" + std::to_string(r.payload.size()) +
+                          " bytes, with headers) is over the NATS servers' max_payload of " +
+                          std::to_string(MaxPayload()) + " bytes: raise max_payload, or lower wald's --max-record");
+  }
   if (s != NATS_OK) return Failure(("publish seq " + seq).c_str(), s);
   published_ = true;
   return {};
@@ -219,18 +234,20 @@ std::string JetStream::ConnectedUrl() const {
   return buf;
 }
 
+int64_t JetStream::MaxPayload() const { return natsConnection_GetMaxPayload(nc_); }
+
 void JetStream::OnAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
-  auto* self = static_cast<JetStream*>(closure);
+  auto* sink = static_cast<AckSink*>(closure);
   const char* v = nullptr;
   uint64_t seq = 0;
   if (msg != nullptr && natsMsgHeader_Get(msg, kSeqHeader, &v) == NATS_OK) ParseU64(v, &seq);
   if (pa != nullptr) {
     // A duplicate's ack names where the first copy is stored: as true.
-    self->sink_->Acked(seq, pa->Sequence);
+    sink->Acked(seq, pa->Sequence);
   } else if (pae != nullptr) {
     std::string why = pae->ErrText != nullptr && *pae->ErrText != '\0' ? pae->ErrText : natsStatus_GetText(pae->Err);
     if (pae->ErrCode != 0) why += " (JetStream error " + std::to_string(static_cast<int>(pae->ErrCode)) + ")";
-    self->sink_->Failed(seq, std::move(why));
+    sink->Failed(seq, std::move(why), pae->ErrCode == JSStreamMessageExceedsMaximumErr);
   }
   natsMsg_Destroy(msg);
 }

@@ -73,8 +73,9 @@ class AckSink {
   virtual ~AckSink() = default;
   // The record `wald_seq` is stored in the stream at `stream_seq`.
   virtual void Acked(uint64_t wald_seq, uint64_t stream_seq) = 0;
-  // A publish failed (refused, timed out, no responders).
-  virtual void Failed(uint64_t wald_seq, std::string why) = 0;
+  // A publish failed (refused, timed out, no responders). `fatal`: trying
+  // again cannot help (the record is over the stream's maximum size).
+  virtual void Failed(uint64_t wald_seq, std::string why, bool fatal) = 0;
 };
 
 // Header names: the product's interface (README, "Past one host").
@@ -108,13 +109,14 @@ class JetStream {
   Outcome WaitPending(int timeout_ms);
   // The server the connection is on now ("" while disconnected).
   std::string ConnectedUrl() const;
+  // The largest message (headers and payload) the servers take.
+  int64_t MaxPayload() const;
 
  private:
   JetStream() = default;
   static void OnAck(jsCtx* js, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
 
   NatsOptions options_;
-  AckSink* sink_ = nullptr;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   StreamSpec spec_;

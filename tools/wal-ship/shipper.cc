@@ -37,6 +37,7 @@ struct Shipper::Session {
   std::optional<Client> control;  // holds and stats
   uint64_t next_expected = 0;     // the stream seq the next publish expects last
   uint64_t from = 0;              // the first wald seq read
+  uint64_t last_read = 0;         // the last wald seq handed to JetStream (0: none yet)
   std::optional<Error> ended;     // the subscription's end
   bool reading_done = false;      // --once: everything up to the target is published
   // The subscription's done callback writes `ended`: close it first.
@@ -68,9 +69,12 @@ void Shipper::Acked(uint64_t wald_seq, uint64_t stream_seq) {
   acks_.emplace_back(wald_seq, stream_seq);
 }
 
-void Shipper::Failed(uint64_t wald_seq, std::string why) {
+void Shipper::Failed(uint64_t wald_seq, std::string why, bool fatal) {
   std::lock_guard<std::mutex> l(mu_);
-  if (failure_.empty()) failure_ = "publish of seq " + std::to_string(wald_seq) + " failed: " + why;
+  if (failure_.empty() || (fatal && !failure_fatal_)) {
+    failure_ = "publish of seq " + std::to_string(wald_seq) + " failed: " + why;
+    failure_fatal_ = fatal;
+  }
   failed_.store(true, std::memory_order_release);
 }
 
@@ -81,7 +85,8 @@ int Shipper::Run() {
   while (!stopping()) {
     const uint64_t shipped_before = shipped_;
     Outcome o = RunSession();
-    if (js_) js_->DropPending();
+    // What a failed session left in flight is forgotten (a stop waits for it).
+    if (js_ && !o.ok()) js_->DropPending();
     if (o.kind == Outcome::kFatal) {
       Log("error", o.message);
       code = o.message.rfind("JetStream lost", 0) == 0 ? kExitStreamLost : kExitFatal;
@@ -125,17 +130,20 @@ Outcome Shipper::RunSession() {
     }
     if (failed_.load(std::memory_order_acquire)) {
       std::lock_guard<std::mutex> l(mu_);
-      return Outcome::Retry(failure_);
+      return failure_fatal_ ? Outcome::Fatal(failure_) : Outcome::Retry(failure_);
     }
     DrainAcks();
     if (s.ended && !s.ended->ok()) {
       const Error e = *s.ended;
       if (e.code == ErrorCode::kSeqGap) {
-        // A salvage retired these seqs: they never held records. Read on
-        // after them (the stream's end, and so this skip, stays put).
-        Log("warning", "wald retired seqs " + std::to_string(s.from) + " to " + std::to_string(e.first_seq - 1) +
+        // A salvage retired the seqs after the last record read: they never
+        // held records. Once the stream ends at that record, read on after
+        // the gap (a stream that ends earlier gets the records before it
+        // first).
+        const uint64_t after = s.last_read != 0 ? s.last_read : s.from - 1;
+        Log("warning", "wald retired seqs " + std::to_string(after + 1) + " to " + std::to_string(e.first_seq - 1) +
                            " (a salvage): shipping on from " + std::to_string(e.first_seq));
-        skip_gap_after_ = s.from - 1;
+        skip_gap_after_ = after;
         skip_gap_to_ = e.first_seq;
         return Outcome::Retry("seq gap");
       }
@@ -161,11 +169,13 @@ Outcome Shipper::StartSession(Session* s) {
   {
     std::lock_guard<std::mutex> l(mu_);
     failure_.clear();
+    failure_fatal_ = false;
     failed_.store(false, std::memory_order_relaxed);
   }
-  auto sub = wald::connect(options_.socket, {"wal-ship", 5000});
+  if (ready_sent_) (void)sd_notify(0, "WATCHDOG=1");
+  auto sub = wald::connect(options_.socket, {"wal-ship", 2000});
   if (!sub.ok()) return Outcome::Retry(WaldError("connect to wald at " + options_.socket, sub.error()));
-  auto control = wald::connect(options_.socket, {"wal-ship control", 5000});
+  auto control = wald::connect(options_.socket, {"wal-ship control", 2000});
   if (!control.ok()) return Outcome::Retry(WaldError("connect to wald at " + options_.socket, control.error()));
   const std::string id = Hex(sub->log_id());
   if (!log_id_.empty() && id != log_id_) {
@@ -180,6 +190,13 @@ Outcome Shipper::StartSession(Session* s) {
   s->control.emplace(std::move(control.value()));
   if (!js_) {
     if (Outcome o = JetStream::Connect(options_.nats, this, &js_); !o.ok()) return o;
+    // Headers take a few hundred bytes; a record over what is left stops
+    // wal-ship when it comes (exit 1): say so now.
+    if (static_cast<int64_t>(s->sub->max_record_size()) + 512 > js_->MaxPayload()) {
+      Log("warning", "wald takes records up to " + std::to_string(s->sub->max_record_size()) +
+                         " bytes but the NATS servers' max_payload is " + std::to_string(js_->MaxPayload()) +
+                         ": a record near wald's limit cannot be shipped");
+    }
   }
   spec_ = StreamSpec{options_.stream.empty() ? "wald-" + log_id_ : options_.stream,
                      options_.subject.empty() ? "wald." + log_id_ : options_.subject, log_id_, options_.replicas,
@@ -220,6 +237,12 @@ Outcome Shipper::SetUpHold(Session* s, const StreamEnd& end) {
   auto st = s->control->stats();
   if (!st.ok()) return Outcome::Retry(WaldError("wald stats", st.error()));
   durable_ = st->durable_seq;
+  if (end.wald_seq > st->durable_seq) {
+    return Outcome::Fatal("stream " + spec_.name + " already has wald seq " + std::to_string(end.wald_seq) +
+                          " but wald's log ends at " + std::to_string(st->durable_seq) +
+                          ": is this wald running on an older copy of its log? Not shipping what would " +
+                          "disagree with the stream");
+  }
   const auto held =
       std::find_if(st->holds.begin(), st->holds.end(), [this](const HoldInfo& h) { return h.name == options_.hold; });
   s->from = end.wald_seq + 1;
@@ -233,20 +256,21 @@ Outcome Shipper::SetUpHold(Session* s, const StreamEnd& end) {
     hold_seq_ = held->seq;
     return {};
   }
-  // No hold yet: pin from the stream's end.
-  auto r = s->control->hold(options_.hold, end.wald_seq);
-  if (!r.ok() && r.error().code == ErrorCode::kTrimmed) {
-    const uint64_t first = r.error().first_seq;
-    if (end.stream_seq != 0) {
-      return Outcome::Fatal("wald no longer has seqs " + std::to_string(end.wald_seq + 1) + " to " +
-                            std::to_string(first - 1) + ", the next the stream needs: they were trimmed before " +
-                            "they were shipped (was hold '" + options_.hold + "' released?)");
-    }
+  // No hold (the first run, a new --hold, or it was released or dropped by
+  // --max-hold-lag): pin all that wald still has. When the stream's records
+  // were acked is unknown: the hold passes them only after the delay.
+  const uint64_t first = st->first_seq > 0 ? st->first_seq : 1;
+  if (end.stream_seq != 0 && first > end.wald_seq + 1) {
+    return Outcome::Fatal("wald no longer has seqs " + std::to_string(end.wald_seq + 1) + " to " +
+                          std::to_string(first - 1) + ", the next the stream needs: they were trimmed before " +
+                          "they were shipped (was hold '" + options_.hold + "' released?)");
+  }
+  if (end.stream_seq == 0 && first > 1) {
     Log("warning", "the log starts at seq " + std::to_string(first) +
                        ": the records below were trimmed before wal-ship first ran");
     s->from = first;
-    r = s->control->hold(options_.hold, first - 1);
   }
+  auto r = s->control->hold(options_.hold, first - 1);
   if (!r.ok()) return Outcome::Retry(WaldError("set hold '" + options_.hold + "'", r.error()));
   hold_seq_ = r.value();
   return {};
@@ -261,11 +285,15 @@ bool Shipper::OnRecord(Session* s, const RecordInfo& r) {
   Outgoing out{r.seq, r.payload, s->next_expected, r.time_ns, r.has_producer, r.pid, r.uid, r.gid};
   if (Outcome o = js_->Publish(out); !o.ok()) {
     std::lock_guard<std::mutex> l(mu_);
-    if (failure_.empty()) failure_ = o.message;
+    if (failure_.empty() || o.kind == Outcome::kFatal) {
+      failure_ = o.message;
+      failure_fatal_ = o.kind == Outcome::kFatal;
+    }
     failed_.store(true, std::memory_order_relaxed);
     return false;
   }
   ++s->next_expected;
+  s->last_read = r.seq;
   if (options_.once && r.seq >= once_target_) {
     s->reading_done = true;
     return false;

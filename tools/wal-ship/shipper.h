@@ -66,7 +66,7 @@ class Shipper final : public AckSink {
   int Run();
 
   void Acked(uint64_t wald_seq, uint64_t stream_seq) override;
-  void Failed(uint64_t wald_seq, std::string why) override;
+  void Failed(uint64_t wald_seq, std::string why, bool fatal) override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -93,6 +93,7 @@ class Shipper final : public AckSink {
   std::mutex mu_;
   std::vector<std::pair<uint64_t, uint64_t>> acks_;  // (wald seq, stream seq)
   std::string failure_;                              // the first failure since the last session start
+  bool failure_fatal_ = false;
   std::atomic<bool> failed_{false};
 
   // Main thread only.

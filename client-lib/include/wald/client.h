@@ -212,7 +212,8 @@ class Client {
   // closes this connection: a subscription owns its Client.
   Error subscribe(Seq from, const RecordCallback& cb);
   Error subscribe(Seq from, const RecordInfoCallback& cb);
-  // subscribe() for event loops: sends the Read and returns at once. Each
+  // subscribe() for event loops: queues the Read and returns at once (the
+  // next poll() sends it; an error returned here means done will not run). Each
   // later poll() (or any call that drives I/O) runs cb for the records that
   // arrived, as soon as they are durable. The subscription ends when cb
   // returns false, the daemon ends the read (kTrimmed, kSeqGap), the
