@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "retention_commands.h"
@@ -65,7 +66,11 @@ int main(int argc, char** argv) {
 
   CLI::App app{"wald: a local write-ahead-log daemon (group commit over a Unix socket)"};
   app.footer(kExamples);
+  app.set_version_flag("--version", std::string(WALD_VERSION));
   app.set_config("--config", "", "Read options from this TOML or INI file");
+  // A key that names no option (a typo, segment_size for segment-size) is
+  // an error naming it, never silently ignored.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   auto* dir_opt = app.add_option("--dir", o.dir,
                                  "Log directory (created if missing; default under systemd: "
                                  "$STATE_DIRECTORY)")
@@ -190,9 +195,14 @@ int main(int argc, char** argv) {
 #endif
 
   bool stats_json = false;
+  std::string stats_format = "text";
   CLI::App* stats = app.add_subcommand("stats", "Print the counters of a running wald");
   stats->add_option("--socket", o.socket, "Socket of the daemon")->capture_default_str();
-  stats->add_flag("--json", stats_json, "One JSON object");
+  auto* stats_json_opt = stats->add_flag("--json", stats_json, "One JSON object (--format json)");
+  stats->add_option("--format", stats_format, "text, json, or openmetrics (Prometheus' text exposition)")
+      ->check(CLI::IsMember({"text", "json", "openmetrics"}))
+      ->excludes(stats_json_opt)
+      ->capture_default_str();
 
   // Retention: subcommands that talk to the running daemon like `stats`.
   bool ret_json = false;
@@ -218,7 +228,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json);
+  if (stats->parsed()) return wald::RunStatsCommand(o.socket, stats_json ? "json" : stats_format);
   if (trim->parsed()) return wald::RunTrimCommand(o.socket, ret_seq, ret_json);
   if (hold->parsed()) return wald::RunHoldCommand(o.socket, hold_name, ret_seq, ret_json);
   if (release->parsed()) return wald::RunReleaseCommand(o.socket, hold_name, ret_json);
@@ -302,6 +312,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   o.listen_fd = listen_fd.value();
+  // Every check that needs no disk before the log is opened (which creates
+  // --dir and a first segment): a socket whose directory is missing fails
+  // here, not after the log exists.
+  if (o.listen_fd < 0) {
+    const std::string parent = std::filesystem::path(o.socket).parent_path().string();
+    std::error_code ec;
+    if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+      spdlog::critical("cannot start: the directory of --socket {} ({}) does not exist", o.socket, parent);
+      return 1;
+    }
+  }
   if (dir_opt->count() == 0) {
     if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
       o.dir = std::string(state).substr(0, std::string(state).find(':'));  // the first of a list

@@ -2,11 +2,12 @@
 
 #include <cstdio>
 
+#include "openmetrics.h"
 #include "wald/client.h"
 
 namespace wald {
 
-int RunStatsCommand(const std::string& socket_path, bool json) {
+int RunStatsCommand(const std::string& socket_path, const std::string& format) {
   auto c = wald::connect(socket_path, {"wald stats"});
   if (!c.ok()) {
     std::fprintf(stderr, "wald stats: %s\n", c.error().message.c_str());
@@ -17,9 +18,14 @@ int RunStatsCommand(const std::string& socket_path, bool json) {
     std::fprintf(stderr, "wald stats: %s\n", r.error().message.c_str());
     return 1;
   }
-  const ServerStats& s = r.value();
+  ServerStats& s = r.value();
+  if (format == "openmetrics") {
+    std::fputs(FormatOpenMetrics(s, 1).c_str(), stdout);
+    return 0;
+  }
+  if (s.connections > 0) --s.connections;  // this command's own
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
-  if (json) {
+  if (format == "json") {
     std::printf(
         "{\"uptime_us\":%llu,\"connections\":%llu,\"records\":%llu,\"bytes\":%llu,\"syncs\":%llu,"
         "\"durable_seq\":%llu,\"next_seq\":%llu,\"records_per_sync\":%.3f,\"records_per_sync_p50\":%llu,"
@@ -34,7 +40,7 @@ int RunStatsCommand(const std::string& socket_path, bool json) {
     return 0;
   }
   std::printf("uptime            %.1f s\n", static_cast<double>(s.uptime_us) / 1e6);
-  std::printf("connections       %llu\n", u(s.connections));
+  std::printf("connections       %llu (besides this one)\n", u(s.connections));
   std::printf("records           %llu (%llu payload bytes)\n", u(s.records), u(s.bytes));
   std::printf("durable seq       %llu (next %llu)\n", u(s.durable_seq), u(s.next_seq));
   std::printf("fdatasyncs        %llu, %.2f records each (p50 %llu)\n", u(s.syncs), s.records_per_sync.mean(),

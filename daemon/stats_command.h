@@ -5,7 +5,9 @@
 
 namespace wald {
 
-// Prints the daemon's stats (text, or one JSON object). Returns an exit code.
-int RunStatsCommand(const std::string& socket_path, bool json);
+// Prints the daemon's stats: "text", "json" (one object) or "openmetrics"
+// (Prometheus' text format, see openmetrics.h). The command's own connection
+// is not counted. Returns an exit code.
+int RunStatsCommand(const std::string& socket_path, const std::string& format);
 
 }  // namespace wald

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -520,6 +521,14 @@ Result<Client> connect(const std::string& socket_path, const ClientOptions& opti
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
     ::close(fd);
+    // "Connection refused" for a directory or a plain file misleads: say
+    // what the path is.
+    struct stat st {};
+    if (::stat(socket_path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+      return Err(ErrorCode::kDaemonGone, "cannot connect to wald at " + socket_path + ": it is " +
+                                             (S_ISDIR(st.st_mode) ? "a directory" : "not a socket") +
+                                             ", not wald's socket (--socket names the socket file)");
+    }
     return Err(ErrorCode::kDaemonGone, "cannot connect to wald at " + socket_path + ": " + std::strerror(e));
   }
   return Client::adopt_fd(fd, options);

@@ -11,7 +11,8 @@ trap 'rm -rf "$tmp"' EXIT
 root="$tmp/root"
 DESTDIR="$root" cmake --install "$build" >/dev/null
 prefix="$root$(cmake -L -N "$build" | sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p')"
-unitdir="$root$(cmake -L -N "$build" | sed -n 's/^WALD_SYSTEMD_UNITDIR:PATH=//p')"
+unitdir=$(cmake -L -N "$build" | sed -n 's/^WALD_SYSTEMD_UNITDIR:PATH=//p')
+case "$unitdir" in /*) unitdir="$root$unitdir" ;; *) unitdir="$prefix/$unitdir" ;; esac
 missing=0
 for f in "$prefix/bin/wald" "$prefix/bin/wal-bench" "$prefix/include/wald/client.h" "$prefix/include/wald/wald.h" \
          "$unitdir/wald.service" "$unitdir/wald.socket"; do
@@ -23,8 +24,15 @@ done
 [ -n "$(find "$root" -path '*sysusers.d/wald.conf')" ] || { echo "missing: sysusers.d/wald.conf"; missing=1; }
 grep -q "^ExecStart=$(cmake -L -N "$build" | sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p')/bin/wald " "$unitdir/wald.service" ||
   { echo "wald.service's ExecStart does not point at the installed binary"; missing=1; }
+# Everything lands under the prefix unless a unit directory was given (issue #17).
+outside=$(find "$root" -type f | grep -v "^$prefix/" || true)
+[ -z "$outside" ] || { echo "installed outside the prefix:"; echo "${outside//$root/}"; missing=1; }
 [ $missing -eq 0 ] || exit 1
 echo "install tree: ok"
+# The installed binaries run as they are: libwald.so is found by RPATH
+# ($ORIGIN/../lib...), not by LD_LIBRARY_PATH (issue #17).
+"$prefix/bin/wald" --version >/dev/null || { echo "the installed bin/wald does not run"; exit 1; }
+echo "installed bin/wald --version: ok"
 
 cmake -S "$src/tests/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$tmp/build" >/dev/null

@@ -197,6 +197,52 @@ TEST_CASE("missing, empty and foreign directories get a clear error and exit cod
   CHECK(Run({WAL_TAIL_BINARY, "--format", "yaml", tmp.path()}, &out, &err) == 2);
 }
 
+// The seqs of wal-tail's JSON lines, in order.
+std::vector<int> Seqs(const std::string& json_lines) {
+  std::vector<int> seqs;
+  for (size_t at = json_lines.find("{\"seq\":"); at != std::string::npos; at = json_lines.find("{\"seq\":", at + 1)) {
+    seqs.push_back(std::stoi(json_lines.substr(at + 7)));
+  }
+  return seqs;
+}
+
+// Issue #17: "-n -5" printed every record, "--from 5 --to 3" printed nothing
+// with exit 0, --to required --from and -n could not combine with --from.
+TEST_CASE("range options combine as journalctl's: --to alone, -n of a range, nonsense is exit 2") {
+  LogFixture f;
+  MakeKnownLog(f);
+  std::string out, err;
+  CHECK(Run({WAL_TAIL_BINARY, "-n", "-5", f.dir}, &out, &err) == 2);
+  CHECK(out.empty());
+  CHECK(Run({WAL_TAIL_BINARY, "--from", "5", "--to", "3", f.dir}, &out, &err) == 2);
+  CHECK(err.find("--from 5 is after --to 3") != std::string::npos);
+  REQUIRE(Run({WAL_TAIL_BINARY, "--format", "json", "--to", "3", f.dir}, &out, &err) == 0);
+  CHECK(Seqs(out) == std::vector<int>{1, 2, 3});
+  REQUIRE(Run({WAL_TAIL_BINARY, "--format", "json", "-n", "2", "--from", "2", "--to", "4", f.dir}, &out, &err) == 0);
+  CHECK(Seqs(out) == std::vector<int>{3, 4});
+  REQUIRE(Run({WAL_TAIL_BINARY, "--format", "json", "-n", "2", "--from", "2", f.dir}, &out, &err) == 0);
+  CHECK(Seqs(out) == std::vector<int>{4, 5});
+}
+
+// Issue #17: after a trim, --from 1 exited 3, "missing directory or not a
+// wald log".
+TEST_CASE("--from below the first seq held exits 4 naming the first seq") {
+  TempDir tmp;
+  Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});
+  auto c = wald::connect(d.socket());
+  REQUIRE(c.ok());
+  for (int i = 1; i <= 300; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
+  auto released = c->trim(200);
+  REQUIRE(released.ok());
+  REQUIRE(released.value() > 0);
+  std::string out, err;
+  CHECK(Run({WAL_TAIL_BINARY, "--from", "1", d.data_dir()}, &out, &err) == 4);
+  CHECK(err.find("seq 1 is trimmed: the log holds seqs from " + std::to_string(released.value() + 1)) !=
+        std::string::npos);
+  CHECK(Run({WAL_TAIL_BINARY, "--from", std::to_string(released.value() + 1), "-n", "1", d.data_dir()}, &out, &err) ==
+        0);
+}
+
 TEST_CASE("wal-tail | head ends cleanly") {
   LogFixture f;
   f.env = storage::Env::Posix();

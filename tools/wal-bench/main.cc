@@ -139,6 +139,7 @@ struct Loop {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"wal-bench: append load against a wald daemon"};
+  app.set_version_flag("--version", std::string(WALD_VERSION));
   app.footer(R"(
 Examples:
   wal-bench --clients 1 --inflight 1 --duration 10          # W1 serial
@@ -160,7 +161,11 @@ Examples:
   app.add_option("--followers", o.followers, "Extra connections that follow the log (subscribe) during the run")
       ->capture_default_str();
   app.add_flag("--json", o.json, "Print one JSON object");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // bad usage: 2, as wald and wal-tail
+  }
   if (o.duration <= 0 && o.count == 0) o.duration = 10;
 
   auto stats_client = wald::connect(o.socket, {"wal-bench stats"});
@@ -261,26 +266,27 @@ Examples:
   double rps_sync = 0;
   auto after = stats_client->stats();
   if (before.ok() && after.ok() && after->syncs > before->syncs) {
-    rps_sync = static_cast<double>(after->records - before->records) /
-               static_cast<double>(after->syncs - before->syncs);
+    rps_sync =
+        static_cast<double>(after->records - before->records) / static_cast<double>(after->syncs - before->syncs);
   }
   const double rate = static_cast<double>(records) / secs;
   const double mbs = rate * static_cast<double>(o.size) / 1e6;
-  const double p50 = buckets::Percentile(hist, records, 0.5) / 1e3, p99 = buckets::Percentile(hist, records, 0.99) / 1e3,
+  const double p50 = buckets::Percentile(hist, records, 0.5) / 1e3,
+               p99 = buckets::Percentile(hist, records, 0.99) / 1e3,
                p999 = buckets::Percentile(hist, records, 0.999) / 1e3, mx = static_cast<double>(max_ns) / 1e3;
   if (o.json) {
-    std::printf("{\"records\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
+    std::printf("{\"records\":%" PRIu64
+                ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
                 "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
                 ",\"records_per_sync\":%.2f,\"clients\":%d,\"inflight\":%d,\"size\":%zu,\"threads\":%zu,"
                 "\"followers\":%d,\"followed_records\":%" PRIu64 ",\"client_cpu_us_per_record\":%.3f}\n",
-                records, secs, rate, mbs, p50, p99, p999, mx, shared.errors.load(), rps_sync, o.clients,
-                o.inflight, o.size, loops.size(), o.followers, followed.load(),
+                records, secs, rate, mbs, p50, p99, p999, mx, shared.errors.load(), rps_sync, o.clients, o.inflight,
+                o.size, loops.size(), o.followers, followed.load(),
                 client_cpu_us / static_cast<double>(std::max<uint64_t>(1, records)));
   } else {
     std::printf("clients %d x inflight %d, %zu-byte records, %zu thread(s)\n", o.clients, o.inflight, o.size,
                 loops.size());
-    std::printf("records        %" PRIu64 " in %.2f s (%" PRIu64 " errors)\n", records, secs,
-                shared.errors.load());
+    std::printf("records        %" PRIu64 " in %.2f s (%" PRIu64 " errors)\n", records, secs, shared.errors.load());
     std::printf("throughput     %.0f records/s, %.2f MB/s\n", rate, mbs);
     std::printf("latency        p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us\n", p50, p99, p999, mx);
     std::printf("per fdatasync  %.2f records\n", rps_sync);

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   std::string nats_urls, release_delay = "90s", dup_window;
   CLI::App app{"Ships wald's durable log into a NATS JetStream stream, exactly once.", "wal-ship"};
   app.footer(kFooter);
+  app.set_version_flag("--version", std::string(WALD_VERSION));
   app.add_option("--socket", o.socket, "wald's socket")->required();
   app.add_option("--nats", nats_urls, "NATS server URL(s), comma-separated")->required();
   app.add_option("--stream", o.stream, "JetStream stream (default: wald-<log id>)");

@@ -32,12 +32,14 @@ constexpr int kExitOk = 0;
 constexpr int kExitDamage = 1;  // --verify found a problem, or a read failed
 constexpr int kExitUsage = 2;
 constexpr int kExitNotALog = 3;  // missing directory, or not a wald log
+constexpr int kExitTrimmed = 4;  // --from below the first seq the log still holds
 
 constexpr const char* kFooter = R"(
 Examples:
   wal-tail /var/lib/wald                 # the last 10 records
   wal-tail -n 100 --format json ./wald-data
   wal-tail --from 5000 --to 5100 ./wald-data
+  wal-tail -n 20 --to 5100 ./wald-data    # the last 20 records up to seq 5100
   wal-tail -f ./wald-data                # follow new records (inotify) until Ctrl-C
   wal-tail --format raw --from 1 ./wald-data | consumer   # u32 LE length + payload
   wal-tail --verify ./wald-data          # check every record; non-zero exit on damage
@@ -62,8 +64,13 @@ file, offset and seqs; a torn tail past the proven-durable point is the
 normal end after a crash and exits 0. Bytes recovery set aside
 (*.broken) are listed; delete them once inspected.
 
+Ranges combine as journalctl's do: --from and --to bound the seqs (either
+alone: from the first, or to the end), the time and sender filters narrow
+them, and -n N then keeps the last N records of what is left.
+
 Exit codes: 0 success; 1 damage found by --verify, or a read error;
-2 bad usage; 3 missing directory, or not a wald log.)";
+2 bad usage; 3 missing directory, or not a wald log; 4 --from is below the
+first seq the log still holds (trimmed; the message names the first).)";
 
 volatile std::sig_atomic_t g_stop = 0;
 
@@ -318,14 +325,16 @@ struct Filter {
   }
 };
 
-// How many records from `from` on match (for -n with filters).
-Result<uint64_t> CountMatches(const std::string& dir, uint64_t from, const Filter& filter) {
+// How many records from `from` up to `to` (0: the end) match (for -n with a
+// range or filters).
+Result<uint64_t> CountMatches(const std::string& dir, uint64_t from, uint64_t to, const Filter& filter) {
   auto r = LogReader::Open(Env::Posix(), dir, from);
   if (!r.ok()) return r.take_status();
   RecordView rec;
   LogReader::Step step;
   uint64_t n = 0;
   while ((step = (*r)->Next(&rec)) == LogReader::Step::kRecord || step == LogReader::Step::kGap) {
+    if (step == LogReader::Step::kRecord && to != 0 && rec.seq > to) break;
     if (step == LogReader::Step::kRecord && filter.Match(rec)) ++n;
   }
   if (step == LogReader::Step::kError) return (*r)->status();
@@ -353,10 +362,14 @@ int main(int argc, char** argv) {
       "wal-tail: print, follow, verify and summarize a wald log "
       "(read-only, safe while wald runs)"};
   app.footer(kFooter);
+  app.set_version_flag("--version", std::string(WALD_VERSION));
   app.add_option("dir", dir, "Log directory")->capture_default_str();
-  auto* n_opt = app.add_option("-n,--lines", lines, "Print the last N records")->capture_default_str();
-  auto* from_opt = app.add_option("--from", from, "Print from this seq on");
-  app.add_option("--to", to, "...up to this seq (inclusive)")->needs(from_opt);
+  // NonNegativeNumber: CLI11 reads "-5" into an unsigned as 2^64-5.
+  auto* n_opt = app.add_option("-n,--lines", lines, "Print the last N records (of the range and filters)")
+                    ->check(CLI::NonNegativeNumber)
+                    ->capture_default_str();
+  auto* from_opt = app.add_option("--from", from, "Print from this seq on")->check(CLI::PositiveNumber);
+  auto* to_opt = app.add_option("--to", to, "...up to this seq (inclusive)")->check(CLI::PositiveNumber);
   app.add_flag("-f,--follow", follow, "Keep printing new records as they are written (until interrupted)");
   app.add_option("--format", printer.format, "text, json, hex or raw")
       ->check(CLI::IsMember({"text", "json", "hex", "raw"}))
@@ -374,8 +387,7 @@ int main(int argc, char** argv) {
   auto* until_opt = app.add_option("--until", until_text, "Only records received at or before this time");
   auto* pid_opt = app.add_option("--pid", pid, "Only records sent by this process id");
   auto* uid_opt = app.add_option("--uid", uid, "Only records sent by this user id");
-  n_opt->excludes(from_opt);
-  v_opt->excludes(s_opt)->excludes(n_opt)->excludes(from_opt);
+  v_opt->excludes(s_opt)->excludes(n_opt)->excludes(from_opt)->excludes(to_opt);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -392,6 +404,11 @@ int main(int argc, char** argv) {
   }
   if (verify) return Verify(dir);
   if (stats) return Stats(dir);
+  if (from_opt->count() > 0 && to_opt->count() > 0 && from > to) {
+    std::fprintf(stderr, "wal-tail: --from %llu is after --to %llu\n", static_cast<unsigned long long>(from),
+                 static_cast<unsigned long long>(to));
+    return kExitUsage;
+  }
 
   Filter filter;
   const uint64_t now = NowNs();
@@ -426,19 +443,26 @@ int main(int argc, char** argv) {
   }
 
   uint64_t start = from;
-  uint64_t skip = 0;  // matches to pass over before printing (-n with filters)
-  if (from_opt->count() == 0 && filter.any()) {
-    // journalctl's way: with a filter, -n counts matching records; without
-    // -n, every match is printed.
+  uint64_t skip = 0;  // matches to pass over before printing (-n with a range or filters)
+  const bool ranged = from_opt->count() > 0 || to_opt->count() > 0 || filter.any();
+  if (ranged) {
+    // journalctl's way: the range and filters pick the records; -n, if
+    // given, keeps the last N of them; without it, all are printed.
     auto segs = ListSegments(Env::Posix(), dir);
     if (!segs.ok()) return OpenError(segs.status());
-    start = segs->empty() ? 1 : segs->front().first_seq;
+    const uint64_t first = segs->empty() ? 1 : segs->front().first_seq;
+    if (from_opt->count() > 0 && from < first && !segs->empty()) {
+      std::fprintf(stderr, "wal-tail: seq %llu is trimmed: the log holds seqs from %llu on\n",
+                   static_cast<unsigned long long>(from), static_cast<unsigned long long>(first));
+      return kExitTrimmed;
+    }
+    if (from_opt->count() == 0) start = first;
     if (n_opt->count() > 0) {
-      auto total = CountMatches(dir, start, filter);
+      auto total = CountMatches(dir, start, to, filter);
       if (!total.ok()) return OpenError(total.status());
       skip = *total > lines ? *total - lines : 0;
     }
-  } else if (from_opt->count() == 0) {
+  } else {
     auto s = StartForLast(dir, lines);
     if (!s.ok()) return OpenError(s.status());
     start = *s;

@@ -23,6 +23,10 @@
 // Depends only on the standard library (and, inside, on wald's protocol).
 #pragma once
 
+#if __cplusplus < 202002L
+#error "wald/client.h needs C++20 (compile with -std=c++20): it uses std::span; C and older C++ can use <wald/wald.h>"
+#endif
+
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -1,0 +1,132 @@
+// The command lines of every binary, as a new user meets them (issue #17):
+// --version, bad option values, config-file keys.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "../unit/log_fixture.h"
+#include "daemon_harness.h"
+
+using namespace wald::test;
+
+namespace {
+
+// Each binary with the arguments it requires.
+std::vector<std::vector<std::string>> Binaries() {
+  std::vector<std::vector<std::string>> b{{WALD_BINARY}, {WAL_TAIL_BINARY}, {WAL_BENCH_BINARY}};
+#ifdef WAL_SHIP_BINARY
+  b.push_back({WAL_SHIP_BINARY, "--socket", "/nonexistent.sock", "--nats", "nats://127.0.0.1:1"});
+#endif
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("every binary answers --version with the project's version, exit 0") {
+  for (const auto& cmd : Binaries()) {
+    std::string out;
+    INFO(cmd[0]);
+    CHECK(RunProgram({cmd[0], "--version"}, &out) == 0);
+    CHECK(out.find(WALD_VERSION) != std::string::npos);
+  }
+}
+
+TEST_CASE("a bad option value exits 2 with CLI11's message, in every binary") {
+  for (auto cmd : Binaries()) {
+    std::string out;
+    INFO(cmd[0]);
+    cmd.push_back("--no-such-option");
+    CHECK(RunProgram(cmd, &out) == 2);
+    CHECK(out.find("--no-such-option") != std::string::npos);
+  }
+}
+
+TEST_CASE("a config key that names no option exits 2 naming it, and nothing is created") {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/data";
+  for (const std::string key : {"typo-option = 5", "segment_size = \"8MiB\"", "max-recrod = \"4MiB\""}) {
+    const std::string conf = tmp.path() + "/wald.toml";
+    std::ofstream(conf) << key << "\n";
+    std::string out;
+    INFO(key);
+    CHECK(RunWald({"--config", conf, "--dir", dir, "--socket", tmp.path() + "/s"}, &out) == 2);
+    CHECK(out.find(key.substr(0, key.find(' '))) != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir));
+  }
+}
+
+TEST_CASE("a config file's options take effect (segment-size)") {
+  TempDir tmp;
+  const std::string conf = tmp.path() + "/wald.toml";
+  std::ofstream(conf) << "segment-size = \"8MiB\"\n";
+  Daemon d(tmp.path(), {"--config", conf});
+  struct stat st {};
+  REQUIRE(::stat((d.data_dir() + "/00000000000000000001.wal").c_str(), &st) == 0);
+  CHECK(st.st_size == 8 << 20);
+}
+
+// Issue #17: the log (a 128 MiB first segment) was created before the bind
+// failed on the missing directory.
+TEST_CASE("a --socket in a missing directory exits 1 naming it, and creates no log") {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/data";
+  std::string out;
+  CHECK(RunWald({"--dir", dir, "--socket", tmp.path() + "/no/such/dir/x.sock"}, &out) == 1);
+  CHECK(out.find(tmp.path() + "/no/such/dir") != std::string::npos);
+  CHECK(out.find("does not exist") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir));
+}
+
+// Issue #17: "Connection refused" for a --socket that is a directory.
+TEST_CASE("wald stats --socket naming a directory says it is a directory") {
+  TempDir tmp;
+  std::string out;
+  CHECK(RunWald({"stats", "--socket", tmp.path()}, &out) == 1);
+  CHECK(out.find("it is a directory, not wald's socket") != std::string::npos);
+}
+
+// Issue #17: metrics to scrape, checked by the real promtool when it is
+// installed (Debian's prometheus package; scripts/install-deps installs it).
+TEST_CASE("wald stats --format openmetrics: every counter, hold and full histogram, and promtool accepts it") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  {
+    std::string out;
+    REQUIRE(RunWald({"hold", "backup", "0", "--socket", d.socket()}, &out) == 0);
+  }
+  RawClient c(d.socket());
+  REQUIRE(c.Handshake() != nullptr);
+  for (uint64_t i = 1; i <= 3; ++i) c.QueueAppend(i, "record");
+  REQUIRE(c.Flush());
+  for (int acks = 0; acks < 3;) {
+    const auto* m = c.Next();
+    REQUIRE(m != nullptr);
+    if (m->body_type() == wald::proto::Body::Acks) acks += static_cast<int>(m->body_as_Acks()->acks()->size());
+  }
+  const std::string file = tmp.path() + "/metrics.txt";
+  std::string out;
+  REQUIRE(RunWald({"stats", "--format", "openmetrics", "--socket", d.socket()}, &out) == 0);
+  std::ofstream(file) << out;
+  for (const char* line : {"wald_records_total 3\n", "wald_durable_seq 3\n", "wald_connections 1\n",
+                           "# TYPE wald_records_total counter\n", "wald_hold_seq{hold=\"backup\"} 0\n",
+                           "wald_hold_lag_records{hold=\"backup\"} 3\n", "# TYPE wald_sync_latency_seconds histogram\n",
+                           "wald_ack_latency_seconds_count 3\n", "wald_records_per_sync_bucket{le=\"+Inf\"}"}) {
+    CHECK_MESSAGE(out.find(line) != std::string::npos, "missing: " << line << "in:\n" << out);
+  }
+  size_t buckets = 0;
+  for (size_t at = out.find("wald_sync_latency_seconds_bucket{"); at != std::string::npos;
+       at = out.find("wald_sync_latency_seconds_bucket{", at + 1)) {
+    ++buckets;
+  }
+  CHECK(buckets == 304);  // every bucket of the layout, empty ones too
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    std::string check;
+    const int rc = RunProgram({"/bin/sh", "-c", "promtool check metrics < " + file}, &check);
+    CHECK_MESSAGE(rc == 0, "promtool check metrics: " << check);
+  } else {
+    MESSAGE("promtool is not installed: the format was not checked by it");
+  }
+}
