@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "retention_commands.h"
+#include "server/metrics_listener.h"
 #include "server/server.h"
 #include "server/systemd.h"
 #include "stats_command.h"
@@ -184,6 +185,14 @@ int main(int argc, char** argv) {
                  "durable; 0: wait forever)")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Answer GET /metrics (Prometheus text format) on this TCP ADDR:PORT, e.g. 127.0.0.1:9464 "
+                 "(off by default)")
+      ->check([](const std::string& v) {
+        sockaddr_storage addr;
+        std::string error;
+        return wald::server::ParseListenAddress(v, &addr, &error) ? std::string() : error;
+      });
   app.add_option("--stats-interval", o.stats_interval_s, "Seconds between summary log lines (0: none)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical")

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "openmetrics.h"
+#include "server/openmetrics.h"
 #include "wald/client.h"
 
 namespace wald {

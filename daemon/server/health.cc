@@ -72,45 +72,71 @@ void Health::OnWatchdog(uv_timer_t* h) {
   }
 }
 
-std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t request_id) const {
-  auto& fbb = fb.fbb();
-  fbb.Clear();
-  auto hist = [&](const Histogram& h) {
-    std::vector<uint64_t> bounds, counts;
+ServerStats Health::Snapshot() const {
+  auto hist = [](const Histogram& h) {
+    HistogramSnapshot out;
     for (int i = 0; i < Histogram::kBuckets; ++i) {
       if (h.bucket(i) == 0) continue;
-      bounds.push_back(Histogram::Lower(i));
-      counts.push_back(h.bucket(i));
+      out.bounds.push_back(Histogram::Lower(i));
+      out.counts.push_back(h.bucket(i));
     }
-    return proto::CreateHistogram(fbb, fbb.CreateVector(bounds), fbb.CreateVector(counts), h.count(), h.sum());
+    out.count = h.count();
+    out.sum = h.sum();
+    return out;
   };
   const WriterStats& ws = src_.writer->stats();
-  auto rps = hist(ws.records_per_sync);
-  auto lat = hist(ws.sync_latency_us);
-  auto ack = hist(*src_.ack_latency_us);
+  ServerStats s;
+  s.uptime_us = (uv_hrtime() - start_ns_) / 1000;
+  s.connections = *src_.connections;
+  s.records = src_.loop->records;
+  s.bytes = src_.loop->bytes;
+  s.syncs = ws.syncs.load(std::memory_order_relaxed);
+  s.durable_seq = src_.writer->durable_seq();
+  s.next_seq = src_.staging->next_seq();
+  s.rejected_frames = src_.loop->rejected_frames;
+  s.backpressure_events = src_.loop->backpressure_events;
+  s.first_seq = src_.writer->trim_seq() + 1;
+  for (const HoldState& h : src_.writer->holds()) s.holds.push_back(HoldInfo{h.name, h.seq, h.lag_bytes});
+  s.holds_invalidated = ws.holds_invalidated.load(std::memory_order_relaxed);
+  s.disk_budget_refusals = src_.loop->disk_budget_refusals;
+  s.records_per_sync = hist(ws.records_per_sync);
+  s.sync_latency_us = hist(ws.sync_latency_us);
+  s.ack_latency_us = hist(*src_.ack_latency_us);
+  return s;
+}
+
+std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t request_id) const {
+  const ServerStats s = Snapshot();
+  auto& fbb = fb.fbb();
+  fbb.Clear();
+  auto hist = [&](const HistogramSnapshot& h) {
+    return proto::CreateHistogram(fbb, fbb.CreateVector(h.bounds), fbb.CreateVector(h.counts), h.count, h.sum);
+  };
+  auto rps = hist(s.records_per_sync);
+  auto lat = hist(s.sync_latency_us);
+  auto ack = hist(s.ack_latency_us);
   std::vector<flatbuffers::Offset<proto::HoldInfo>> infos;
-  for (const HoldState& h : src_.writer->holds()) {
+  for (const HoldInfo& h : s.holds)
     infos.push_back(proto::CreateHoldInfo(fbb, fbb.CreateString(h.name), h.seq, h.lag_bytes));
-  }
   auto holds = fbb.CreateVector(infos);
   proto::StatsReplyBuilder b(fbb);
   b.add_request_id(request_id);
-  b.add_uptime_us((uv_hrtime() - start_ns_) / 1000);
-  b.add_connections(*src_.connections);
-  b.add_records(src_.loop->records);
-  b.add_bytes(src_.loop->bytes);
-  b.add_syncs(ws.syncs.load(std::memory_order_relaxed));
-  b.add_durable_seq(src_.writer->durable_seq());
-  b.add_next_seq(src_.staging->next_seq());
+  b.add_uptime_us(s.uptime_us);
+  b.add_connections(s.connections);
+  b.add_records(s.records);
+  b.add_bytes(s.bytes);
+  b.add_syncs(s.syncs);
+  b.add_durable_seq(s.durable_seq);
+  b.add_next_seq(s.next_seq);
   b.add_records_per_sync(rps);
   b.add_sync_latency_us(lat);
   b.add_ack_latency_us(ack);
-  b.add_rejected_frames(src_.loop->rejected_frames);
-  b.add_backpressure_events(src_.loop->backpressure_events);
-  b.add_first_seq(src_.writer->trim_seq() + 1);
+  b.add_rejected_frames(s.rejected_frames);
+  b.add_backpressure_events(s.backpressure_events);
+  b.add_first_seq(s.first_seq);
   b.add_holds(holds);
-  b.add_holds_invalidated(ws.holds_invalidated.load(std::memory_order_relaxed));
-  b.add_disk_budget_refusals(src_.loop->disk_budget_refusals);
+  b.add_holds_invalidated(s.holds_invalidated);
+  b.add_disk_budget_refusals(s.disk_budget_refusals);
   return fb.Finish(proto::Body::StatsReply, b.Finish().Union());
 }
 

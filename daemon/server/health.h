@@ -12,6 +12,7 @@
 #include "framing.h"
 #include "server/histogram.h"
 #include "server/loop_handle.h"
+#include "wald/client.h"  // ServerStats: the plain struct only
 
 namespace wald::server {
 
@@ -48,6 +49,8 @@ class Health {
   void Start(uv_loop_t* loop, uint32_t interval_s);
   void Close();
 
+  // Every counter now (what StatsReply carries and --metrics-listen shows).
+  ServerStats Snapshot() const;
   // A StatsReply frame, built in `fb`.
   std::span<const uint8_t> StatsReply(proto::FrameBuilder& fb, uint64_t request_id) const;
 

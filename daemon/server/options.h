@@ -14,6 +14,7 @@ namespace wald::server {
 struct ServerOptions {
   std::string dir = "./wald-data";
   std::string socket = "./wald.sock";
+  std::string metrics_listen;  // ADDR:PORT answering GET /metrics (openmetrics.h); "": none
   uint32_t socket_mode = 0660;
   int listen_fd = -1;  // an already listening socket to adopt (systemd); then `socket` is informational
   uint64_t segment_size = 64ull << 20;

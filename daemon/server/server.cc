@@ -8,6 +8,7 @@
 
 #include "server/backpressure.h"
 #include "server/commit_writer.h"
+#include "server/openmetrics.h"
 #include "server/systemd.h"
 #include "storage/log_writer.h"
 
@@ -84,6 +85,7 @@ Server::~Server() {
 // In the reverse order of Start's.
 void Server::CloseOwnHandles() {
   listener_.Close();
+  if (metrics_ != nullptr) metrics_->Close();
   stop_signals_.Close();
   drain_timer_.Close();
   deadline_timer_.Close();
@@ -201,6 +203,11 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   spdlog::info("limits: {} connections (--max-connections {}, {} descriptors less {} kept for storage), {} Reads each",
                std::min<size_t>(options_.max_connections, fd_budget_), options_.max_connections, soft, kReservedFds,
                options_.max_reads_per_connection);
+  if (!options_.metrics_listen.empty()) {
+    metrics_ = std::make_unique<MetricsListener>([this] { return FormatOpenMetrics(health_->Snapshot(), 0); });
+    WALD_RETURN_IF_ERROR(metrics_->Start(&loop_, options_.metrics_listen));
+    spdlog::info("metrics: GET /metrics on {}", options_.metrics_listen);
+  }
   return listener_.Start(&loop_);
 }
 

@@ -45,6 +45,7 @@
 #include "server/listener.h"
 #include "server/log_limiter.h"
 #include "server/loop_handle.h"
+#include "server/metrics_listener.h"
 #include "server/options.h"
 #include "server/read_service.h"
 #include "server/staging.h"
@@ -168,6 +169,7 @@ class Server final : public ConnectionOwner {
   AckFanout acks_;
   std::unique_ptr<ReadService> reads_;
   std::unique_ptr<Health> health_;
+  std::unique_ptr<MetricsListener> metrics_;  // --metrics-listen
   storage::LogId log_id_{};
 
   enum class State { kRunning, kDraining, kFailed, kStopped } state_ = State::kRunning;

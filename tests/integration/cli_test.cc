@@ -1,7 +1,12 @@
 // The command lines of every binary, as a new user meets them (issue #17):
 // --version, bad option values, config-file keys.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -129,4 +134,83 @@ TEST_CASE("wald stats --format openmetrics: every counter, hold and full histogr
   } else {
     MESSAGE("promtool is not installed: the format was not checked by it");
   }
+}
+
+namespace {
+
+// A free TCP port on 127.0.0.1 (bound to 0, then released).
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Sends `request` to 127.0.0.1:port and reads until the server closes.
+std::string Http(int port, const std::string& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "";
+  }
+  (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[65536];
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("--metrics-listen answers GET /metrics from the loop, and promtool accepts the scrape") {
+  TempDir tmp;
+  const int port = FreePort();
+  Daemon d(tmp.path(), {"--metrics-listen", "127.0.0.1:" + std::to_string(port)});
+  RawClient c(d.socket());
+  REQUIRE(c.Handshake() != nullptr);
+  c.QueueAppend(1, "one");
+  REQUIRE(c.Flush());
+  REQUIRE(c.Next() != nullptr);
+  const std::string reply = Http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  REQUIRE(reply.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(reply.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
+  const std::string body = reply.substr(reply.find("\r\n\r\n") + 4);
+  CHECK(reply.find("Content-Length: " + std::to_string(body.size()) + "\r\n") != std::string::npos);
+  CHECK(body.find("wald_records_total 1\n") != std::string::npos);
+  CHECK(body.find("wald_connections 1\n") != std::string::npos);  // the RawClient; a scrape is not one
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    const std::string file = tmp.path() + "/scrape.txt";
+    std::ofstream(file) << body;
+    std::string check;
+    const int rc = RunProgram({"/bin/sh", "-c", "promtool check metrics < " + file}, &check);
+    CHECK_MESSAGE(rc == 0, "promtool check metrics: " << check);
+  }
+  CHECK(Http(port, "GET / HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 404", 0) == 0);
+  CHECK(Http(port, "hello\r\n\r\n").rfind("HTTP/1.1 400", 0) == 0);
+  // A request over 8 KiB is dropped unanswered; the endpoint still serves.
+  CHECK(Http(port, "GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a') + "\r\n\r\n").empty());
+  CHECK(Http(port, "GET /metrics\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+  d.Signal(SIGTERM);
+  CHECK(d.Wait() == 0);
+}
+
+TEST_CASE("--metrics-listen with a bad address exits 2 before anything is created") {
+  TempDir tmp;
+  std::string out;
+  CHECK(RunWald({"--metrics-listen", "localhost", "--dir", tmp.path() + "/data"}, &out) == 2);
+  CHECK(out.find("is not ADDR:PORT") != std::string::npos);
+  CHECK(RunWald({"--metrics-listen", "127.0.0.1:99999", "--dir", tmp.path() + "/data"}, &out) == 2);
+  CHECK_FALSE(std::filesystem::exists(tmp.path() + "/data"));
 }

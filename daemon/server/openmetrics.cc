@@ -1,4 +1,4 @@
-#include "openmetrics.h"
+#include "server/openmetrics.h"
 
 #include <cstdio>
 #include <vector>
