@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the .deb with CPack from a built tree and checks it: the files a
+# user needs are in it, its Depends name the libraries the binaries link,
+# and, unpacked into a throwaway root, the binaries run (RPATH) and
+# systemd-analyze accepts the units. lintian too, when it is installed.
+#   check-deb.sh BUILD_DIR
+set -euo pipefail
+build=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+(cd "$tmp" && cpack -G DEB --config "$build/CPackConfig.cmake" >"$tmp/cpack.log" 2>&1) ||
+  { cat "$tmp/cpack.log"; exit 1; }
+deb=$(find "$tmp" -maxdepth 1 -name 'wald_*.deb' | head -1)
+[ -n "$deb" ] || { echo "no wald_*.deb made"; cat "$tmp/cpack.log"; exit 1; }
+echo "package: $(basename "$deb")"
+dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$tmp/files"
+missing=0
+for f in /usr/bin/wald /usr/bin/wal-tail /usr/bin/wal-bench /usr/include/wald/client.h /usr/include/wald/wald.h \
+         /usr/lib/systemd/system/wald.service /usr/lib/systemd/system/wald.socket \
+         /usr/lib/sysusers.d/wald.conf /usr/lib/tmpfiles.d/wald.conf; do
+  grep -qx "$f" "$tmp/files" || { echo "missing from the package: $f"; missing=1; }
+done
+for pat in '/usr/lib/(.*/)?libwald\.so\.0.*' '/usr/lib/(.*/)?cmake/wald/waldConfig\.cmake' '/usr/lib/(.*/)?pkgconfig/wald\.pc'; do
+  grep -qE "^$pat\$" "$tmp/files" || { echo "missing from the package: $pat"; missing=1; }
+done
+if grep -q '^/usr/bin/wal-ship$' "$tmp/files"; then
+  grep -qx /usr/lib/systemd/system/wal-ship.service "$tmp/files" || { echo "missing: wal-ship.service"; missing=1; }
+fi
+outside=$(grep -v '^/usr/' "$tmp/files" | grep -v '/$' || true)
+[ -z "$outside" ] || { echo "files outside /usr:"; echo "$outside"; missing=1; }
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+for lib in libuv1 libisal2 libc6; do
+  [[ "$depends" == *"$lib"* ]] || { echo "Depends lacks $lib"; missing=1; }
+done
+[ $missing -eq 0 ] || exit 1
+dpkg-deb -x "$deb" "$tmp/root"
+"$tmp/root/usr/bin/wald" --version
+"$tmp/root/usr/bin/wal-tail" --version >/dev/null
+if command -v systemd-analyze >/dev/null; then
+  # verify wants ExecStart to exist: point it into the unpacked root.
+  sed "s|^ExecStart=/usr/bin/wald|ExecStart=$tmp/root/usr/bin/wald|" "$tmp/root/usr/lib/systemd/system/wald.service" \
+    >"$tmp/wald.service"
+  cp "$tmp/root/usr/lib/systemd/system/wald.socket" "$tmp/"
+  systemd-analyze verify "$tmp/wald.socket" "$tmp/wald.service"
+fi
+if command -v lintian >/dev/null; then
+  lintian --no-tag-display-limit "$deb" || echo "lintian reported the above (not failing the test)"
+fi
+echo "package: ok"
