@@ -26,6 +26,11 @@ done
 if grep -q '^/usr/bin/wal-ship$' "$tmp/files"; then
   grep -qx /usr/lib/systemd/system/wal-ship.service "$tmp/files" || { echo "missing: wal-ship.service"; missing=1; }
 fi
+for page in "$build"/man/*.[138]; do
+  [ -e "$page" ] || continue
+  name=$(basename "$page")
+  grep -qx "/usr/share/man/man${name##*.}/$name" "$tmp/files" || { echo "missing from the package: man page $name"; missing=1; }
+done
 outside=$(grep -v '^/usr/' "$tmp/files" | grep -v '/$' || true)
 [ -z "$outside" ] || { echo "files outside /usr:"; echo "$outside"; missing=1; }
 depends=$(dpkg-deb -f "$deb" Depends)
