@@ -206,6 +206,8 @@ int main(int argc, char** argv) {
   bool stats_json = false;
   std::string stats_format = "text";
   CLI::App* stats = app.add_subcommand("stats", "Print the counters of a running wald");
+  // Not the daemon's examples and exit codes (CLI11 copies the footer).
+  stats->footer("Exit codes: 0 printed; 1 the daemon could not be reached or did not answer; 2 bad usage.");
   stats->add_option("--socket", o.socket, "Socket of the daemon")->capture_default_str();
   auto* stats_json_opt = stats->add_flag("--json", stats_json, "One JSON object (--format json)");
   stats->add_option("--format", stats_format, "text, json, or openmetrics (Prometheus' text exposition)")
@@ -219,6 +221,9 @@ int main(int argc, char** argv) {
   std::string hold_name;
   auto retention = [&](const char* name, const char* what) {
     CLI::App* sub = app.add_subcommand(name, what);
+    sub->footer(
+        "Exit codes: 0 done; 1 the daemon could not be reached or refused (the message says why); 2 bad "
+        "usage.");
     sub->add_option("--socket", o.socket, "Socket of the daemon")->capture_default_str();
     sub->add_flag("--json", ret_json, "One JSON object");
     return sub;

@@ -36,7 +36,12 @@ void Health::OnSummary(uv_timer_t* h) {
   auto* s = static_cast<Health*>(h->data);
   const uint64_t now = uv_hrtime();
   const uint64_t records = s->src_.loop->records;
-  if (records == s->last_records_) return;
+  if (records == s->last_records_) {
+    // Quiet: no line, but the next rate counts from now, not from the last
+    // busy interval (1,003 appends after an idle hour read "0 records/s").
+    s->last_ns_ = now;
+    return;
+  }
   const double rate = static_cast<double>(records - s->last_records_) * 1e9 / static_cast<double>(now - s->last_ns_);
   const WriterStats& ws = s->src_.writer->stats();
   const uint64_t syncs = ws.syncs.load(std::memory_order_relaxed);
