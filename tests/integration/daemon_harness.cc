@@ -233,18 +233,7 @@ int RunProgram(const std::vector<std::string>& argv_in, std::string* output, int
   char tmpl[] = "/tmp/wald-run-XXXXXX";
   int fd = ::mkstemp(tmpl);
   ::close(fd);
-  std::vector<std::string> argv = argv_in;
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 2, tmpl, O_WRONLY | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 2, 1);
-  pid_t pid;
-  int rc = posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
+  const pid_t pid = Spawn(argv_in, tmpl, tmpl);  // stdout and stderr into one file
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (::waitpid(pid, &status, WNOHANG) != pid) {

@@ -13,6 +13,7 @@
 
 #include "../unit/log_fixture.h"
 #include "daemon_harness.h"
+#include "trimmed_log.h"
 #include "wald/client.h"
 
 using namespace wald;
@@ -195,13 +196,8 @@ TEST_CASE("subscribe_async: a callback that closes its client mid-batch ends the
 
 TEST_CASE("subscribe_async below the first seq held ends with kTrimmed and the first seq, through done") {
   TempDir tmp;
-  Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});
-  auto c = wald::connect(d.socket());
-  REQUIRE(c.ok());
-  for (int i = 1; i <= 300; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
-  auto released = c->trim(200);
-  REQUIRE(released.ok());
-  REQUIRE(released.value() > 0);
+  Daemon d(tmp.path(), kTrimmableLog);
+  const uint64_t released = AppendThenTrim(d.socket(), 300, 200);
   auto sub = wald::connect(d.socket());
   REQUIRE(sub.ok());
   std::optional<Error> done;
@@ -211,7 +207,7 @@ TEST_CASE("subscribe_async below the first seq held ends with kTrimmed and the f
   for (int spin = 0; spin < 500 && !done; ++spin) REQUIRE(sub->poll(10).ok());
   REQUIRE(done.has_value());
   CHECK(done->code == ErrorCode::kTrimmed);
-  CHECK(done->first_seq == released.value() + 1);
+  CHECK(done->first_seq == released + 1);
   CHECK_FALSE(sub->connected());
 }
 

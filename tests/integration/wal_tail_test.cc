@@ -19,7 +19,9 @@
 
 #include "../unit/log_fixture.h"
 #include "daemon_harness.h"
+#include "spawn.h"
 #include "storage/format.h"
+#include "trimmed_log.h"
 #include "wald/client.h"
 
 extern char** environ;
@@ -40,17 +42,7 @@ std::string Slurp(const std::string& path) {
 int Run(const std::vector<std::string>& argv, std::string* out, std::string* err) {
   TempDir io;
   const std::string o = io.path() + "/out", e = io.path() + "/err";
-  std::vector<std::string> args = argv;
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, o.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, e.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  REQUIRE(posix_spawnp(&pid, args[0].c_str(), &fa, nullptr, cargv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
+  const pid_t pid = Spawn(argv, o, e);
   int status = 0;
   ::waitpid(pid, &status, 0);
   *out = Slurp(o);
@@ -228,19 +220,12 @@ TEST_CASE("range options combine as journalctl's: --to alone, -n of a range, non
 // wald log".
 TEST_CASE("--from below the first seq held exits 4 naming the first seq") {
   TempDir tmp;
-  Daemon d(tmp.path(), {"--segment-size", "64KiB", "--max-record", "4KiB"});
-  auto c = wald::connect(d.socket());
-  REQUIRE(c.ok());
-  for (int i = 1; i <= 300; ++i) REQUIRE(c->append(TestPayload(0, i, 1000)).ok());
-  auto released = c->trim(200);
-  REQUIRE(released.ok());
-  REQUIRE(released.value() > 0);
+  Daemon d(tmp.path(), kTrimmableLog);
+  const uint64_t released = AppendThenTrim(d.socket(), 300, 200);
   std::string out, err;
   CHECK(Run({WAL_TAIL_BINARY, "--from", "1", d.data_dir()}, &out, &err) == 4);
-  CHECK(err.find("seq 1 is trimmed: the log holds seqs from " + std::to_string(released.value() + 1)) !=
-        std::string::npos);
-  CHECK(Run({WAL_TAIL_BINARY, "--from", std::to_string(released.value() + 1), "-n", "1", d.data_dir()}, &out, &err) ==
-        0);
+  CHECK(err.find("seq 1 is trimmed: the log holds seqs from " + std::to_string(released + 1)) != std::string::npos);
+  CHECK(Run({WAL_TAIL_BINARY, "--from", std::to_string(released + 1), "-n", "1", d.data_dir()}, &out, &err) == 0);
 }
 
 TEST_CASE("wal-tail | head ends cleanly") {
