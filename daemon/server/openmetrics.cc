@@ -1,5 +1,6 @@
 #include "server/openmetrics.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -40,9 +41,13 @@ class Writer {
       cumulative += counts[static_cast<size_t>(i)];
       Sample(base + "_bucket{le=\"" + Value(b::Lower(i + 1) - 1, micros) + "\"}", cumulative);
     }
-    Sample(base + "_bucket{le=\"+Inf\"}", h.count);
+    // The writer thread bumps a bucket before the count: a snapshot taken
+    // in between has a count below its buckets' sum. Counts only grow, so
+    // the larger is the truer one, and +Inf never falls below a bucket.
+    const uint64_t total = std::max(cumulative + counts[b::kCount - 1], h.count);
+    Sample(base + "_bucket{le=\"+Inf\"}", total);
     out_ += base + "_sum " + Value(h.sum, micros) + '\n';
-    Sample(base + "_count", h.count);
+    Sample(base + "_count", total);
   }
   // An integer, or microseconds as exact decimal seconds ("0.000071").
   static std::string Value(uint64_t v, bool micros) {
