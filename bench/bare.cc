@@ -57,6 +57,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -118,7 +119,6 @@ sockaddr_un UnixAddress(const std::string& path) {
   return addr;
 }
 
-
 // ---------------------------------------------------------------- server ---
 
 class Server {
@@ -160,9 +160,12 @@ class Server {
       if (n < 0 && errno != EINTR) Die("epoll_wait");
       for (int i = 0; i < n; ++i) {
         const auto [events, data] = ready[static_cast<size_t>(i)];
-        if (data.u64 == kListenId) Accept(lfd);
-        else if (data.u64 == kEventId) OnDurable();
-        else if (data.u64 == kSignalId) running = false;
+        if (data.u64 == kListenId)
+          Accept(lfd);
+        else if (data.u64 == kEventId)
+          OnDurable();
+        else if (data.u64 == kSignalId)
+          running = false;
         else if (auto it = conns_.find(data.u64); it != conns_.end()) {  // else closed this round
           bool ok = !(events & EPOLLOUT) || Flush(it->second);
           if (ok && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) ok = Read(it->second);
@@ -178,8 +181,8 @@ class Server {
     cv_.notify_one();
     writer.join();  // writes what is staged; nobody is acked any more
     const uint64_t records = durable_seq_.load(), syncs = syncs_.load();
-    std::fprintf(stderr, "wald-bare: %" PRIu64 " records, %" PRIu64 " syncs, %.2f records per sync\n", records,
-                 syncs, syncs ? static_cast<double>(records) / static_cast<double>(syncs) : 0.0);
+    std::fprintf(stderr, "wald-bare: %" PRIu64 " records, %" PRIu64 " syncs, %.2f records per sync\n", records, syncs,
+                 syncs ? static_cast<double>(records) / static_cast<double>(syncs) : 0.0);
     return 0;
   }
 
@@ -196,7 +199,9 @@ class Server {
     bool want_out = false;
   };
   using ConnMap = std::unordered_map<uint64_t, Conn>;  // by id, the epoll data
-  struct Run { uint64_t conn, first, end; };  // records [first, end) of the global order, one conn's
+  struct Run {
+    uint64_t conn, first, end;
+  };  // records [first, end) of the global order, one conn's
 
   // The writer thread: takes everything staged, one pwrite (two when it wraps),
   // one fdatasync, publishes the durable count and wakes the epoll thread.
@@ -285,8 +290,10 @@ class Server {
       staged_seq_ = next_seq_;
     }
     cv_.notify_one();
-    if (!runs_.empty() && runs_.back().conn == c.id) runs_.back().end = next_seq_;
-    else runs_.push_back({c.id, first, next_seq_});
+    if (!runs_.empty() && runs_.back().conn == c.id)
+      runs_.back().end = next_seq_;
+    else
+      runs_.push_back({c.id, first, next_seq_});
   }
 
   // Sends what is pending and then, if the durable count moved, a new ack.
@@ -487,8 +494,8 @@ class Load {
   int ep_ = -1;
 };
 
-int RunClient(const std::string& socket_path, uint64_t clients, uint64_t inflight, uint64_t size,
-              double duration, bool json) {
+int RunClient(const std::string& socket_path, uint64_t clients, uint64_t inflight, uint64_t size, double duration,
+              bool json) {
   const int stats_fd = Connect(socket_path);
   std::vector<ClientConn> conns(clients);
   for (auto& c : conns) {
@@ -518,15 +525,31 @@ int RunClient(const std::string& socket_path, uint64_t clients, uint64_t infligh
   const double p50 = pct_us(0.5), p99 = pct_us(0.99), p999 = pct_us(0.999);
   const double mx = static_cast<double>(load.max_ns) / 1e3;
   if (json) {
-    std::printf("{\"records\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
-                "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":0,"
-                "\"records_per_sync\":%.2f,\"clients\":%" PRIu64 ",\"inflight\":%" PRIu64 ",\"size\":%" PRIu64
-                ",\"threads\":1,\"client_cpu_us_per_record\":%.3f,\"server\":\"bare\"}\n",
-                records, secs, rate, mbs, p50, p99, p999, mx, rps_sync, clients, inflight, size,
-                cpu_us / static_cast<double>(std::max<uint64_t>(1, records)));
+    auto cdf = nlohmann::ordered_json::array();
+    for (const auto& [ns, fraction] : buckets::Cdf(load.hist)) cdf.push_back({static_cast<double>(ns) / 1e3, fraction});
+    const nlohmann::ordered_json j = {
+        {"records", records},
+        {"seconds", secs},
+        {"records_per_sec", rate},
+        {"mb_per_sec", mbs},
+        {"p50_us", p50},
+        {"p99_us", p99},
+        {"p999_us", p999},
+        {"max_us", mx},
+        {"errors", 0},
+        {"records_per_sync", rps_sync},
+        {"clients", clients},
+        {"inflight", inflight},
+        {"size", size},
+        {"threads", 1},
+        {"client_cpu_us_per_record", cpu_us / static_cast<double>(std::max<uint64_t>(1, records))},
+        {"server", "bare"},
+        {"latency_cdf", cdf},
+    };
+    std::puts(j.dump().c_str());
   } else {
-    std::printf("clients %" PRIu64 " x inflight %" PRIu64 ", %" PRIu64 "-byte records, wald-bare\n", clients,
-                inflight, size);
+    std::printf("clients %" PRIu64 " x inflight %" PRIu64 ", %" PRIu64 "-byte records, wald-bare\n", clients, inflight,
+                size);
     std::printf("records        %" PRIu64 " in %.2f s, each acked once\n", records, secs);
     std::printf("throughput     %.0f records/s, %.2f MB/s\n", rate, mbs);
     std::printf("latency        p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us\n", p50, p99, p999, mx);
@@ -552,15 +575,15 @@ bool ParseNum(const std::string& s, uint64_t* v) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  std::map<std::string, std::string> opt = {{"--socket", ""},  {"--file", ""},   {"--file-size", "1G"},
-                                            {"--clients", "1"}, {"--inflight", "1"}, {"--size", "128"},
+  std::map<std::string, std::string> opt = {{"--socket", ""},     {"--file", ""},      {"--file-size", "1G"},
+                                            {"--clients", "1"},   {"--inflight", "1"}, {"--size", "128"},
                                             {"--duration", "10"}, {"--json", ""}};
   bool ok = mode == "server" || mode == "client";
   for (int i = 2; ok && i < argc; ++i) {
     const std::string key = argv[i];
     const bool server_only = key == "--file" || key == "--file-size";
-    ok = opt.count(key) && (key == "--socket" || server_only == (mode == "server")) &&
-         (key == "--json" || i + 1 < argc);
+    ok =
+        opt.count(key) && (key == "--socket" || server_only == (mode == "server")) && (key == "--json" || i + 1 < argc);
     if (ok) opt[key] = key == "--json" ? "1" : argv[++i];
   }
   uint64_t file_size = 0, clients = 0, inflight = 0, size = 0;

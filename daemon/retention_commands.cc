@@ -1,6 +1,7 @@
 #include "retention_commands.h"
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "wald/client.h"
@@ -34,8 +35,9 @@ int RunTrimCommand(const std::string& socket_path, uint64_t up_to, bool json) {
   auto r = c->trim(up_to, &held_by);
   if (!r.ok()) return Failed("trim", r.error());
   if (json) {
-    std::printf("{\"released_up_to\":%llu,\"held_by\":%s%s%s}\n", U(r.value()), held_by.empty() ? "null" : "\"",
-                held_by.c_str(), held_by.empty() ? "" : "\"");
+    nlohmann::ordered_json j = {{"released_up_to", r.value()}, {"held_by", nullptr}};
+    if (!held_by.empty()) j["held_by"] = held_by;
+    std::puts(j.dump().c_str());
   } else if (held_by.empty()) {
     std::printf("released up to seq %llu\n", U(r.value()));
   } else {
@@ -49,9 +51,8 @@ int RunHoldCommand(const std::string& socket_path, const std::string& name, uint
   if (!c) return 1;
   auto r = c->hold(name, seq);
   if (!r.ok()) return Failed("hold", r.error());
-  // Names are [A-Za-z0-9._:@-]: nothing in them needs escaping in JSON.
   if (json) {
-    std::printf("{\"name\":\"%s\",\"seq\":%llu}\n", name.c_str(), U(r.value()));
+    std::puts(nlohmann::ordered_json({{"name", name}, {"seq", r.value()}}).dump().c_str());
   } else {
     std::printf("hold %s at seq %llu: nothing above it is released\n", name.c_str(), U(r.value()));
   }
@@ -63,7 +64,7 @@ int RunReleaseCommand(const std::string& socket_path, const std::string& name, b
   if (!c) return 1;
   if (Error e = c->release_hold(name); !e.ok()) return Failed("release", e);
   if (json) {
-    std::printf("{\"released\":\"%s\"}\n", name.c_str());
+    std::puts(nlohmann::ordered_json({{"released", name}}).dump().c_str());
   } else {
     std::printf("hold %s released\n", name.c_str());
   }
@@ -78,12 +79,12 @@ int RunHoldsCommand(const std::string& socket_path, bool json) {
   const ServerStats& s = r.value();
   auto lag = [&](const HoldInfo& h) { return s.durable_seq > h.seq ? s.durable_seq - h.seq : 0; };
   if (json) {
-    std::printf("{\"durable_seq\":%llu,\"first_seq\":%llu,\"holds\":[", U(s.durable_seq), U(s.first_seq));
-    for (size_t i = 0; i < s.holds.size(); ++i) {
-      std::printf("%s{\"name\":\"%s\",\"seq\":%llu,\"lag_records\":%llu,\"lag_bytes\":%llu}", i == 0 ? "" : ",",
-                  s.holds[i].name.c_str(), U(s.holds[i].seq), U(lag(s.holds[i])), U(s.holds[i].lag_bytes));
+    auto holds = nlohmann::ordered_json::array();
+    for (const HoldInfo& h : s.holds) {
+      holds.push_back({{"name", h.name}, {"seq", h.seq}, {"lag_records", lag(h)}, {"lag_bytes", h.lag_bytes}});
     }
-    std::printf("]}\n");
+    const nlohmann::ordered_json j = {{"durable_seq", s.durable_seq}, {"first_seq", s.first_seq}, {"holds", holds}};
+    std::puts(j.dump().c_str());
     return 0;
   }
   if (s.holds.empty()) {

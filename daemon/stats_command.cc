@@ -1,6 +1,7 @@
 #include "stats_command.h"
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "server/openmetrics.h"
 #include "wald/client.h"
@@ -26,17 +27,28 @@ int RunStatsCommand(const std::string& socket_path, const std::string& format) {
   if (s.connections > 0) --s.connections;  // this command's own
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   if (format == "json") {
-    std::printf(
-        "{\"uptime_us\":%llu,\"connections\":%llu,\"records\":%llu,\"bytes\":%llu,\"syncs\":%llu,"
-        "\"durable_seq\":%llu,\"next_seq\":%llu,\"records_per_sync\":%.3f,\"records_per_sync_p50\":%llu,"
-        "\"sync_latency_p50_us\":%llu,\"sync_latency_p99_us\":%llu,\"ack_latency_p50_us\":%llu,"
-        "\"ack_latency_p99_us\":%llu,\"rejected_frames\":%llu,\"backpressure_events\":%llu,\"first_seq\":%llu,"
-        "\"holds\":%zu,\"holds_invalidated\":%llu,\"disk_budget_refusals\":%llu}\n",
-        u(s.uptime_us), u(s.connections), u(s.records), u(s.bytes), u(s.syncs), u(s.durable_seq), u(s.next_seq),
-        s.records_per_sync.mean(), u(s.records_per_sync.percentile(0.5)), u(s.sync_latency_us.percentile(0.5)),
-        u(s.sync_latency_us.percentile(0.99)), u(s.ack_latency_us.percentile(0.5)),
-        u(s.ack_latency_us.percentile(0.99)), u(s.rejected_frames), u(s.backpressure_events), u(s.first_seq),
-        s.holds.size(), u(s.holds_invalidated), u(s.disk_budget_refusals));
+    const nlohmann::ordered_json j = {
+        {"uptime_us", s.uptime_us},
+        {"connections", s.connections},
+        {"records", s.records},
+        {"bytes", s.bytes},
+        {"syncs", s.syncs},
+        {"durable_seq", s.durable_seq},
+        {"next_seq", s.next_seq},
+        {"records_per_sync", s.records_per_sync.mean()},
+        {"records_per_sync_p50", s.records_per_sync.percentile(0.5)},
+        {"sync_latency_p50_us", s.sync_latency_us.percentile(0.5)},
+        {"sync_latency_p99_us", s.sync_latency_us.percentile(0.99)},
+        {"ack_latency_p50_us", s.ack_latency_us.percentile(0.5)},
+        {"ack_latency_p99_us", s.ack_latency_us.percentile(0.99)},
+        {"rejected_frames", s.rejected_frames},
+        {"backpressure_events", s.backpressure_events},
+        {"first_seq", s.first_seq},
+        {"holds", s.holds.size()},
+        {"holds_invalidated", s.holds_invalidated},
+        {"disk_budget_refusals", s.disk_budget_refusals},
+    };
+    std::puts(j.dump().c_str());
     return 0;
   }
   std::printf("uptime            %.1f s\n", static_cast<double>(s.uptime_us) / 1e6);

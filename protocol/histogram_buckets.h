@@ -7,6 +7,8 @@
 #include <bit>
 #include <cstdint>
 #include <span>
+#include <utility>
+#include <vector>
 
 namespace wald::proto::buckets {
 
@@ -52,6 +54,24 @@ uint64_t PercentileBy(CountAt count_at, uint64_t total, double p) {
 // The same over plain counts, one per bucket (counts.size() == kCount).
 inline uint64_t Percentile(std::span<const uint64_t> counts, uint64_t total, double p) {
   return PercentileBy([&](int i) { return counts[static_cast<size_t>(i)]; }, total, p);
+}
+
+// The cumulative distribution of plain counts (counts.size() == kCount):
+// for each non-empty bucket, its upper bound and the fraction of all samples
+// below that bound. For plots (bench/compare).
+inline std::vector<std::pair<uint64_t, double>> Cdf(std::span<const uint64_t> counts) {
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  std::vector<std::pair<uint64_t, double>> points;
+  uint64_t seen = 0;
+  for (int i = 0; i < kCount && total > 0; ++i) {
+    const uint64_t c = counts[static_cast<size_t>(i)];
+    if (c == 0) continue;
+    seen += c;
+    const uint64_t upper = i + 1 < kCount ? Lower(i + 1) : Lower(i) * 2;
+    points.emplace_back(upper, static_cast<double>(seen) / static_cast<double>(total));
+  }
+  return points;
 }
 
 }  // namespace wald::proto::buckets

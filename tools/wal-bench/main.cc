@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +32,14 @@ namespace buckets = wald::proto::buckets;
 uint64_t NowNs() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+}
+
+// [[µs, fraction of appends acked within it], ...]: the latency CDF, for
+// bench/compare's plots.
+nlohmann::ordered_json LatencyCdf(const std::vector<uint64_t>& hist_ns) {
+  auto points = nlohmann::ordered_json::array();
+  for (const auto& [ns, fraction] : buckets::Cdf(hist_ns)) points.push_back({static_cast<double>(ns) / 1e3, fraction});
+  return points;
 }
 
 struct Options {
@@ -275,14 +284,27 @@ Examples:
                p99 = buckets::Percentile(hist, records, 0.99) / 1e3,
                p999 = buckets::Percentile(hist, records, 0.999) / 1e3, mx = static_cast<double>(max_ns) / 1e3;
   if (o.json) {
-    std::printf("{\"records\":%" PRIu64
-                ",\"seconds\":%.3f,\"records_per_sec\":%.1f,\"mb_per_sec\":%.2f,"
-                "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
-                ",\"records_per_sync\":%.2f,\"clients\":%d,\"inflight\":%d,\"size\":%zu,\"threads\":%zu,"
-                "\"followers\":%d,\"followed_records\":%" PRIu64 ",\"client_cpu_us_per_record\":%.3f}\n",
-                records, secs, rate, mbs, p50, p99, p999, mx, shared.errors.load(), rps_sync, o.clients, o.inflight,
-                o.size, loops.size(), o.followers, followed.load(),
-                client_cpu_us / static_cast<double>(std::max<uint64_t>(1, records)));
+    const nlohmann::ordered_json j = {
+        {"records", records},
+        {"seconds", secs},
+        {"records_per_sec", rate},
+        {"mb_per_sec", mbs},
+        {"p50_us", p50},
+        {"p99_us", p99},
+        {"p999_us", p999},
+        {"max_us", mx},
+        {"errors", shared.errors.load()},
+        {"records_per_sync", rps_sync},
+        {"clients", o.clients},
+        {"inflight", o.inflight},
+        {"size", o.size},
+        {"threads", loops.size()},
+        {"followers", o.followers},
+        {"followed_records", followed.load()},
+        {"client_cpu_us_per_record", client_cpu_us / static_cast<double>(std::max<uint64_t>(1, records))},
+        {"latency_cdf", LatencyCdf(hist)},
+    };
+    std::puts(j.dump().c_str());
   } else {
     std::printf("clients %d x inflight %d, %zu-byte records, %zu thread(s)\n", o.clients, o.inflight, o.size,
                 loops.size());

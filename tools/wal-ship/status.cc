@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "shipper.h"
 
@@ -48,12 +49,14 @@ void Shipper::Summary() {
   const double lag_s = lag > 0 ? Seconds(Clock::now() - caught_up_at_) : 0.0;
   const auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   if (options_.json) {
-    std::printf(
-        "{\"log_id\":\"%s\",\"stream\":\"%s\",\"subject\":\"%s\",\"shipped\":%llu,\"first_seq\":%llu,"
-        "\"last_seq\":%llu,\"stream_seq\":%llu,\"durable_seq\":%llu,\"lag_records\":%llu,\"lag_seconds\":%.3f,"
-        "\"records_per_second\":%.1f,\"hold_seq\":%llu,\"resumes\":%llu}\n",
-        log_id_.c_str(), spec_.name.c_str(), spec_.subject.c_str(), u(shipped_), u(first_shipped_), u(acked_wald_),
-        u(acked_stream_), u(durable_), u(lag), lag_s, rate_, u(hold_seq_), u(resumes_));
+    const nlohmann::ordered_json j = {
+        {"log_id", log_id_},           {"stream", spec_.name},        {"subject", spec_.subject},
+        {"shipped", shipped_},         {"first_seq", first_shipped_}, {"last_seq", acked_wald_},
+        {"stream_seq", acked_stream_}, {"durable_seq", durable_},     {"lag_records", lag},
+        {"lag_seconds", lag_s},        {"records_per_second", rate_}, {"hold_seq", hold_seq_},
+        {"resumes", resumes_},
+    };
+    std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     std::fflush(stdout);
     return;
   }

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -167,19 +168,23 @@ struct Printer {
       std::fwrite(&len, sizeof len, 1, stdout);
       std::fwrite(payload.data(), 1, payload.size(), stdout);
     } else if (format == "json") {
-      std::string decoded = schema ? schema->Decode(payload) : std::string();
-      std::string meta;
-      if (rec.meta.flags & kFlagTime) meta += ",\"time\":\"" + wald::tools::FormatRfc3339(rec.meta.time_ns) + "\"";
+      nlohmann::ordered_json j = {
+          {"seq", rec.seq}, {"size", payload.size()}, {"segment", Basename(segment)}, {"offset", offset}};
+      if (rec.meta.flags & kFlagTime) j["time"] = wald::tools::FormatRfc3339(rec.meta.time_ns);
       if (rec.meta.flags & kFlagProducer) {
-        meta += ",\"pid\":" + std::to_string(rec.meta.pid) + ",\"uid\":" + std::to_string(rec.meta.uid) +
-                ",\"gid\":" + std::to_string(rec.meta.gid);
+        j["pid"] = rec.meta.pid;
+        j["uid"] = rec.meta.uid;
+        j["gid"] = rec.meta.gid;
       }
-      std::printf(
-          "{\"seq\":%llu,\"size\":%zu,\"segment\":\"%s\",\"offset\":%"
-          "llu%s,\"payload_b64\":\"%s\"%s%s}\n",
-          static_cast<unsigned long long>(rec.seq), payload.size(), Basename(segment).c_str(),
-          static_cast<unsigned long long>(offset), meta.c_str(), Base64(payload).c_str(),
-          decoded.empty() ? "" : ",\"decoded\":", decoded.c_str());
+      j["payload_b64"] = Base64(payload);
+      if (schema != nullptr) {
+        // FlatBuffers' text can hold what JSON cannot (a float's nan or
+        // inf): such a payload goes without "decoded", as one that is not of
+        // the root type does.
+        auto decoded = nlohmann::ordered_json::parse(schema->Decode(payload), nullptr, false);
+        if (!decoded.is_discarded()) j["decoded"] = std::move(decoded);
+      }
+      std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     } else if (format == "hex") {
       std::printf("seq %llu size %zu (%s offset %llu)", static_cast<unsigned long long>(rec.seq), payload.size(),
                   Basename(segment).c_str(), static_cast<unsigned long long>(offset));
@@ -501,10 +506,9 @@ int main(int argc, char** argv) {
       const auto gap_to = static_cast<unsigned long long>((*reader)->gap_to());
       if (to != 0 && gap_from > to) break;
       if (printer.format == "json") {
-        std::printf(
-            "{\"gap\":{\"from\":%llu,\"to\":%llu,\"reason\":\"retired "
-            "by a salvage\"}}\n",
-            gap_from, gap_to);
+        const nlohmann::ordered_json gap = {
+            {"gap", {{"from", gap_from}, {"to", gap_to}, {"reason", "retired by a salvage"}}}};
+        std::puts(gap.dump().c_str());
       }
       std::fprintf(stderr,
                    "wal-tail: gap: seqs %llu..%llu do not exist (retired by a "
