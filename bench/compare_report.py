@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/compare's report: tables (markdown, on stdout) and, with --plots,
-SVG plots (gnuplot) of throughput and of the latency CDFs, and with
+PNG plots (gnuplot, pngcairo) of throughput and of the latency CDFs, and with
 --benchmarks-md the "Latest" section of BENCHMARKS.md rewritten.
 
 Input: WORK/runs/{wald,bare}-W-R.json (wal-bench and wald-bare --json plus
@@ -15,7 +15,7 @@ import sys
 
 BEGIN, END = "<!-- bench/compare --update: begin -->", "<!-- bench/compare --update: end -->"
 NAMES = {"W1": "serial 1x1", "W2": "fan-in 64x1", "W3": "pipelined 8x64", "W4": "large 16x1 4 KiB",
-         "W5": "batched 8x64"}
+         "W5": "coalesced 8x64", "W5-256": "coalesced 8x256"}
 
 
 def fmt_us(v):
@@ -76,7 +76,7 @@ def report(args):
     out.append("| workload | wald records/s | bare records/s | **wald/bare** (spread) | wald p50 / p99 | "
                "bare p50 / p99 | wald rec/sync | daemon µs CPU/rec: wald, bare | wald RSS MiB |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, clients, inflight, size in workloads:
+    for name, clients, inflight, size, *mode in workloads:
         w, b = load_runs(args.work, "wald", name, args.rounds), load_runs(args.work, "bare", name, args.rounds)
         med = lambda runs, k: statistics.median(r[k] for r in runs)
         ratios = [x["records_per_sec"] / y["records_per_sec"] for x, y in zip(w, b)]
@@ -119,7 +119,7 @@ def report(args):
 
 
 def plot(args, summary, rows, systems):
-    """Writes throughput.svg and latency.svg into args.plots with gnuplot."""
+    """Writes throughput.png and latency.png into args.plots with gnuplot."""
     os.makedirs(args.plots, exist_ok=True)
     names = list(summary)
     data = os.path.join(args.work, "throughput.dat")
@@ -133,8 +133,8 @@ def plot(args, summary, rows, systems):
             f.write(n + " " + " ".join(f"{v:.0f}" for v in vals) + "\n")
     cols = 2 + len(systems)
     script = [
-        "set terminal svg size 800,420 dynamic font 'sans,12' background rgb 'white'",
-        f"set output '{os.path.join(args.plots, 'throughput.svg')}'",
+        "set terminal pngcairo size 900,460 font 'sans,11' background rgb 'white'",
+        f"set output '{os.path.join(args.plots, 'throughput.png')}'",
         "set title 'Durable appends per second (log scale; wald and bare: median of the rounds)'",
         "set style data histograms", "set style histogram clustered gap 1", "set style fill solid 0.8 border -1",
         "set logscale y", "set yrange [1000:*]", "set grid ytics", "set key top left", "set ylabel 'records/s'",
@@ -161,8 +161,8 @@ def plot(args, summary, rows, systems):
                          f"title '{s} p50, p99'")
         panels.append([f"set title '{n} {NAMES.get(n, '')}'", "plot " + ", ".join(parts)])
     script += [
-        f"set output '{os.path.join(args.plots, 'latency.svg')}'",
-        "set terminal svg size 900,700 dynamic font 'sans,11' background rgb 'white'",
+        "set terminal pngcairo size 1000,760 font 'sans,10' background rgb 'white'",
+        f"set output '{os.path.join(args.plots, 'latency.png')}'",
         "unset style", "set style data lines", "set logscale x", "unset logscale y", "set yrange [0:1]",
         "set xlabel 'ack latency, µs (log scale)'", "set ylabel 'fraction acked within'", "set grid xtics ytics",
         "set key bottom right", f"set multiplot layout {(len(panels) + 1) // 2},2",
@@ -178,8 +178,8 @@ def plot(args, summary, rows, systems):
 
 def update_md(path, text):
     md = open(path).read()
-    section = (f"{BEGIN}\n## Latest: bench/compare\n\n{text}\n![Durable appends per second](bench/plots/throughput.svg)\n\n"
-               f"![Ack latency CDFs](bench/plots/latency.svg)\n{END}")
+    section = (f"{BEGIN}\n## Latest: bench/compare\n\n{text}\n![Durable appends per second](bench/plots/throughput.png)\n\n"
+               f"![Ack latency CDFs](bench/plots/latency.png)\n{END}")
     if BEGIN in md:
         md = md[:md.index(BEGIN)] + section + md[md.index(END) + len(END):]
     else:  # after the introduction, before the first section
@@ -204,7 +204,7 @@ def main():
         plot(args, summary, rows, systems)
     if args.benchmarks_md:
         update_md(args.benchmarks_md, text)
-        print(f"\nwrote {args.benchmarks_md} and {args.plots}/*.svg", file=sys.stderr)
+        print(f"\nwrote {args.benchmarks_md} and {args.plots}/*.png", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::ve
   // a misaligned access.
   if (msg->body_type() == Body::Acks) {
     const auto* acks = msg->body_as_Acks()->acks();
-    if (acks != nullptr && reinterpret_cast<uintptr_t>(acks->Data()) % alignof(AckEntry) != 0) {
+    const auto* batches = msg->body_as_Acks()->batches();
+    if ((acks != nullptr && reinterpret_cast<uintptr_t>(acks->Data()) % alignof(AckEntry) != 0) ||
+        (batches != nullptr && reinterpret_cast<uintptr_t>(batches->Data()) % alignof(BatchAckEntry) != 0)) {
       r.kind = ParsedFrame::kInvalid;
       return r;
     }
@@ -76,13 +78,13 @@ std::span<const uint8_t> FrameBuilder::Hello(std::string_view client_name, uint3
 
 std::span<const uint8_t> FrameBuilder::HelloAck(std::span<const uint8_t> log_id, uint64_t durable_seq,
                                                 uint32_t max_frame, uint32_t max_record, uint32_t max_inflight,
-                                                std::string_view server_version) {
+                                                std::string_view server_version, uint32_t max_batch_records) {
   fbb_.Clear();
   auto id = fbb_.CreateVector(log_id.data(), log_id.size());
   auto ver = fbb_.CreateString(server_version.data(), server_version.size());
-  return Finish(
-      Body::HelloAck,
-      CreateHelloAck(fbb_, kProtocolVersion, id, durable_seq, max_frame, max_record, max_inflight, ver).Union());
+  return Finish(Body::HelloAck, CreateHelloAck(fbb_, kProtocolVersion, id, durable_seq, max_frame, max_record,
+                                               max_inflight, ver, max_batch_records)
+                                    .Union());
 }
 
 std::span<const uint8_t> FrameBuilder::Append(uint64_t request_id, std::span<const uint8_t> payload) {
@@ -91,10 +93,19 @@ std::span<const uint8_t> FrameBuilder::Append(uint64_t request_id, std::span<con
   return Finish(Body::Append, CreateAppend(fbb_, request_id, data).Union());
 }
 
-std::span<const uint8_t> FrameBuilder::Acks(std::span<const AckEntry> acks) {
+std::span<const uint8_t> FrameBuilder::AppendBatch(uint64_t request_id, std::span<const uint32_t> sizes,
+                                                   std::span<const uint8_t> data) {
   fbb_.Clear();
-  auto v = fbb_.CreateVectorOfStructs(acks.data(), acks.size());
-  return Finish(Body::Acks, CreateAcks(fbb_, v).Union());
+  auto d = fbb_.CreateVector(data.data(), data.size());
+  auto s = fbb_.CreateVector(sizes.data(), sizes.size());
+  return Finish(Body::AppendBatch, CreateAppendBatch(fbb_, request_id, s, d).Union());
+}
+
+std::span<const uint8_t> FrameBuilder::Acks(std::span<const AckEntry> acks, std::span<const BatchAckEntry> batches) {
+  fbb_.Clear();
+  auto v = acks.empty() ? 0 : fbb_.CreateVectorOfStructs(acks.data(), acks.size());
+  auto b = batches.empty() ? 0 : fbb_.CreateVectorOfStructs(batches.data(), batches.size());
+  return Finish(Body::Acks, CreateAcks(fbb_, v, b).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::Error(uint64_t request_id, ErrorCode code, std::string_view message,

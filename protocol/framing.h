@@ -21,6 +21,9 @@ inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr size_t kPrefixSize = 4;
 // Bytes a frame needs beyond an Append's payload (tables, offsets, padding).
 inline constexpr uint32_t kAppendOverhead = 128;
+// An AppendBatch frame needs kAppendOverhead plus this much per record (its
+// entry in sizes) beyond its payloads.
+inline constexpr uint32_t kBatchRecordOverhead = 4;
 // A Records frame carries up to this much payload (or one record, if larger);
 // so frames from the server are at most max_frame_size + kRecordsChunk.
 inline constexpr uint32_t kRecordsChunk = 256 << 10;
@@ -54,9 +57,13 @@ class FrameBuilder {
 
   std::span<const uint8_t> Hello(std::string_view client_name, uint32_t version = kProtocolVersion);
   std::span<const uint8_t> HelloAck(std::span<const uint8_t> log_id, uint64_t durable_seq, uint32_t max_frame,
-                                    uint32_t max_record, uint32_t max_inflight, std::string_view server_version);
+                                    uint32_t max_record, uint32_t max_inflight, std::string_view server_version,
+                                    uint32_t max_batch_records = 0);
   std::span<const uint8_t> Append(uint64_t request_id, std::span<const uint8_t> payload);
-  std::span<const uint8_t> Acks(std::span<const AckEntry> acks);
+  // sizes[i] is record i's length; data holds them back to back.
+  std::span<const uint8_t> AppendBatch(uint64_t request_id, std::span<const uint32_t> sizes,
+                                       std::span<const uint8_t> data);
+  std::span<const uint8_t> Acks(std::span<const AckEntry> acks, std::span<const BatchAckEntry> batches = {});
   std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message, uint64_t first_seq = 0);
   std::span<const uint8_t> Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow);
   std::span<const uint8_t> Trim(uint64_t request_id, uint64_t up_to_seq);

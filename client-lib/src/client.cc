@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 
+#include "append_batcher.h"
 #include "framing.h"
 
 namespace wald {
@@ -121,6 +122,7 @@ const char* error_code_name(ErrorCode code) {
 struct Slot {
   AppendCallback cb;
   bool done = false;
+  uint32_t batch = 0;  // the first append of an AppendBatch: its record count
 };
 
 struct Client::Impl {
@@ -130,6 +132,13 @@ struct Client::Impl {
   Error Queue(std::span<const std::byte> payload, AppendCallback cb);
   Error Poll(int timeout_ms);
   Error WriteSome();
+  // Puts a frame after everything queued before it (the open batch too).
+  void Put(std::span<const uint8_t> frame);
+  // Closes the open batch of appends into `out`.
+  void CloseBatch();
+  // Completes the `count` appends from `rid` on: seqs first_seq... or `r`'s error.
+  void CompleteBatch(uint64_t rid, uint32_t count, Seq first_seq);
+  void FailBatch(uint64_t rid, uint32_t count, const Error& e);
   // Reads and dispatches what a closing daemon sent. Never under Dispatch:
   // growing `in` would move the frame being read.
   void TakeLastWords();
@@ -154,6 +163,7 @@ struct Client::Impl {
   proto::FrameBuilder fb{512};
   std::vector<uint8_t> out;
   size_t out_off = 0;
+  AppendBatcher batcher;  // appends queued since the last write
   std::vector<uint8_t> in = std::vector<uint8_t>(kReadSize);
   size_t in_off = 0, in_len = 0;
   std::vector<uint8_t> scratch;
@@ -212,6 +222,7 @@ Error Client::Impl::Break(Error why) {
   }
   head = 0;
   first_id = next_id;
+  batcher.Clear();
   return broken;
 }
 
@@ -233,8 +244,19 @@ void Client::Impl::Close() {
   if (fd >= 0) Break(Err(ErrorCode::kDaemonGone, "the client was closed"));
 }
 
+void Client::Impl::CloseBatch() {
+  const auto closed = batcher.Close(&fb, &out);
+  if (closed.count > 1) At(closed.first_id).batch = closed.count;
+}
+
+void Client::Impl::Put(std::span<const uint8_t> frame) {
+  CloseBatch();
+  out.insert(out.end(), frame.begin(), frame.end());
+}
+
 Error Client::Impl::WriteSome() {
   if (!write_error.ok()) return write_error;
+  CloseBatch();
   while (out_off < out.size()) {
     ssize_t n = ::send(fd, out.data() + out_off, out.size() - out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -300,6 +322,15 @@ void Client::Impl::Complete(uint64_t rid, Result<Seq> r) {
   if (cb) cb(std::move(r));
 }
 
+void Client::Impl::CompleteBatch(uint64_t rid, uint32_t count, Seq first_seq) {
+  if (first_seq + count - 1 > durable) durable = first_seq + count - 1;
+  for (uint32_t i = 0; i < count && fd >= 0; ++i) Complete(rid + i, first_seq + i);
+}
+
+void Client::Impl::FailBatch(uint64_t rid, uint32_t count, const Error& e) {
+  for (uint32_t i = 0; i < count && fd >= 0; ++i) Complete(rid + i, e);
+}
+
 void Client::Impl::Dispatch() {
   dispatching = true;
   while (fd >= 0) {
@@ -316,14 +347,26 @@ void Client::Impl::Dispatch() {
     switch (m->body_type()) {
       case proto::Body::Acks: {
         const auto* acks = m->body_as_Acks()->acks();
-        if (acks == nullptr) break;
-        for (const proto::AckEntry* a : *acks) {
-          if (a->request_id() < first_id || a->request_id() >= next_id || At(a->request_id()).done) {
+        for (size_t k = 0; acks != nullptr && k < acks->size() && fd >= 0; ++k) {
+          const proto::AckEntry* a = acks->Get(static_cast<flatbuffers::uoffset_t>(k));
+          if (a->request_id() < first_id || a->request_id() >= next_id || At(a->request_id()).done ||
+              At(a->request_id()).batch != 0) {
             Break(Err(ErrorCode::kProtocol, "ack for unknown request " + std::to_string(a->request_id())));
             break;
           }
           if (a->seq() > durable) durable = a->seq();
           Complete(a->request_id(), a->seq());
+        }
+        const auto* batches = m->body_as_Acks()->batches();
+        for (size_t k = 0; batches != nullptr && k < batches->size() && fd >= 0; ++k) {
+          const proto::BatchAckEntry* b = batches->Get(static_cast<flatbuffers::uoffset_t>(k));
+          const uint64_t rid = b->request_id();
+          if (rid < first_id || rid >= next_id || At(rid).done || At(rid).batch == 0 || At(rid).batch != b->count() ||
+              b->first_seq() == 0) {
+            Break(Err(ErrorCode::kProtocol, "batch ack for unknown request " + std::to_string(rid)));
+            break;
+          }
+          CompleteBatch(rid, At(rid).batch, b->first_seq());
         }
         break;
       }
@@ -344,12 +387,10 @@ void Client::Impl::Dispatch() {
         } else if (e->request_id() >= first_id && e->request_id() < next_id && !At(e->request_id()).done) {
           // ServerFailed on an append: the daemon fail-stopped with it
           // written but not known durable. It may or may not be in the log.
-          if (e->code() == proto::ErrorCode::ServerFailed) {
-            Complete(e->request_id(),
-                     Err(ErrorCode::kOutcomeUnknown, msg + ": this append may or may not be in the log"));
-          } else {
-            Complete(e->request_id(), Err(FromWire(e->code()), msg));
-          }
+          const Error err = e->code() == proto::ErrorCode::ServerFailed
+                                ? Err(ErrorCode::kOutcomeUnknown, msg + ": this append may or may not be in the log")
+                                : Err(FromWire(e->code()), msg);
+          FailBatch(e->request_id(), std::max<uint32_t>(At(e->request_id()).batch, 1), err);
         }
         break;
       }
@@ -365,6 +406,7 @@ void Client::Impl::Dispatch() {
         max_record = h->max_record_size();
         max_frame = h->max_frame_size();
         max_inflight = h->max_inflight() ? h->max_inflight() : 1;
+        batcher.Configure(max_frame, options.batch_appends ? std::min(h->max_batch_records(), max_inflight) : 0);
         hello_done = true;
         break;
       }
@@ -423,7 +465,7 @@ void Client::Impl::Dispatch() {
 Error Client::Impl::Poll(int timeout_ms) {
   if (!broken.ok()) return broken;
   if (dispatching) return Err(ErrorCode::kInvalidArgument, "blocking wald call from inside a callback");
-  if (out_off < out.size()) {
+  if (out_off < out.size() || !batcher.empty()) {
     if (Error e = WriteSome(); !e.ok()) return e;
   }
   // Wait in poll, never in a blocking read: a reader blocked in read() is
@@ -474,15 +516,17 @@ Error Client::Impl::Queue(std::span<const std::byte> payload, AppendCallback cb)
     head = 0;
   }
   const uint64_t rid = next_id++;
-  At(rid) = Slot{std::move(cb), false};
-  auto frame = fb.Append(rid, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()});
-  out.insert(out.end(), frame.begin(), frame.end());
+  At(rid) = Slot{std::move(cb), false, 0};
+  if (!batcher.Fits(payload.size())) CloseBatch();
+  batcher.Add(rid, payload);
+  if (batcher.full()) CloseBatch();
   return {};
 }
 
 Error Client::Impl::Handshake(int timeout_ms) {
   int flags = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  batcher.Configure(0, 0);
   auto hello = fb.Hello(options.client_name);
   out.assign(hello.begin(), hello.end());
   const int64_t deadline = NowMs() + timeout_ms;
@@ -612,7 +656,7 @@ Result<ServerStats> Client::stats(int timeout_ms) {
   if (!impl_->broken.ok()) return impl_->broken;
   impl_->stats_reply.reset();
   auto frame = impl_->fb.StatsRequest(++impl_->stats_id);
-  impl_->out.insert(impl_->out.end(), frame.begin(), frame.end());
+  impl_->Put(frame);
   const int64_t deadline = NowMs() + timeout_ms;
   while (!impl_->stats_reply) {
     const int64_t left = deadline - NowMs();
@@ -630,15 +674,13 @@ Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const R
   read_cb = &cb;
   read_done = false;
   read_error = {};
-  auto frame = fb.Read(read_id, from, max_records, follow);
-  out.insert(out.end(), frame.begin(), frame.end());
+  Put(fb.Read(read_id, from, max_records, follow));
   Error e;
   while (!read_done && e.ok()) e = Poll(-1);
   if (e.ok() && read_stopped && !follow) {
     // The caller has what it wanted: ask the daemon to stop streaming
     // (Records still on their way for this id are ignored: read_id resets).
-    auto cancel = fb.CancelRead(read_id);
-    out.insert(out.end(), cancel.begin(), cancel.end());
+    Put(fb.CancelRead(read_id));
     e = WriteSome();
   }
   read_id = 0;
@@ -686,12 +728,12 @@ Error Client::subscribe_async(Seq from, RecordInfoCallback cb, std::function<voi
   // Sent by the next poll(): a failure then reaches `done`, never both done
   // and a returned error.
   auto frame = i.fb.Read(i.read_id, from, 0, true);
-  i.out.insert(i.out.end(), frame.begin(), frame.end());
+  i.Put(frame);
   return {};
 }
 
 Result<Seq> Client::Impl::Control(std::span<const uint8_t> frame) {
-  out.insert(out.end(), frame.begin(), frame.end());
+  Put(frame);
   control_result.reset();
   control_text.clear();
   while (!control_result) {
@@ -727,7 +769,7 @@ Error Client::release_hold(std::string_view name) {
 
 Error Client::poll(int timeout_ms) { return impl_->Poll(timeout_ms); }
 int Client::fd() const { return impl_->fd; }
-bool Client::wants_write() const { return impl_->out_off < impl_->out.size(); }
+bool Client::wants_write() const { return impl_->out_off < impl_->out.size() || !impl_->batcher.empty(); }
 size_t Client::inflight() const { return impl_->next_id - impl_->first_id; }
 const LogId& Client::log_id() const { return impl_->log_id; }
 Seq Client::durable_seq() const { return impl_->durable; }

@@ -9,6 +9,7 @@ namespace wald::server {
 
 AckFanout::AckFanout(std::function<void(Connection*)> after_acks) : after_acks_(std::move(after_acks)) {
   scratch_.reserve(kMaxAcksPerFrame);
+  batch_scratch_.reserve(kMaxAcksPerFrame);
 }
 
 void AckFanout::Forget(Connection* c) {
@@ -38,18 +39,25 @@ void AckFanout::Publish(uint64_t durable, uint64_t now_ns) {
 
 void AckFanout::AckUpTo(Connection* c, uint64_t durable, uint64_t now_ns) {
   scratch_.clear();
+  batch_scratch_.clear();
   while (!c->pending.empty() && c->pending.front().seq <= durable) {
     const PendingAck& p = c->pending.front();
-    scratch_.emplace_back(p.request_id, p.seq);
-    latency_us_.Add((now_ns - p.recv_ns) / 1000);
+    if (p.batch == 0) {
+      scratch_.emplace_back(p.request_id, p.seq);
+    } else {
+      batch_scratch_.emplace_back(p.request_id, p.seq - p.batch + 1, p.batch);
+    }
+    latency_us_.Add((now_ns - p.recv_ns) / 1000, p.records());
     c->pending_bytes -= p.bytes;
+    c->pending_records -= p.records();
     c->pending.pop();
-    if (scratch_.size() == kMaxAcksPerFrame) {
-      c->Send(fb_.Acks(scratch_));
+    if (scratch_.size() + batch_scratch_.size() == kMaxAcksPerFrame) {
+      c->Send(fb_.Acks(scratch_, batch_scratch_));
       scratch_.clear();
+      batch_scratch_.clear();
     }
   }
-  if (!scratch_.empty()) c->Send(fb_.Acks(scratch_));
+  if (!scratch_.empty() || !batch_scratch_.empty()) c->Send(fb_.Acks(scratch_, batch_scratch_));
   if (!c->closing()) after_acks_(c);
 }
 

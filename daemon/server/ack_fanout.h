@@ -43,8 +43,9 @@ class AckFanout {
   // c is closing: never touch it again. Its trims are dropped too.
   void Forget(Connection* c);
 
-  // Acks every pending Append at or below `durable` (one Acks frame per
-  // kMaxAcksPerFrame acks, per connection); `now_ns` is for the latency.
+  // Acks every pending Append and AppendBatch at or below `durable` (one
+  // Acks frame per kMaxAcksPerFrame acks, per connection); `now_ns` is for
+  // the latency, counted once per record.
   void Publish(uint64_t durable, uint64_t now_ns);
 
   // A Trim{up_to} on c waits for the writer's trim number `number`.
@@ -88,6 +89,7 @@ class AckFanout {
   std::vector<PendingHold> holds_;
   std::vector<std::pair<PendingHold, const HoldResult*>> answered_;  // AnswerHolds' walk
   std::vector<proto::AckEntry> scratch_;
+  std::vector<proto::BatchAckEntry> batch_scratch_;
   proto::FrameBuilder fb_{4096};
   Histogram latency_us_;
 };

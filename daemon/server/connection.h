@@ -45,12 +45,14 @@ class ConnectionOwner {
   ~ConnectionOwner() = default;
 };
 
-// An Append that has a seq and waits to be durable.
+// An Append, or an AppendBatch, that has its seqs and waits to be durable.
 struct PendingAck {
   uint64_t request_id;
-  uint64_t seq;
+  uint64_t seq;      // the record's; a batch's last
   uint64_t recv_ns;  // when its bytes were read (ack latency)
   uint32_t bytes;    // payload size (per-connection memory cap)
+  uint32_t batch;    // 0: an Append; else the AppendBatch's record count
+  uint32_t records() const { return batch == 0 ? 1 : batch; }
 };
 
 // FIFO of PendingAck that grows by doubling and never shrinks: after warm-up
@@ -127,6 +129,7 @@ class Connection {
   bool in_ack_list = false;          // in the AckFanout's list
   size_t all_index = 0;              // position in the Server's list of connections
   AckRing pending;                   // Appends with a seq, not yet acked, in seq order
+  uint64_t pending_records = 0;      // their records (a batch counts each)
   uint64_t pending_bytes = 0;        // their payload bytes
   std::vector<ReadCursor*> cursors;  // Reads being served on this connection
   uint64_t read_reserved = 0;        // ReadService: a frame's worth per cursor on the pool

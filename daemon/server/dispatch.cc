@@ -257,6 +257,7 @@ Server::Outcome Server::Dispatch(Connection* c, const proto::Message* msg) {
   }
   switch (msg->body_type()) {
     case Body::Append: return HandleAppend(c, msg->body_as_Append());
+    case Body::AppendBatch: return HandleAppendBatch(c, msg->body_as_AppendBatch());
     case Body::StatsRequest:
       c->Send(health_->StatsReply(fb_, msg->body_as_StatsRequest()->request_id()));
       return Outcome::kDone;
@@ -302,7 +303,7 @@ void Server::HandleHello(Connection* c, const proto::Hello* h) {
   c->hello_done = true;
   c->Send(fb_.HelloAck({log_id_.data(), log_id_.size()}, writer_->durable_seq(),
                        options_.max_record + proto::kAppendOverhead, options_.max_record, options_.max_inflight,
-                       WALD_VERSION));
+                       WALD_VERSION, options_.max_inflight));
 }
 
 Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
@@ -315,33 +316,108 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
         "record of " + std::to_string(size) + " bytes exceeds --max-record " + std::to_string(options_.max_record)));
     return Outcome::kDone;
   }
+  const storage::RecordMeta meta = MetaFor(c);
+  if (!staging_->Fits(meta, size, append_limit_)) {
+    RefuseForBudget(c, a->request_id());
+    return Outcome::kDone;
+  }
+  const uint64_t seq = staging_->Stage(meta, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
+  if (seq == 0) return Outcome::kStall;
+  c->pending.push({a->request_id(), seq, c->read_mono_ns(), static_cast<uint32_t>(size), 0});
+  ++c->pending_records;
+  c->pending_bytes += size;
+  acks_.Track(c);
+  ++stats_.records;
+  stats_.bytes += size;
+  return Outcome::kDone;
+}
+
+// The records of a batch get consecutive seqs (so that one range acks
+// them): it is staged whole or, when the staging chunks cannot take all of
+// it now, waits whole (kStall, nothing staged). Refused whole, connection
+// kept, for a bad size, a record over --max-record, more records than
+// HelloAck's max_batch_records, or the disk budget.
+Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatch* b) {
+  const uint64_t rid = b->request_id();
+  const auto* sizes = b->sizes();
+  const auto* data = b->data();
+  const size_t count = sizes != nullptr ? sizes->size() : 0;
+  const size_t data_size = data != nullptr ? data->size() : 0;
+  auto refuse = [&](proto::ErrorCode code, std::string why) {
+    ++stats_.rejected_frames;
+    c->Send(fb_.Error(rid, code, why));
+    return Outcome::kDone;
+  };
+  if (count == 0 || count > options_.max_inflight) {
+    return refuse(proto::ErrorCode::InvalidRequest, "a batch holds 1 to " + std::to_string(options_.max_inflight) +
+                                                        " records (HelloAck max_batch_records), not " +
+                                                        std::to_string(count));
+  }
+  uint64_t total = 0;
+  uint32_t largest = 0;
+  for (uint32_t s : *sizes) {
+    total += s;
+    largest = std::max(largest, s);
+  }
+  if (total != data_size) {
+    return refuse(proto::ErrorCode::InvalidRequest, "the batch's sizes add up to " + std::to_string(total) +
+                                                        " bytes, its data has " + std::to_string(data_size));
+  }
+  if (largest > options_.max_record) {
+    return refuse(proto::ErrorCode::RecordTooLarge,
+                  "a record of " + std::to_string(largest) + " bytes in the batch exceeds --max-record " +
+                      std::to_string(options_.max_record) + "; nothing of the batch was appended");
+  }
+  const storage::RecordMeta meta = MetaFor(c);
+  if (!staging_->FitsBatch(meta, count, total, append_limit_)) {
+    RefuseForBudget(c, rid);
+    return Outcome::kDone;
+  }
+  const std::span<const uint32_t> lengths(sizes->data(), count);
+  switch (staging_->RoomFor(meta, lengths)) {
+    case StagingPool::Room::kNow: break;
+    case StagingPool::Room::kWait: return Outcome::kStall;
+    case StagingPool::Room::kNever:
+      return refuse(proto::ErrorCode::InvalidRequest,
+                    "the batch is larger than wald's staging buffers (--max-unsynced-bytes); send fewer records");
+  }
+  const auto* p = reinterpret_cast<const std::byte*>(data_size > 0 ? data->data() : nullptr);
+  uint64_t last = 0;
+  for (uint32_t s : lengths) {
+    last = staging_->Stage(meta, {p, s});
+    assert(last != 0);  // RoomFor said so
+    p += s;
+  }
+  c->pending.push({rid, last, c->read_mono_ns(), static_cast<uint32_t>(total), static_cast<uint32_t>(count)});
+  c->pending_records += count;
+  c->pending_bytes += total;
+  acks_.Track(c);
+  stats_.records += count;
+  stats_.bytes += total;
+  return Outcome::kDone;
+}
+
+storage::RecordMeta Server::MetaFor(const Connection* c) const {
   storage::RecordMeta meta;
   meta.flags = stamp_flags_ & (c->peer_known ? ~0u : ~storage::kFlagProducer);
   meta.time_ns = c->read_wall_ns();
   meta.pid = static_cast<uint32_t>(c->peer.pid);
   meta.uid = c->peer.uid;
   meta.gid = c->peer.gid;
-  if (!staging_->Fits(meta, size, append_limit_)) {
-    // The log is at --max-disk: refuse this record, keep the connection.
-    // Space comes back when a trim, the policy or a hold's move releases.
-    ++stats_.disk_budget_refusals;
-    LogRefusal(
-        fmt::format("connection {}: append refused: the log is at its disk budget (--max-disk {}); a trim, "
-                    "the retention policy or a hold that moves must release segments first",
-                    c->id, options_.max_disk));
-    c->Send(fb_.Error(a->request_id(), proto::ErrorCode::DiskBudget,
-                      "the log is at its disk budget (--max-disk " + std::to_string(options_.max_disk) +
-                          " bytes) and nothing can be released yet; retry after a trim or a hold moves"));
-    return Outcome::kDone;
-  }
-  const uint64_t seq = staging_->Stage(meta, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
-  if (seq == 0) return Outcome::kStall;
-  c->pending.push({a->request_id(), seq, c->read_mono_ns(), static_cast<uint32_t>(size)});
-  c->pending_bytes += size;
-  acks_.Track(c);
-  ++stats_.records;
-  stats_.bytes += size;
-  return Outcome::kDone;
+  return meta;
+}
+
+// The log is at --max-disk: refuse this append, keep the connection. Space
+// comes back when a trim, the policy or a hold's move releases.
+void Server::RefuseForBudget(Connection* c, uint64_t request_id) {
+  ++stats_.disk_budget_refusals;
+  LogRefusal(
+      fmt::format("connection {}: append refused: the log is at its disk budget (--max-disk {}); a trim, "
+                  "the retention policy or a hold that moves must release segments first",
+                  c->id, options_.max_disk));
+  c->Send(fb_.Error(request_id, proto::ErrorCode::DiskBudget,
+                    "the log is at its disk budget (--max-disk " + std::to_string(options_.max_disk) +
+                        " bytes) and nothing can be released yet; retry after a trim or a hold moves"));
 }
 
 // An error that ends the connection: the frame goes out, then it closes.

@@ -336,7 +336,7 @@ void Server::UpdateReading(Connection* c) {
   }
   const bool want =
       state_ == State::kRunning && !global_paused_ && !c->stalled &&
-      ConnectionMayRead({c->pending.size(), c->pending_bytes, c->unsent()},
+      ConnectionMayRead({c->pending_records, c->pending_bytes, c->unsent()},
                         {options_.max_unsynced_bytes, options_.max_inflight, options_.max_connection_bytes});
   c->SetReading(want);
   if (was && !global_paused_) {
@@ -436,13 +436,13 @@ void Server::FailStop() {
   for (Connection* c : walk_) {
     while (!c->pending.empty()) {
       c->Send(fb_.Error(c->pending.front().request_id, proto::ErrorCode::ServerFailed, "server failed: " + why));
+      failed += c->pending.front().records();
       c->pending.pop();
-      ++failed;
     }
     Reject(c, proto::ErrorCode::ServerFailed, "server failed: " + why);
   }
   walk_.clear();
-  spdlog::critical("failed {} pending appends", failed);
+  spdlog::critical("failed {} pending appends (records)", failed);
   Shutdown(1);
 }
 

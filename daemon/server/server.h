@@ -108,6 +108,11 @@ class Server final : public ConnectionOwner {
   void RequestHold(Connection* c, uint64_t request_id, const flatbuffers::String* name, uint64_t seq, bool release);
   void HandleHello(Connection* c, const proto::Hello* h);
   Outcome HandleAppend(Connection* c, const proto::Append* a);
+  Outcome HandleAppendBatch(Connection* c, const proto::AppendBatch* b);
+  // The metadata wald stores with c's records.
+  storage::RecordMeta MetaFor(const Connection* c) const;
+  // Refuses an append for the disk budget (the connection stays).
+  void RefuseForBudget(Connection* c, uint64_t request_id);
   void Reject(Connection* c, proto::ErrorCode code, std::string_view msg);
   // c now holds `bytes` of an incomplete frame: counts them against
   // --max-partial-bytes, and refuses c if its growth passes it.

@@ -27,6 +27,27 @@ bool StagingPool::NextChunk() {
   return true;
 }
 
+StagingPool::Room StagingPool::RoomFor(const storage::RecordMeta& meta, std::span<const uint32_t> sizes) {
+  // Places the records as Stage would: into the current chunk while they
+  // fit, then into fresh ones.
+  const size_t meta_size = storage::MetaSize(meta.flags | storage::kFlagDurable);
+  const size_t capacity = chunks_.front()->capacity;
+  size_t room = current_ != nullptr ? current_->room() : 0;
+  size_t fresh = 0;
+  for (uint32_t size : sizes) {
+    const size_t need = storage::EncodedSize(size, meta_size);
+    if (room < need) {
+      ++fresh;
+      room = capacity;
+    }
+    room -= need;
+  }
+  if (fresh == 0) return Room::kNow;
+  if (fresh > chunks_.size() - (current_ != nullptr ? 1 : 0)) return Room::kNever;
+  if (free_.size() < fresh) Recycle();
+  return free_.size() >= fresh ? Room::kNow : Room::kWait;
+}
+
 uint64_t StagingPool::WriterDurableSeq() const { return writer_->durable_seq(); }
 
 uint64_t StagingPool::HandOff() {

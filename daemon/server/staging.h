@@ -85,6 +85,19 @@ class StagingPool {
     const size_t need = storage::EncodedSize(payload_size, storage::MetaSize(meta.flags | storage::kFlagDurable));
     return total_ + need <= limit;
   }
+  // The same for a batch of `count` records of `payload_bytes` in all.
+  bool FitsBatch(const storage::RecordMeta& meta, size_t count, size_t payload_bytes, uint64_t limit) const {
+    // At most kRecordAlign - 1 bytes of padding per record.
+    const size_t each = storage::EncodedSize(0, storage::MetaSize(meta.flags | storage::kFlagDurable));
+    return total_ + count * (each + storage::kRecordAlign) + payload_bytes <= limit;
+  }
+
+  // Whether records of these payload sizes, staged one after another with
+  // `meta`, find chunks enough now (recycling first): a batch gets
+  // consecutive seqs, so it is staged whole or waits whole. kNever: not even
+  // every chunk of the pool would hold it.
+  enum class Room { kNow, kWait, kNever };
+  Room RoomFor(const storage::RecordMeta& meta, std::span<const uint32_t> sizes);
 
   // Hands the current chunk to the writer and wakes it. Returns the number
   // of records handed over (0: the chunk was empty or there was none).

@@ -35,8 +35,17 @@ class AckFanoutTest : public LoopFixture {
 
   // An Append with seq `seq` waits on c.
   void Pending(server::Connection* c, uint64_t seq) {
-    c->pending.push({/*request_id=*/seq * 10, seq, 0, 1});
+    c->pending.push({/*request_id=*/seq * 10, seq, 0, 1, /*batch=*/0});
+    ++c->pending_records;
     c->pending_bytes += 1;
+    fanout.Track(c);
+  }
+  // An AppendBatch of seqs first..last waits on c.
+  void PendingBatch(server::Connection* c, uint64_t first, uint64_t last) {
+    const auto n = static_cast<uint32_t>(last - first + 1);
+    c->pending.push({/*request_id=*/first * 10, last, 0, n, n});
+    c->pending_records += n;
+    c->pending_bytes += n;
     fanout.Track(c);
   }
   // The seqs peer i was acked, after letting the bytes arrive.
@@ -80,6 +89,23 @@ TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: the ack echoes the request id") {
   Acked(0);
   REQUIRE(peers[0]->Acks().size() == 1);
   CHECK(peers[0]->Acks()[0].first == 30);
+}
+
+TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: a batch is acked as one range once its last seq is durable") {
+  server::Connection* a = Add();
+  Pending(a, 1);
+  PendingBatch(a, 2, 6);
+  Pending(a, 7);
+  fanout.Publish(5, 0);  // the batch's last record is not durable yet
+  CHECK(Acked(0) == std::vector<uint64_t>{1});
+  CHECK(peers[0]->BatchAcks().empty());
+  CHECK(a->pending_records == 6);
+  fanout.Publish(7, 0);
+  CHECK(Acked(0) == std::vector<uint64_t>{1, 7});
+  REQUIRE(peers[0]->BatchAcks().size() == 1);
+  CHECK(peers[0]->BatchAcks()[0] == test::BatchAck{20, 2, 5});
+  CHECK(a->pending_records == 0);
+  CHECK(fanout.latency_us().count() == 7);  // one sample per record
 }
 
 TEST_CASE_FIXTURE(AckFanoutTest, "ack fan-out: many acks go out in frames of at most kMaxAcksPerFrame") {

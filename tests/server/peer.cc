@@ -74,9 +74,18 @@ void Peer::Poll() {
     Got g;
     g.type = f.msg->body_type();
     switch (g.type) {
-      case proto::Body::HelloAck: g.value = f.msg->body_as_HelloAck()->durable_seq(); break;
+      case proto::Body::HelloAck:
+        g.value = f.msg->body_as_HelloAck()->durable_seq();
+        g.request_id = f.msg->body_as_HelloAck()->max_batch_records();
+        break;
       case proto::Body::Acks:
-        for (const proto::AckEntry* a : *f.msg->body_as_Acks()->acks()) g.acks.emplace_back(a->request_id(), a->seq());
+        if (const auto* acks = f.msg->body_as_Acks()->acks()) {
+          for (const proto::AckEntry* a : *acks) g.acks.emplace_back(a->request_id(), a->seq());
+        }
+        if (const auto* batches = f.msg->body_as_Acks()->batches()) {
+          for (const proto::BatchAckEntry* b : *batches)
+            g.batches.push_back({b->request_id(), b->first_seq(), b->count()});
+        }
         break;
       case proto::Body::Error: {
         const proto::Error* e = f.msg->body_as_Error();
@@ -118,6 +127,22 @@ void Peer::Reset() {
   ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   ::close(fd_);
   fd_ = -1;
+}
+
+void Peer::AppendBatch(uint64_t request_id, const std::vector<std::string>& payloads) {
+  std::vector<uint32_t> sizes;
+  std::string data;
+  for (const std::string& p : payloads) {
+    sizes.push_back(static_cast<uint32_t>(p.size()));
+    data += p;
+  }
+  Send(fb_.AppendBatch(request_id, sizes, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
+}
+
+std::vector<BatchAck> Peer::BatchAcks() const {
+  std::vector<BatchAck> all;
+  for (const Got& g : got) all.insert(all.end(), g.batches.begin(), g.batches.end());
+  return all;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> Peer::Acks() const {

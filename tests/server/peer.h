@@ -15,14 +15,23 @@
 
 namespace wald::test {
 
+struct BatchAck {
+  uint64_t request_id;
+  uint64_t first_seq;
+  uint64_t count;
+  bool operator==(const BatchAck&) const = default;
+};
+
 // One frame from the server, decoded into what tests look at.
 struct Got {
   proto::Body type = proto::Body::NONE;
   uint64_t request_id = 0;
   proto::ErrorCode code = proto::ErrorCode::None;
   std::vector<std::pair<uint64_t, uint64_t>> acks;  // Acks: (request_id, seq)
+  std::vector<BatchAck> batches;                    // Acks: AppendBatch acks
   std::vector<uint64_t> seqs;                       // Records: the seqs
   bool done = false;                                // Records.done
+  // request_id: also HelloAck.max_batch_records.
   uint64_t value = 0;  // HelloAck.durable_seq, TrimAck.released_up_to, HoldAck.seq, Error.first_seq
   std::string text;    // TrimAck.held_by, HoldAck.name
 };
@@ -40,6 +49,7 @@ class Peer {
   void Send(std::span<const uint8_t> bytes);
   void Hello() { Send(fb_.Hello("peer")); }
   void Append(uint64_t request_id, std::string_view payload);
+  void AppendBatch(uint64_t request_id, const std::vector<std::string>& payloads);
   void Read(uint64_t request_id, uint64_t from, uint64_t max_records, bool follow) {
     Send(fb_.Read(request_id, from, max_records, follow));
   }
@@ -65,6 +75,7 @@ class Peer {
 
   // Every ack so far, flattened: (request_id, seq).
   std::vector<std::pair<uint64_t, uint64_t>> Acks() const;
+  std::vector<BatchAck> BatchAcks() const;  // every batch ack so far
   size_t Count(proto::Body type) const;
   const Got* Last(proto::Body type) const;
 

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "fake_writer.h"
 #include "storage/format.h"
@@ -110,4 +111,27 @@ TEST_CASE_FIXTURE(StagingTest, "staging: Fits counts what the records take, the 
   // The next record is counted at its most (with a stamp).
   CHECK(pool.Fits(none, 100, staged + first));
   CHECK(!pool.Fits(none, 100, staged + first - 1));
+}
+
+// A batch gets consecutive seqs: RoomFor says whether all of it fits now.
+TEST_CASE_FIXTURE(StagingTest, "staging: a batch that fits the current chunk and the free ones has room now") {
+  Stage(1000);                                        // the current chunk: 3 KiB left
+  const uint32_t sizes[] = {1000, 1000, 1000, 1000};  // 3 here, 1 in a fresh chunk
+  CHECK(pool.RoomFor(storage::RecordMeta{}, sizes) == server::StagingPool::Room::kNow);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: a batch that needs more chunks than are free waits, and nothing is staged") {
+  FillOneChunk();
+  FillOneChunk();  // two of three chunks with the writer, the third current
+  const uint64_t next = pool.next_seq();
+  const uint32_t sizes[] = {1000, 1000, 1000, 1000, 1000, 1000, 1000};  // needs a fresh chunk or two
+  CHECK(pool.RoomFor(storage::RecordMeta{}, sizes) == server::StagingPool::Room::kWait);
+  CHECK(pool.next_seq() == next);
+  writer.Sync();  // the writer hands its two chunks back
+  CHECK(pool.RoomFor(storage::RecordMeta{}, sizes) == server::StagingPool::Room::kNow);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: a batch larger than the whole pool never has room") {
+  const std::vector<uint32_t> sizes(20, 1000);  // 20 KiB: 3 chunks of 4 KiB hold 12
+  CHECK(pool.RoomFor(storage::RecordMeta{}, sizes) == server::StagingPool::Room::kNever);
 }

@@ -33,9 +33,10 @@ class FakeServer {
     fd_ = -1;
   }
   void Send(std::span<const uint8_t> b) { REQUIRE(::write(fd_, b.data(), b.size()) == static_cast<ssize_t>(b.size())); }
-  void HelloAck(uint64_t durable = 41, uint32_t max_inflight = 1000) {
+  // max_batch 0: a daemon that takes no AppendBatch (as before it existed).
+  void HelloAck(uint64_t durable = 41, uint32_t max_inflight = 1000, uint32_t max_batch = 0) {
     uint8_t id[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-    Send(fb.HelloAck(id, durable, 4096 + 128, 4096, max_inflight, "test"));
+    Send(fb.HelloAck(id, durable, 4096 + 128, 4096, max_inflight, "test", max_batch));
   }
   void Acks(std::vector<proto::AckEntry> acks) { Send(fb.Acks(acks)); }
   // The next frame the client sent (waits up to 5 s).
@@ -66,9 +67,11 @@ class FakeServer {
   std::vector<uint8_t> scratch_;
 };
 
-Client Connected(FakeServer& s, uint32_t max_inflight = 1000) {
-  s.HelloAck(41, max_inflight);  // waits in the socket buffer for the handshake
-  auto c = Client::adopt_fd(s.client_fd, {"unit", 2000});
+Client Connected(FakeServer& s, uint32_t max_inflight = 1000, uint32_t max_batch = 0, bool batch = true) {
+  s.HelloAck(41, max_inflight, max_batch);  // waits in the socket buffer for the handshake
+  ClientOptions options{"unit", 2000};
+  options.batch_appends = batch;
+  auto c = Client::adopt_fd(s.client_fd, options);
   REQUIRE(c.ok());
   const proto::Message* hello = s.Next();
   REQUIRE(hello != nullptr);
@@ -311,4 +314,103 @@ TEST_CASE("a HelloAck with a frame limit past the protocol's is a protocol error
   auto c = Client::adopt_fd(s.client_fd, {"unit", 2000});
   REQUIRE_FALSE(c.ok());
   CHECK(c.error().code == ErrorCode::kProtocol);
+}
+
+// ---- AppendBatch (a daemon whose HelloAck offers it) ----
+
+namespace {
+
+// Queues n appends of `size` bytes whose results land in *got.
+void QueueN(Client& c, int n, std::vector<Result<Seq>>* got, size_t size = 10) {
+  for (int i = 0; i < n; ++i) {
+    REQUIRE(c.append_async(std::string(size, static_cast<char>('a' + i)), [got](Result<Seq> r) {
+               got->push_back(std::move(r));
+             }).ok());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("appends queued between two writes go out as one AppendBatch, and one batch ack completes each") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 1000);
+  std::vector<Result<Seq>> got;
+  QueueN(c, 5, &got);
+  CHECK(c.wants_write());
+  REQUIRE(c.flush().ok());
+  const proto::Message* m = s.Next();
+  REQUIRE(m != nullptr);
+  REQUIRE(m->body_type() == proto::Body::AppendBatch);
+  const proto::AppendBatch* b = m->body_as_AppendBatch();
+  CHECK(b->request_id() == 1);
+  REQUIRE(b->sizes()->size() == 5);
+  CHECK(std::string(reinterpret_cast<const char*>(b->data()->data()), b->data()->size()) ==
+        "aaaaaaaaaabbbbbbbbbbccccccccccddddddddddeeeeeeeeee");
+  const proto::BatchAckEntry batch(1, 100, 5);
+  s.Send(s.fb.Acks({}, std::span(&batch, 1)));
+  REQUIRE(c.wait_all(2000).ok());
+  REQUIRE(got.size() == 5);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i].value() == 100 + i);
+  CHECK(c.durable_seq() == 104);
+}
+
+TEST_CASE("an error for a batch reaches every append in it, and a lone append is still an Append") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 1000);
+  std::vector<Result<Seq>> got;
+  QueueN(c, 3, &got);
+  REQUIRE(c.flush().ok());
+  QueueN(c, 1, &got);
+  REQUIRE(c.flush().ok());
+  REQUIRE(s.Next()->body_type() == proto::Body::AppendBatch);
+  const proto::Message* lone = s.Next();
+  REQUIRE(lone->body_type() == proto::Body::Append);
+  CHECK(lone->body_as_Append()->request_id() == 4);
+  s.Send(s.fb.Error(1, proto::ErrorCode::DiskBudget, "full"));
+  s.Acks({{4, 9}});
+  REQUIRE(c.wait_all(2000).ok());
+  REQUIRE(got.size() == 4);
+  for (int i = 0; i < 3; ++i) CHECK(got[i].error().code == ErrorCode::kDiskBudget);
+  CHECK(got[3].value() == 9);
+}
+
+TEST_CASE("a batch stays within the daemon's frame and batch limits") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 3);  // frames of 4096 + 128 bytes, 3 records a batch
+  std::vector<Result<Seq>> got;
+  QueueN(c, 7, &got, 100);  // 3 + 3 + 1 by count
+  REQUIRE(c.flush().ok());
+  QueueN(c, 3, &got, 2000);  // 2 + 1 by bytes
+  REQUIRE(c.flush().ok());
+  std::vector<size_t> records;
+  for (int i = 0; i < 5; ++i) {
+    const proto::Message* m = s.Next();
+    REQUIRE(m != nullptr);
+    records.push_back(m->body_type() == proto::Body::AppendBatch ? m->body_as_AppendBatch()->sizes()->size() : 1);
+  }
+  CHECK(records == std::vector<size_t>{3, 3, 1, 2, 1});
+}
+
+TEST_CASE("a batch ack that does not match what was sent is a protocol error") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 1000);
+  std::vector<Result<Seq>> got;
+  QueueN(c, 3, &got);
+  REQUIRE(c.flush().ok());
+  REQUIRE(s.Next() != nullptr);
+  const proto::BatchAckEntry wrong(1, 100, 2);  // the batch had 3
+  s.Send(s.fb.Acks({}, std::span(&wrong, 1)));
+  Error e = c.wait_all(2000);
+  CHECK(e.code == ErrorCode::kProtocol);
+  REQUIRE(got.size() == 3);
+  for (const auto& r : got) CHECK(r.error().code == ErrorCode::kOutcomeUnknown);
+}
+
+TEST_CASE("with batch_appends off every append is its own Append frame") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 1000, /*batch=*/false);
+  std::vector<Result<Seq>> got;
+  QueueN(c, 3, &got);
+  REQUIRE(c.flush().ok());
+  for (int i = 0; i < 3; ++i) REQUIRE(s.Next()->body_type() == proto::Body::Append);
 }

@@ -52,6 +52,7 @@ struct Options {
   int threads = 1;
   int followers = 0;
   bool json = false;
+  bool coalesce = false;
 };
 
 struct Shared {
@@ -154,6 +155,7 @@ Examples:
   wal-bench --clients 1 --inflight 1 --duration 10          # W1 serial
   wal-bench --clients 64 --inflight 1 --duration 10         # W2 fan-in
   wal-bench --clients 8 --inflight 64 --duration 10 --json  # W3 pipelined
+  wal-bench --clients 8 --inflight 64 --duration 10 --coalesce  # W5: the same in AppendBatch frames
   wal-bench --clients 16 --size 4096 --count 200000         # W4 large)");
   app.add_option("--socket", o.socket, "wald's socket")->capture_default_str();
   app.add_option("--clients", o.clients, "Connections")->check(CLI::Range(1, 100000))->capture_default_str();
@@ -170,6 +172,9 @@ Examples:
   app.add_option("--followers", o.followers, "Extra connections that follow the log (subscribe) during the run")
       ->capture_default_str();
   app.add_flag("--json", o.json, "Print one JSON object");
+  app.add_flag("--coalesce", o.coalesce,
+               "Send the appends queued between two writes as AppendBatch frames (the client's batch_appends; "
+               "off here so that W1-W4 measure one Append frame per record)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -195,7 +200,9 @@ Examples:
     l.payload = payload;
   }
   for (int i = 0; i < o.clients; ++i) {
-    auto c = wald::connect(o.socket, {"wal-bench"});
+    wald::ClientOptions copts{"wal-bench"};
+    copts.batch_appends = o.coalesce;
+    auto c = wald::connect(o.socket, copts);
     if (!c.ok()) {
       std::fprintf(stderr, "wal-bench: connection %d: %s\n", i, c.error().message.c_str());
       return 1;
@@ -301,6 +308,7 @@ Examples:
         {"threads", loops.size()},
         {"followers", o.followers},
         {"followed_records", followed.load()},
+        {"coalesce", o.coalesce},
         {"client_cpu_us_per_record", client_cpu_us / static_cast<double>(std::max<uint64_t>(1, records))},
         {"latency_cdf", LatencyCdf(hist)},
     };

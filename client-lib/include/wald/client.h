@@ -99,6 +99,12 @@ class Result {
 struct ClientOptions {
   std::string client_name;        // shown in the daemon's log
   int connect_timeout_ms = 5000;  // for the handshake
+  // Appends queued between two writes (append_async, append_many) go out
+  // together in AppendBatch frames, up to the daemon's limits: fewer frames
+  // and syscalls, the same seqs and acks per append. No timer: nothing waits
+  // to fill a batch. Off, or with a daemon that takes no AppendBatch, each
+  // append is its own Append frame.
+  bool batch_appends = true;
 };
 
 // Called once per append_async with the seq or the error. Runs on the thread
@@ -183,14 +189,20 @@ class Client {
   // Queues the append and returns; `cb` runs once it is acked or failed.
   // Blocks (driving I/O and callbacks) only while max_inflight() appends are
   // already in flight. An error returned here means `cb` will not run.
+  // Appends queued until the next write (flush, poll, wait_all) go out in
+  // AppendBatch frames when ClientOptions::batch_appends allows: each keeps
+  // its own callback and seq.
   Error append_async(std::span<const std::byte> payload, AppendCallback cb);
   Error append_async(std::string_view payload, AppendCallback cb) {
     return append_async(std::as_bytes(std::span(payload)), std::move(cb));
   }
 
   // Appends every payload with one write; blocks until all are durable and
-  // returns their seqs (consecutive unless other clients interleave). Fails
-  // whole if any fails (those before may be durable: see their seqs in the log).
+  // returns their seqs. With batch_appends (the default) they go in as few
+  // AppendBatch frames as the daemon's limits allow, and the records of one
+  // frame get consecutive seqs; other clients may interleave between frames.
+  // Fails whole if any fails (those before may be durable: see their seqs in
+  // the log).
   Result<std::vector<Seq>> append_many(std::span<const std::span<const std::byte>> payloads);
 
   // Sends queued appends without waiting for acks.
