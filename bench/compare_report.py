@@ -149,14 +149,18 @@ def plot(args, summary, rows, systems):
                 for x, frac in summary[n][side + "_cdf"]:
                     f.write(f"{x} {frac}\n")
         pts = os.path.join(args.work, f"peers-{n}.dat")
+        plotted = []  # the peers with figures for this workload
         with open(pts, "w") as f:
             for s in systems:
                 p = peer(rows, s, n)
                 if p and p.get("p50_us") and p.get("p99_us"):
                     f.write(f"\"{s}\" {p['p50_us']} 0.5\n\"{s}\" {p['p99_us']} 0.99\n")
+                    plotted.append(s)
         parts = [f"'{os.path.join(args.work, f'cdf-{n}-wald.dat')}' using 1:2 with steps lw 2 title 'wald'",
                  f"'{os.path.join(args.work, f'cdf-{n}-bare.dat')}' using 1:2 with steps lw 2 dt 2 title 'bare'"]
         for k, s in enumerate(systems):
+            if s not in plotted:
+                continue
             parts.append(f"'{pts}' using 2:(stringcolumn(1) eq '{s}' ? $3 : NaN) with points pt {7 + 2 * k} ps 1.2 "
                          f"title '{s} p50, p99'")
         panels.append([f"set title '{n} {NAMES.get(n, '')}'", "plot " + ", ".join(parts)])

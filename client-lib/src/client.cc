@@ -164,6 +164,9 @@ struct Client::Impl {
   std::vector<uint8_t> out;
   size_t out_off = 0;
   AppendBatcher batcher;  // appends queued since the last write
+  // The batcher's own builder: a frame built in `fb` (a Read, a Trim) must
+  // survive closing the batch before it (Put).
+  proto::FrameBuilder batch_fb{512};
   std::vector<uint8_t> in = std::vector<uint8_t>(kReadSize);
   size_t in_off = 0, in_len = 0;
   std::vector<uint8_t> scratch;
@@ -245,7 +248,7 @@ void Client::Impl::Close() {
 }
 
 void Client::Impl::CloseBatch() {
-  const auto closed = batcher.Close(&fb, &out);
+  const auto closed = batcher.Close(&batch_fb, &out);
   if (closed.count > 1) At(closed.first_id).batch = closed.count;
 }
 
@@ -346,27 +349,35 @@ void Client::Impl::Dispatch() {
     const proto::Message* m = f.msg;
     switch (m->body_type()) {
       case proto::Body::Acks: {
+        // Each list is in request order; taken merged by request id, the
+        // callbacks run in the order the appends were made.
         const auto* acks = m->body_as_Acks()->acks();
-        for (size_t k = 0; acks != nullptr && k < acks->size() && fd >= 0; ++k) {
-          const proto::AckEntry* a = acks->Get(static_cast<flatbuffers::uoffset_t>(k));
-          if (a->request_id() < first_id || a->request_id() >= next_id || At(a->request_id()).done ||
-              At(a->request_id()).batch != 0) {
-            Break(Err(ErrorCode::kProtocol, "ack for unknown request " + std::to_string(a->request_id())));
-            break;
-          }
-          if (a->seq() > durable) durable = a->seq();
-          Complete(a->request_id(), a->seq());
-        }
         const auto* batches = m->body_as_Acks()->batches();
-        for (size_t k = 0; batches != nullptr && k < batches->size() && fd >= 0; ++k) {
-          const proto::BatchAckEntry* b = batches->Get(static_cast<flatbuffers::uoffset_t>(k));
-          const uint64_t rid = b->request_id();
-          if (rid < first_id || rid >= next_id || At(rid).done || At(rid).batch == 0 || At(rid).batch != b->count() ||
-              b->first_seq() == 0) {
-            Break(Err(ErrorCode::kProtocol, "batch ack for unknown request " + std::to_string(rid)));
-            break;
+        const size_t n_acks = acks != nullptr ? acks->size() : 0, n_batches = batches != nullptr ? batches->size() : 0;
+        size_t i = 0, k = 0;
+        while (fd >= 0 && (i < n_acks || k < n_batches)) {
+          const proto::AckEntry* a = i < n_acks ? acks->Get(static_cast<flatbuffers::uoffset_t>(i)) : nullptr;
+          const proto::BatchAckEntry* b =
+              k < n_batches ? batches->Get(static_cast<flatbuffers::uoffset_t>(k)) : nullptr;
+          if (b == nullptr || (a != nullptr && a->request_id() < b->request_id())) {
+            ++i;
+            const uint64_t rid = a->request_id();
+            if (rid < first_id || rid >= next_id || At(rid).done || At(rid).batch != 0) {
+              Break(Err(ErrorCode::kProtocol, "ack for unknown request " + std::to_string(rid)));
+              break;
+            }
+            if (a->seq() > durable) durable = a->seq();
+            Complete(rid, a->seq());
+          } else {
+            ++k;
+            const uint64_t rid = b->request_id();
+            if (rid < first_id || rid >= next_id || At(rid).done || At(rid).batch == 0 || At(rid).batch != b->count() ||
+                b->first_seq() == 0) {
+              Break(Err(ErrorCode::kProtocol, "batch ack for unknown request " + std::to_string(rid)));
+              break;
+            }
+            CompleteBatch(rid, At(rid).batch, b->first_seq());
           }
-          CompleteBatch(rid, At(rid).batch, b->first_seq());
         }
         break;
       }

@@ -353,10 +353,13 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
                                                         " records (HelloAck max_batch_records), not " +
                                                         std::to_string(count));
   }
-  uint64_t total = 0;
+  const storage::RecordMeta meta = MetaFor(c);
+  const size_t meta_size = storage::MetaSize(meta.flags | storage::kFlagDurable);
+  uint64_t total = 0, encoded = 0;
   uint32_t largest = 0;
   for (uint32_t s : *sizes) {
     total += s;
+    encoded += storage::EncodedSize(s, meta_size);
     largest = std::max(largest, s);
   }
   if (total != data_size) {
@@ -368,8 +371,7 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
                   "a record of " + std::to_string(largest) + " bytes in the batch exceeds --max-record " +
                       std::to_string(options_.max_record) + "; nothing of the batch was appended");
   }
-  const storage::RecordMeta meta = MetaFor(c);
-  if (!staging_->FitsBatch(meta, count, total, append_limit_)) {
+  if (!staging_->FitsEncoded(encoded, append_limit_)) {
     RefuseForBudget(c, rid);
     return Outcome::kDone;
   }

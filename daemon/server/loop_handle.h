@@ -15,6 +15,7 @@ class LoopHandle {
   enum class State { kUnopened, kOpen, kClosed /* uv_close called */ };
 
   H* get() { return &h_; }
+  const H* get() const { return &h_; }
   uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&h_); }
   bool open() const { return state_ == State::kOpen; }
   // Call after the handle's uv_*_init succeeded.

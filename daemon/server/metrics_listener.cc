@@ -75,6 +75,14 @@ storage::Status MetricsListener::Start(uv_loop_t* loop, const std::string& addre
   return storage::Status::OK();
 }
 
+uint16_t MetricsListener::port() const {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getsockname(tcp_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+}
+
 void MetricsListener::Close() {
   tcp_.Close();
   for (Conn* c : std::unordered_set<Conn*>(conns_)) Drop(c);
@@ -124,9 +132,12 @@ void MetricsListener::OnConnection(uv_stream_t* s, int status) {
           conn->owner->Drop(conn);
           return;
         }
+        // The end of the request may straddle the previous read: look from
+        // 3 bytes before the new ones, never again at the whole request.
+        const size_t from = conn->len >= 3 ? conn->len - 3 : 0;
         conn->len += static_cast<size_t>(n);
-        const std::string_view req(conn->in.data(), conn->len);
-        if (req.find("\r\n\r\n") != std::string_view::npos || req.find("\n\n") != std::string_view::npos) {
+        const std::string_view fresh(conn->in.data() + from, conn->len - from);
+        if (fresh.find("\r\n\r\n") != std::string_view::npos || fresh.find("\n\n") != std::string_view::npos) {
           uv_read_stop(st);
           conn->owner->Answer(conn);
         }
@@ -138,7 +149,13 @@ void MetricsListener::Answer(Conn* c) {
   const std::string_view req(c->in.data(), c->len);
   const std::string line(req.substr(0, req.find_first_of("\r\n")));
   if (line.rfind("GET /metrics ", 0) == 0 || line == "GET /metrics") {
-    body = render_();
+    const uint64_t now = uv_now(loop_);
+    if (!rendered_ || now - rendered_at_ms_ >= kRenderEveryMs) {
+      body_ = render_();
+      rendered_at_ms_ = now;
+      rendered_ = true;
+    }
+    body = body_;
   } else if (line.rfind("GET ", 0) == 0) {
     status = "404 Not Found";
     body = "wald serves GET /metrics only\n";

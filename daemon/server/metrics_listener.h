@@ -6,6 +6,10 @@
 // kMaxConnections at once (more are closed at accept), a request of at most
 // kMaxRequest bytes, and a request not complete within kRequestTimeoutMs is
 // dropped. Anything but GET /metrics gets 404 (or 400 for no request line).
+// The body is rendered at most once per kRenderEveryMs (answers in between
+// reuse it), so that a client scraping in a loop costs the loop thread a
+// copy, not a rendering; a request's end is looked for only in the bytes
+// that just arrived, so one sent a byte at a time costs no rescans.
 // Loop thread only.
 #pragma once
 
@@ -31,6 +35,7 @@ class MetricsListener {
   static constexpr size_t kMaxConnections = 16;
   static constexpr size_t kMaxRequest = 8192;
   static constexpr uint64_t kRequestTimeoutMs = 5000;
+  static constexpr uint64_t kRenderEveryMs = 1000;
 
   // `render` produces the body of each answer.
   explicit MetricsListener(std::function<std::string()> render);
@@ -39,6 +44,8 @@ class MetricsListener {
   MetricsListener& operator=(const MetricsListener&) = delete;
 
   storage::Status Start(uv_loop_t* loop, const std::string& address);
+  // The port it listens on (after Start).
+  uint16_t port() const;
   // Stops listening and closes every connection (their handles close in a
   // later loop iteration).
   void Close();
@@ -50,6 +57,9 @@ class MetricsListener {
   void Drop(Conn* c);
 
   std::function<std::string()> render_;
+  std::string body_;             // the last rendering
+  uint64_t rendered_at_ms_ = 0;  // uv_now() when it was made
+  bool rendered_ = false;
   uv_loop_t* loop_ = nullptr;
   LoopHandle<uv_tcp_t> tcp_;
   std::unordered_set<Conn*> conns_;  // open ones; each deletes itself in its close callback

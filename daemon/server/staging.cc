@@ -27,12 +27,11 @@ bool StagingPool::NextChunk() {
   return true;
 }
 
-StagingPool::Room StagingPool::RoomFor(const storage::RecordMeta& meta, std::span<const uint32_t> sizes) {
-  // Places the records as Stage would: into the current chunk while they
-  // fit, then into fresh ones.
-  const size_t meta_size = storage::MetaSize(meta.flags | storage::kFlagDurable);
-  const size_t capacity = chunks_.front()->capacity;
-  size_t room = current_ != nullptr ? current_->room() : 0;
+namespace {
+
+// Chunks of `capacity` bytes that records of these sizes take beyond
+// `room` bytes left in the current one, placed as Stage places them.
+size_t FreshChunks(std::span<const uint32_t> sizes, size_t meta_size, size_t capacity, size_t room) {
   size_t fresh = 0;
   for (uint32_t size : sizes) {
     const size_t need = storage::EncodedSize(size, meta_size);
@@ -42,10 +41,21 @@ StagingPool::Room StagingPool::RoomFor(const storage::RecordMeta& meta, std::spa
     }
     room -= need;
   }
+  return fresh;
+}
+
+}  // namespace
+
+StagingPool::Room StagingPool::RoomFor(const storage::RecordMeta& meta, std::span<const uint32_t> sizes) {
+  const size_t meta_size = storage::MetaSize(meta.flags | storage::kFlagDurable);
+  const size_t capacity = chunks_.front()->capacity;
+  const size_t fresh = FreshChunks(sizes, meta_size, capacity, current_ != nullptr ? current_->room() : 0);
   if (fresh == 0) return Room::kNow;
-  if (fresh > chunks_.size() - (current_ != nullptr ? 1 : 0)) return Room::kNever;
   if (free_.size() < fresh) Recycle();
-  return free_.size() >= fresh ? Room::kNow : Room::kWait;
+  if (free_.size() >= fresh) return Room::kNow;
+  // Waiting helps if the batch fits the pool once every chunk is back
+  // (the current one is handed off at the end of this loop iteration).
+  return FreshChunks(sizes, meta_size, capacity, 0) <= chunks_.size() ? Room::kWait : Room::kNever;
 }
 
 uint64_t StagingPool::WriterDurableSeq() const { return writer_->durable_seq(); }

@@ -85,17 +85,14 @@ class StagingPool {
     const size_t need = storage::EncodedSize(payload_size, storage::MetaSize(meta.flags | storage::kFlagDurable));
     return total_ + need <= limit;
   }
-  // The same for a batch of `count` records of `payload_bytes` in all.
-  bool FitsBatch(const storage::RecordMeta& meta, size_t count, size_t payload_bytes, uint64_t limit) const {
-    // At most kRecordAlign - 1 bytes of padding per record.
-    const size_t each = storage::EncodedSize(0, storage::MetaSize(meta.flags | storage::kFlagDurable));
-    return total_ + count * (each + storage::kRecordAlign) + payload_bytes <= limit;
-  }
+  // The same for a batch whose records take `encoded` bytes, each counted
+  // as Fits counts one (EncodedSize with the durable stamp's meta size).
+  bool FitsEncoded(uint64_t encoded, uint64_t limit) const { return total_ + encoded <= limit; }
 
   // Whether records of these payload sizes, staged one after another with
   // `meta`, find chunks enough now (recycling first): a batch gets
   // consecutive seqs, so it is staged whole or waits whole. kNever: not even
-  // every chunk of the pool would hold it.
+  // every chunk of the pool, all free, would hold it.
   enum class Room { kNow, kWait, kNever };
   Room RoomFor(const storage::RecordMeta& meta, std::span<const uint32_t> sizes);
 

@@ -414,3 +414,42 @@ TEST_CASE("with batch_appends off every append is its own Append frame") {
   REQUIRE(c.flush().ok());
   for (int i = 0; i < 3; ++i) REQUIRE(s.Next()->body_type() == proto::Body::Append);
 }
+
+// Review: closing the open batch reused the builder that held the Read,
+// Stats or Trim frame just built, which then went out as garbage.
+TEST_CASE("a Read queued behind an open batch goes out intact, after the batch") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 1000);
+  std::vector<Result<Seq>> got;
+  QueueN(c, 2, &got, 10);
+  REQUIRE(c.subscribe_async(
+               7, [](const RecordInfo&) { return true; }, [](Error) {})
+              .ok());
+  REQUIRE(c.flush().ok());
+  const proto::Message* batch = s.Next();
+  REQUIRE(batch != nullptr);
+  CHECK(batch->body_type() == proto::Body::AppendBatch);
+  const proto::Message* read = s.Next();
+  REQUIRE(read != nullptr);
+  REQUIRE(read->body_type() == proto::Body::Read);
+  CHECK(read->body_as_Read()->from_seq() == 7);
+  CHECK(read->body_as_Read()->follow());
+}
+
+// Review: acks were taken before batches, so a single append acked in the
+// same frame as an earlier batch completed first.
+TEST_CASE("callbacks run in request order when one Acks frame holds a batch and a single ack") {
+  FakeServer s;
+  Client c = Connected(s, 1000, 1000);
+  std::vector<Result<Seq>> got;
+  QueueN(c, 3, &got);
+  REQUIRE(c.flush().ok());
+  QueueN(c, 1, &got);
+  REQUIRE(c.flush().ok());
+  const proto::AckEntry single(4, 104);
+  const proto::BatchAckEntry batch(1, 101, 3);
+  s.Send(s.fb.Acks(std::span(&single, 1), std::span(&batch, 1)));
+  REQUIRE(c.wait_all(2000).ok());
+  REQUIRE(got.size() == 4);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i].value() == 101 + i);
+}
