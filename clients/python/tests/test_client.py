@@ -3,10 +3,8 @@
 
 import os
 import random
-import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 
@@ -14,42 +12,6 @@ import pytest
 
 import wald
 from wald import _frames
-
-
-class Daemon:
-    def __init__(self, tmp, *args):
-        self.dir = str(tmp / "data")
-        self.socket = str(tmp / "wald.sock")
-        self.args = list(args)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [os.environ["WALD_BINARY"], "--dir", self.dir, "--socket", self.socket, "--stats-interval", "0"]
-            + self.args,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                wald.connect(self.socket).close()
-                return
-            except wald.DaemonGone:
-                time.sleep(0.02)
-        raise RuntimeError("wald did not start")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    d = Daemon(tmp_path)
-    yield d
-    d.stop()
 
 
 def test_random_payloads_round_trip_with_their_seqs(daemon):
@@ -98,19 +60,16 @@ def test_read_stops_at_max_records_and_follow_sees_new_records(daemon):
     assert seen == [(2, b"b"), (3, b"c"), (4, b"d"), (5, b"e")]
 
 
-def test_a_read_below_a_trim_raises_trimmed_with_the_first_seq(tmp_path):
-    d = Daemon(tmp_path, "--segment-size", "1MiB", "--max-record", "64KiB")
-    try:
-        with wald.connect(d.socket) as c:
-            c.append_many([bytes(1000)] * 3000)  # 3 MB: several segments
-            released = c.trim(2000)
-            assert 0 < released <= 2000
-            with pytest.raises(wald.Trimmed) as e:
-                list(c.read(1))
-            assert e.value.first_seq == released + 1
-            assert next(iter(c.read(released + 1))).seq == released + 1
-    finally:
-        d.stop()
+def test_a_read_below_a_trim_raises_trimmed_with_the_first_seq(make_daemon):
+    d = make_daemon("--segment-size", "1MiB", "--max-record", "64KiB")
+    with wald.connect(d.socket) as c:
+        c.append_many([bytes(1000)] * 3000)  # 3 MB: several segments
+        released = c.trim(2000)
+        assert 0 < released <= 2000
+        with pytest.raises(wald.Trimmed) as e:
+            list(c.read(1))
+        assert e.value.first_seq == released + 1
+        assert next(iter(c.read(released + 1))).seq == released + 1
 
 
 def test_record_too_large_keeps_the_connection(daemon):

@@ -16,7 +16,27 @@ import os as _os
 if _os.environ.get("WALD_PYTHON_GEN"):
     __path__.append(_os.path.join(_os.environ["WALD_PYTHON_GEN"], "wald"))  # noqa: F821
 
+from . import errors as _errors  # noqa: E402
 from .client import Client, Hold, Record, Stats, connect, default_socket  # noqa: E402
-from .errors import *  # noqa: E402,F401,F403
+from .errors import (  # noqa: E402
+    DaemonGone,
+    DiskBudget,
+    FrameTooLarge,
+    InvalidRequest,
+    NoSuchHold,
+    NotPermitted,
+    OutcomeUnknown,
+    ProtocolError,
+    RecordTooLarge,
+    SeqGap,
+    ServerFailed,
+    ShuttingDown,
+    TooManyConnections,
+    TooManyReads,
+    Trimmed,
+    Unsupported,
+    UnsupportedVersion,
+    WaldError,
+)
 
-__all__ = ["Client", "Hold", "Record", "Stats", "connect", "default_socket"]
+__all__ = ["Client", "Hold", "Record", "Stats", "connect", "default_socket", *_errors.__all__]

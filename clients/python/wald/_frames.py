@@ -13,8 +13,8 @@ from typing import Optional
 
 import flatbuffers
 
-from .errors import ProtocolError
-from .proto import Append, AppendBatch, Body, Hello, Hold, Message, Read, ReleaseHold, StatsRequest, Trim
+from .errors import ProtocolError, from_wire
+from .proto import Append, AppendBatch, Body, CancelRead, Hello, Hold, Message, Read, ReleaseHold, StatsRequest, Trim
 
 PROTOCOL_VERSION = 1
 PREFIX = 4
@@ -104,6 +104,13 @@ def release_hold(request_id: int, name: str) -> bytes:
     ReleaseHold.ReleaseHoldAddRequestId(b, request_id)
     ReleaseHold.ReleaseHoldAddName(b, n)
     return _message(b, Body.Body.ReleaseHold, ReleaseHold.ReleaseHoldEnd(b))
+
+
+def cancel_read(request_id: int) -> bytes:
+    b = flatbuffers.Builder(32)
+    CancelRead.CancelReadStart(b)
+    CancelRead.CancelReadAddRequestId(b, request_id)
+    return _message(b, Body.Body.CancelRead, CancelRead.CancelReadEnd(b))
 
 
 def stats_request(request_id: int) -> bytes:
@@ -249,3 +256,29 @@ class Histogram:
         if t is None:
             return Histogram()
         return Histogram([v[0] for v in t.structs(0, "<Q")], [v[0] for v in t.structs(1, "<Q")], t.u64(2), t.u64(3))
+
+
+@dataclass
+class Welcome:
+    """The daemon's HelloAck."""
+
+    log_id: bytes
+    durable_seq: int
+    max_frame_size: int
+    max_record_size: int
+    max_inflight: int
+    server_version: str
+    max_batch_records: int
+
+
+def hello_ack(f: Frame) -> Welcome:
+    """The answer to Hello: a HelloAck, checked, or the daemon's Error raised."""
+    if f.body_type == Body.Body.Error:
+        raise from_wire(f.body.u16(1), f.body.string(2))
+    if f.body_type != Body.Body.HelloAck:
+        raise ProtocolError("expected HelloAck")
+    t = f.body
+    w = Welcome(t.bytes_(1), t.u64(2), t.u32(3), t.u32(4), max(1, t.u32(5)), t.string(6), t.u32(7))
+    if len(w.log_id) != 16 or w.max_frame_size > MAX_FRAME_SIZE or w.max_record_size > w.max_frame_size:
+        raise ProtocolError("malformed HelloAck")
+    return w

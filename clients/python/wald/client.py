@@ -86,23 +86,16 @@ class Client:
         self._control_id = _CONTROL_IDS
         self._broken: Optional[WaldError] = None
         self._send(_frames.hello(client_name))
-        f = self._next_frame(_frames.MAX_FRAME_SIZE)
-        if f.body_type == _B.Error:
-            raise from_wire(f.body.u16(1), f.body.string(2))
-        if f.body_type != _B.HelloAck:
-            raise ProtocolError("expected HelloAck")
-        t = f.body
-        self.log_id: bytes = t.bytes_(1)
-        self.durable_seq: int = t.u64(2)
-        self.max_frame_size: int = t.u32(3)
-        self.max_record_size: int = t.u32(4)
-        self.max_inflight: int = max(1, t.u32(5))
-        self.server_version: str = t.string(6)
-        self.max_batch_records: int = t.u32(7)
-        if len(self.log_id) != 16 or self.max_frame_size > _frames.MAX_FRAME_SIZE or (
-            self.max_record_size > self.max_frame_size
-        ):
-            raise ProtocolError("malformed HelloAck")
+        self._welcome(_frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE)))
+
+    def _welcome(self, h: "_frames.Welcome") -> None:
+        self.log_id: bytes = h.log_id  # 16 bytes, fixed when the log was created
+        self.durable_seq: int = h.durable_seq
+        self.max_frame_size: int = h.max_frame_size
+        self.max_record_size: int = h.max_record_size
+        self.max_inflight: int = h.max_inflight
+        self.server_version: str = h.server_version
+        self.max_batch_records: int = h.max_batch_records  # 0: the daemon takes no AppendBatch
 
     # ---- connection ----
 
@@ -320,16 +313,20 @@ class Client:
     def stats(self) -> Stats:
         """The daemon's counters and histograms."""
         rid = self._id()
-        t = self._control(_frames.stats_request(rid), rid, _B.StatsReply).body
-        H = _frames.Histogram.of
-        holds = [Hold(h.string(0), h.u64(1), h.u64(2)) for h in t.tables(14)]
-        return Stats(
-            uptime_us=t.u64(1), connections=t.u64(2), records=t.u64(3), bytes=t.u64(4), syncs=t.u64(5),
-            durable_seq=t.u64(6), next_seq=t.u64(7), records_per_sync=H(t.table(8)),
-            sync_latency_us=H(t.table(9)), ack_latency_us=H(t.table(10)), rejected_frames=t.u64(11),
-            backpressure_events=t.u64(12), first_seq=t.u64(13), holds=holds, holds_invalidated=t.u64(15),
-            disk_budget_refusals=t.u64(16),
-        )  # fmt: skip
+        return _stats_of(self._control(_frames.stats_request(rid), rid, _B.StatsReply).body)
+
+
+def _stats_of(t: _frames._Table) -> Stats:
+    """A StatsReply table as Stats."""
+    H = _frames.Histogram.of
+    return Stats(
+        uptime_us=t.u64(1), connections=t.u64(2), records=t.u64(3), bytes=t.u64(4), syncs=t.u64(5),
+        durable_seq=t.u64(6), next_seq=t.u64(7), records_per_sync=H(t.table(8)),
+        sync_latency_us=H(t.table(9)), ack_latency_us=H(t.table(10)), rejected_frames=t.u64(11),
+        backpressure_events=t.u64(12), first_seq=t.u64(13),
+        holds=[Hold(h.string(0), h.u64(1), h.u64(2)) for h in t.tables(14)], holds_invalidated=t.u64(15),
+        disk_budget_refusals=t.u64(16),
+    )  # fmt: skip
 
 
 def connect(path: Optional[str] = None, client_name: str = "python", timeout: Optional[float] = None) -> Client:

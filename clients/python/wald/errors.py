@@ -127,3 +127,6 @@ BY_CODE = {
 def from_wire(code: int, message: str, first_seq: int = 0) -> WaldError:
     cls = BY_CODE.get(code, WaldError)
     return cls(message, first_seq or None)
+
+
+__all__ = [cls.__name__ for cls in (WaldError, OutcomeUnknown, DaemonGone, *BY_CODE.values())]
