@@ -61,7 +61,18 @@ ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::ve
   r.kind = ParsedFrame::kFrame;
   r.consumed = total;
   r.msg = msg;
+  r.bytes = {frame, total};
   return r;
+}
+
+uint64_t UnknownRequestId(const ParsedFrame& f) {
+  // The verifier passed the body's offset but, not knowing the member, not
+  // the table it points to: check that table and its field 0 now.
+  flatbuffers::Verifier v(f.bytes.data(), f.bytes.size());
+  const auto* t = reinterpret_cast<const flatbuffers::Table*>(f.msg->body());
+  constexpr flatbuffers::voffset_t kField0 = 4;
+  if (!t->VerifyTableStart(v) || !t->VerifyField<uint64_t>(v, kField0, sizeof(uint64_t))) return 0;
+  return t->GetField<uint64_t>(kField0, 0);
 }
 
 std::span<const uint8_t> FrameBuilder::Finish(Body type, flatbuffers::Offset<void> body) {

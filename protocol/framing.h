@@ -41,8 +41,18 @@ struct ParsedFrame {
   size_t consumed = 0;
   size_t needed = 0;
   uint32_t declared = 0;
-  const Message* msg = nullptr;  // points into the parsed buffer
+  const Message* msg = nullptr;         // points into the parsed buffer
+  std::span<const uint8_t> bytes = {};  // that buffer: the frame, prefix included
 };
+
+// Whether this code knows the message's union member (a newer peer may send
+// members appended after these: PROTOCOL.md).
+inline bool KnownBody(Body b) { return b <= Body::MAX; }
+
+// The request_id of a verified frame whose union member this code does not
+// know: its body checked as a table whose field 0 is a u64, as in every
+// request; 0 if it is not one.
+uint64_t UnknownRequestId(const ParsedFrame& f);
 
 // Parses the frame at the front of `buf`. A frame at an address that is not
 // 8-aligned is copied into *scratch first (kInvalid without one); `msg` then

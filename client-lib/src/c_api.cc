@@ -33,6 +33,7 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kTooManyConnections: return WALD_E_TOO_MANY_CONNECTIONS;
     case wald::ErrorCode::kNoSuchHold: return WALD_E_NO_SUCH_HOLD;
     case wald::ErrorCode::kDiskBudget: return WALD_E_DISK_BUDGET;
+    case wald::ErrorCode::kReadFailed: return WALD_E_READ_FAILED;
   }
   return WALD_E_PROTOCOL;
 }
@@ -165,6 +166,7 @@ const char* wald_strerror(int code) {
     case WALD_E_TOO_MANY_CONNECTIONS: return "too many connections";
     case WALD_E_NO_SUCH_HOLD: return "no such hold";
     case WALD_E_DISK_BUDGET: return "the log is at its disk budget";
+    case WALD_E_READ_FAILED: return "the daemon could not read the log";
     default: return "unknown error";
   }
 }

@@ -36,6 +36,7 @@ ErrorCode FromWire(proto::ErrorCode c) {
     case proto::ErrorCode::NoSuchHold: return ErrorCode::kNoSuchHold;
     case proto::ErrorCode::InvalidRequest: return ErrorCode::kInvalidArgument;
     case proto::ErrorCode::DiskBudget: return ErrorCode::kDiskBudget;
+    case proto::ErrorCode::ReadFailed: return ErrorCode::kReadFailed;
     default: return ErrorCode::kProtocol;
   }
 }
@@ -113,6 +114,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kTooManyConnections: return "too many connections";
     case ErrorCode::kNoSuchHold: return "no such hold";
     case ErrorCode::kDiskBudget: return "disk budget";
+    case ErrorCode::kReadFailed: return "read failed";
   }
   return "unknown";
 }

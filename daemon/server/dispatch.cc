@@ -189,6 +189,15 @@ size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
       Reject(c, proto::ErrorCode::ProtocolError, "frame failed verification");
       break;
     }
+    if (c->hello_done && !proto::KnownBody(f.msg->body_type())) {
+      // A newer client's message: say so and go on (PROTOCOL.md, Error).
+      ++stats_.rejected_frames;
+      c->Send(fb_.Error(proto::UnknownRequestId(f), proto::ErrorCode::Unsupported,
+                        "message type " + std::to_string(static_cast<int>(f.msg->body_type())) +
+                            " is not served by this server (wald " WALD_VERSION ")"));
+      off += f.consumed;
+      continue;
+    }
     const Outcome o = Dispatch(c, f.msg);
     if (o == Outcome::kClosed) break;
     if (o == Outcome::kStall) {

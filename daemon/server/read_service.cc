@@ -171,7 +171,9 @@ void ReadService::Done(ReadCursor* r) {
                       "the server is out of file descriptors (" + r->error.ToString() + "); retry this Read later"));
   } else if (!r->error.ok()) {
     spdlog::error("read for connection {}: {}", c->id, r->error.ToString());
-    c->Send(fb_.Error(r->request_id, proto::ErrorCode::ServerFailed, "read failed: " + r->error.ToString()));
+    // The log is not changed and appends go on: only this Read ends.
+    c->Send(fb_.Error(r->request_id, proto::ErrorCode::ReadFailed,
+                      "read failed: " + r->error.ToString() + " (wal-tail --verify names the damage)"));
   } else {
     if (!r->frame.empty()) c->Send(r->frame);
     if (r->gap_to != 0 && r->conn != nullptr) {

@@ -183,7 +183,7 @@ TEST_CASE_FIXTURE(ReadServiceTest, "read service: reads go through the injected 
   Peer p;
   REQUIRE(Read(Serve(p), 1, 1));
   REQUIRE(Finished(p, 1));
-  CHECK(p.Last(proto::Body::Error)->code == proto::ErrorCode::ServerFailed);
+  CHECK(p.Last(proto::Body::Error)->code == proto::ErrorCode::ReadFailed);
   CHECK(Seqs(p).empty());
 }
 

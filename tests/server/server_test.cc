@@ -193,3 +193,24 @@ TEST_CASE_FIXTURE(ServerTest, "server: an append past the disk budget gets DiskB
   CHECK(p.Acks()[2] == std::pair<uint64_t, uint64_t>{4, 3});
   CHECK(!p.eof);
 }
+
+// Issue #18: a newer client's message (a union member appended after this
+// server's) got ProtocolError "unexpected message " and a close, while
+// PROTOCOL.md promised Unsupported and an open connection.
+TEST_CASE_FIXTURE(ServerTest, "server: a message type it does not know gets Unsupported with its request id") {
+  Start();
+  Peer& p = Connect();
+  flatbuffers::FlatBufferBuilder fbb;
+  const auto start = fbb.StartTable();
+  fbb.AddElement<uint64_t>(4, 77, 0);  // field 0: request_id, as in every request
+  const flatbuffers::Offset<void> body(fbb.EndTable(start));
+  fbb.FinishSizePrefixed(proto::CreateMessage(fbb, static_cast<proto::Body>(200), body));
+  p.Send({fbb.GetBufferPointer(), fbb.GetSize()});
+  REQUIRE(ErrorCount(p, 1));
+  CHECK(p.Last(proto::Body::Error)->request_id == 77);
+  CHECK(p.Last(proto::Body::Error)->code == proto::ErrorCode::Unsupported);
+  AppendHanded(p, 1);  // the connection goes on
+  writer->Sync();
+  REQUIRE(AckedCount(p, 1));
+  CHECK(!p.eof);
+}

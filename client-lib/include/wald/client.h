@@ -64,6 +64,8 @@ enum class ErrorCode {
   kNoSuchHold,          // release_hold of a hold that does not exist
   kDiskBudget,          // the log is at the daemon's --max-disk and nothing can be released yet: this
                         // append was not taken (nothing appended); retry after a trim or a hold moves
+  kReadFailed,          // a read could not read the log (damage found while reading, an I/O error); the
+                        // log is unchanged and the connection stays usable
 };
 
 const char* error_code_name(ErrorCode code);

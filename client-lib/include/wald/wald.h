@@ -40,6 +40,7 @@ enum {
   WALD_E_TOO_MANY_CONNECTIONS = -14, /* the daemon is at its connection cap; retry later */
   WALD_E_NO_SUCH_HOLD = -15,         /* wald_release_hold of a hold that does not exist */
   WALD_E_DISK_BUDGET = -16, /* the log is at the daemon's --max-disk: nothing appended; retry after a release */
+  WALD_E_READ_FAILED = -17, /* a read could not read the log (damage, I/O error); the connection stays */
 };
 
 typedef struct wald_client wald_client;

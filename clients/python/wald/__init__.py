@@ -27,6 +27,7 @@ from .errors import (  # noqa: E402
     NotPermitted,
     OutcomeUnknown,
     ProtocolError,
+    ReadFailed,
     RecordTooLarge,
     SeqGap,
     ServerFailed,

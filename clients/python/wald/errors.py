@@ -91,6 +91,13 @@ class DiskBudget(WaldError):
     code = "DiskBudget"
 
 
+class ReadFailed(WaldError):
+    """A read could not read the log (damage found while reading, an I/O
+    error). The log is unchanged and the connection stays usable."""
+
+    code = "ReadFailed"
+
+
 class OutcomeUnknown(WaldError):
     """The connection broke (or the daemon failed) with this append in
     flight: it may or may not be in the log."""
@@ -121,6 +128,7 @@ BY_CODE = {
     13: NoSuchHold,
     14: InvalidRequest,
     15: DiskBudget,
+    16: ReadFailed,
 }
 
 
