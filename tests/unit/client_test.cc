@@ -333,8 +333,8 @@ void QueueN(Client& c, int n, std::vector<Result<Seq>>* got, size_t size = 10) {
 
 TEST_CASE("appends queued between two writes go out as one AppendBatch, and one batch ack completes each") {
   FakeServer s;
+  std::vector<Result<Seq>> got;  // outlives c: its destructor fails what is in flight
   Client c = Connected(s, 1000, 1000);
-  std::vector<Result<Seq>> got;
   QueueN(c, 5, &got);
   CHECK(c.wants_write());
   REQUIRE(c.flush().ok());
@@ -356,8 +356,8 @@ TEST_CASE("appends queued between two writes go out as one AppendBatch, and one 
 
 TEST_CASE("an error for a batch reaches every append in it, and a lone append is still an Append") {
   FakeServer s;
-  Client c = Connected(s, 1000, 1000);
   std::vector<Result<Seq>> got;
+  Client c = Connected(s, 1000, 1000);
   QueueN(c, 3, &got);
   REQUIRE(c.flush().ok());
   QueueN(c, 1, &got);
@@ -393,8 +393,8 @@ TEST_CASE("a batch stays within the daemon's frame and batch limits") {
 
 TEST_CASE("a batch ack that does not match what was sent is a protocol error") {
   FakeServer s;
-  Client c = Connected(s, 1000, 1000);
   std::vector<Result<Seq>> got;
+  Client c = Connected(s, 1000, 1000);
   QueueN(c, 3, &got);
   REQUIRE(c.flush().ok());
   REQUIRE(s.Next() != nullptr);
@@ -408,8 +408,8 @@ TEST_CASE("a batch ack that does not match what was sent is a protocol error") {
 
 TEST_CASE("with batch_appends off every append is its own Append frame") {
   FakeServer s;
-  Client c = Connected(s, 1000, 1000, /*batch=*/false);
   std::vector<Result<Seq>> got;
+  Client c = Connected(s, 1000, 1000, /*batch=*/false);
   QueueN(c, 3, &got);
   REQUIRE(c.flush().ok());
   for (int i = 0; i < 3; ++i) REQUIRE(s.Next()->body_type() == proto::Body::Append);
@@ -419,8 +419,8 @@ TEST_CASE("with batch_appends off every append is its own Append frame") {
 // Stats or Trim frame just built, which then went out as garbage.
 TEST_CASE("a Read queued behind an open batch goes out intact, after the batch") {
   FakeServer s;
-  Client c = Connected(s, 1000, 1000);
   std::vector<Result<Seq>> got;
+  Client c = Connected(s, 1000, 1000);
   QueueN(c, 2, &got, 10);
   REQUIRE(c.subscribe_async(
                7, [](const RecordInfo&) { return true; }, [](Error) {})
@@ -440,8 +440,8 @@ TEST_CASE("a Read queued behind an open batch goes out intact, after the batch")
 // same frame as an earlier batch completed first.
 TEST_CASE("callbacks run in request order when one Acks frame holds a batch and a single ack") {
   FakeServer s;
-  Client c = Connected(s, 1000, 1000);
   std::vector<Result<Seq>> got;
+  Client c = Connected(s, 1000, 1000);
   QueueN(c, 3, &got);
   REQUIRE(c.flush().ok());
   QueueN(c, 1, &got);
