@@ -107,3 +107,17 @@ def test_daemon_killed_with_appends_in_flight_is_outcome_unknown(daemon):
     assert all(isinstance(e, (wald.OutcomeUnknown, wald.DaemonGone)) for e in errors)
     oks = [r for r in results if not isinstance(r, BaseException)]
     assert len(set(oks)) == len(oks)  # never the same seq twice
+
+
+# Review: an answer (an Error) for a control call its caller had given up on
+# raised InvalidStateError in the reader task, and every later call hung.
+def test_an_answer_for_an_abandoned_call_leaves_the_client_working(daemon):
+    async def main():
+        async with await wald.aio.connect(daemon.socket) as c:
+            task = asyncio.create_task(c.hold("not a valid name!", 1))
+            await asyncio.sleep(0)  # the Hold is written; its answer is awaited
+            task.cancel()
+            await asyncio.sleep(0.2)  # the daemon's InvalidRequest arrives
+            return await asyncio.wait_for(c.append(b"still here"), 10)
+
+    assert asyncio.run(main()) == 1

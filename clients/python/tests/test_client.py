@@ -177,3 +177,21 @@ def test_frames_built_here_parse_back():
     assert f.body.u64(0) == 9
     assert [v[0] for v in f.body.structs(1, "<I")] == [2, 0, 3]
     assert f.body.bytes_(2) == b"abcde"
+
+
+# Review: a call made while a read was being iterated took the read's
+# frames as its own and dropped them (records lost, then a hang); a read
+# left early kept the daemon streaming.
+def test_a_call_during_a_read_raises_and_a_read_left_early_is_cancelled(daemon):
+    with wald.connect(daemon.socket) as c:
+        c.append_many([b"r%d" % i for i in range(5)])
+        it = c.read(1)
+        assert next(it).seq == 1
+        with pytest.raises(wald.WaldError, match="in progress"):
+            c.stats()
+        it.close()  # CancelRead
+        follow = c.follow(1)
+        assert next(follow).seq == 1
+        follow.close()
+        assert c.append(b"after") == 6
+        assert [r.seq for r in c.read(1)] == [1, 2, 3, 4, 5, 6]

@@ -278,6 +278,8 @@ def hello_ack(f: Frame) -> Welcome:
     if f.body_type != Body.Body.HelloAck:
         raise ProtocolError("expected HelloAck")
     t = f.body
+    if t.u32(0) != PROTOCOL_VERSION:
+        raise ProtocolError(f"the daemon speaks protocol {t.u32(0)}, not {PROTOCOL_VERSION}")
     w = Welcome(t.bytes_(1), t.u64(2), t.u32(3), t.u32(4), max(1, t.u32(5)), t.string(6), t.u32(7))
     if len(w.log_id) != 16 or w.max_frame_size > MAX_FRAME_SIZE or w.max_record_size > w.max_frame_size:
         raise ProtocolError("malformed HelloAck")

@@ -20,7 +20,7 @@ import struct
 from typing import AsyncIterator, Iterable, Optional
 
 from . import _frames
-from .client import Client, Hold, Record, Stats, _stats_of, default_socket
+from .client import Client, Hold, Record, Stats, _record, _stats_of, default_socket
 from .errors import DaemonGone, OutcomeUnknown, ProtocolError, RecordTooLarge, ServerFailed, WaldError, from_wire
 from .proto import Body
 
@@ -128,9 +128,8 @@ class AsyncClient:
     def _dispatch(self, f: _frames.Frame) -> None:
         t = f.body
         if f.body_type == _B.Acks:
-            for rid, seq in t.structs(0, "<QQ"):
-                self._complete(rid, seq, 1)
-            for rid, first, count in t.structs(1, "<QQQ"):
+            acks = [(rid, seq, 1) for rid, seq in t.structs(0, "<QQ")] + t.structs(1, "<QQQ")
+            for rid, first, count in sorted(acks):  # request order, as PROTOCOL.md asks
                 self._complete(rid, first, count)
         elif f.body_type == _B.Error:
             rid = t.u64(0)
@@ -147,7 +146,9 @@ class AsyncClient:
             elif rid in self._reads:
                 self._reads[rid].put_nowait(err)
             elif rid in self._replies:
-                self._replies.pop(rid).set_exception(err)
+                fut = self._replies.pop(rid)
+                if not fut.done():  # its caller may have given up (a timeout)
+                    fut.set_exception(err)
         elif f.body_type == _B.Records:
             q = self._reads.get(t.u64(0))
             if q is not None:
@@ -158,9 +159,10 @@ class AsyncClient:
                 fut.set_result(f)
 
     def _complete(self, rid: int, first_seq: int, count: int) -> None:
-        futures = self._acks.pop(rid, None)
+        futures = self._acks.get(rid)
         if futures is None or len(futures) != count or first_seq == 0:
-            raise ProtocolError(f"an ack for unknown request {rid}")
+            raise ProtocolError(f"an ack for unknown request {rid}")  # _fail fails what waits
+        del self._acks[rid]
         for k, fut in enumerate(futures):
             self._window.release()
             if not fut.done():
@@ -238,23 +240,29 @@ class AsyncClient:
         q: asyncio.Queue = asyncio.Queue()
         self._reads[rid] = q
         self._writer.write(_frames.read(rid, from_seq, max_records, follow))
+        finished = False
         try:
             while True:
                 item = await q.get()
                 if isinstance(item, WaldError):
+                    finished = True
                     raise item
-                for t in item.body.tables(1):
-                    rec = Record(t.u64(0), t.bytes_(1), t.u64(2))
-                    producer = t.struct(3, "<III")
-                    if producer is not None:
-                        rec.pid, rec.uid, rec.gid = producer
+                try:
+                    records = [_record(t) for t in item.body.tables(1)]
+                    done = bool(item.body.u8(2))
+                except ProtocolError as e:
+                    self._fail(e)
+                    raise
+                for rec in records:
                     yield rec
-                if item.body.u8(2) and not follow:
+                if done:
+                    finished = True
                     return
         finally:
             # Left early (the caller stopped iterating): the daemon stops
             # streaming; what is still on its way for this id is ignored.
-            if self._reads.pop(rid, None) is not None and self._broken is None:
+            self._reads.pop(rid, None)
+            if not finished and self._broken is None:
                 self._writer.write(_frames.cancel_read(rid))
 
     # ---- retention and stats ----

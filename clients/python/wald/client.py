@@ -85,6 +85,7 @@ class Client:
         self._next_id = 1
         self._control_id = _CONTROL_IDS
         self._broken: Optional[WaldError] = None
+        self._reading: Optional[int] = None  # the request id of a read being iterated
         self._send(_frames.hello(client_name))
         self._welcome(_frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE)))
 
@@ -118,6 +119,12 @@ class Client:
             self._sock.close()
             self._sock = None
         return self._broken
+
+    def _idle(self) -> None:
+        """One call at a time: a read being iterated must end (or be closed)
+        before another call, whose answers would otherwise pass its records."""
+        if self._reading is not None:
+            raise WaldError("a read is in progress on this client: finish or close it first, or use another client")
 
     def _send(self, frame: bytes) -> None:
         if self._broken is not None:
@@ -178,7 +185,10 @@ class Client:
         """Appends every payload with one write (AppendBatch frames where the
         daemon takes them, else pipelined Appends, within max_inflight at a
         time); returns their seqs, in order, once all are durable. Raises the
-        first error; records before it may be durable."""
+        first error, after the rest of its round trip is answered: the other
+        records of the call, before or after the failed one, may be durable
+        (read them back before retrying)."""
+        self._idle()
         payloads = [bytes(p) for p in payloads]
         for p in payloads:
             if len(p) > self.max_record_size:
@@ -221,9 +231,13 @@ class Client:
             except WaldError as e:
                 raise OutcomeUnknown(f"{e.message}: appends in flight may or may not be in the log") from e
             if f.body_type == _B.Acks:
-                for rid, seq in f.body.structs(0, "<QQ"):
-                    self._take_ack(pending, seqs, rid, seq, 1)
-                for rid, first, count in f.body.structs(1, "<QQQ"):
+                try:
+                    acks = [(rid, seq, 1) for rid, seq in f.body.structs(0, "<QQ")]
+                    acks += f.body.structs(1, "<QQQ")
+                except ProtocolError as e:
+                    self._fail(e)
+                    raise OutcomeUnknown(f"{e.message}: appends in flight may or may not be in the log") from e
+                for rid, first, count in sorted(acks):  # request order, as PROTOCOL.md asks
                     self._take_ack(pending, seqs, rid, first, count)
             elif f.body_type == _B.Error:
                 rid, err = self._error(f)
@@ -261,26 +275,45 @@ class Client:
         return self._read(from_seq, 0, follow=True)
 
     def _read(self, from_seq: int, max_records: int, follow: bool) -> Iterator[Record]:
+        self._idle()
         self._control_id += 1
         rid = self._control_id
         self._send(_frames.read(rid, from_seq, max_records, follow))
-        while True:
-            f = self._next_frame()
-            if f.body_type == _B.Records and f.body.u64(0) == rid:
-                for t in f.body.tables(1):
-                    rec = Record(t.u64(0), t.bytes_(1), t.u64(2))
-                    producer = t.struct(3, "<III")  # absent: not stamped
-                    if producer is not None:
-                        rec.pid, rec.uid, rec.gid = producer
-                    yield rec
-                if f.body.u8(2) and not follow:
-                    return
-            elif f.body_type == _B.Error:
-                self._raise_if_for(f, rid)
+        self._reading = rid
+        finished = False
+        try:
+            while True:
+                f = self._next_frame()
+                if f.body_type == _B.Records and f.body.u64(0) == rid:
+                    try:
+                        records = [_record(t) for t in f.body.tables(1)]
+                        done = bool(f.body.u8(2))
+                    except ProtocolError as e:
+                        raise self._fail(e)
+                    yield from records
+                    if done:
+                        finished = True
+                        return
+                elif f.body_type == _B.Error:
+                    try:
+                        self._raise_if_for(f, rid)
+                    except WaldError:
+                        finished = True
+                        raise
+        finally:
+            self._reading = None
+            if not finished and self._broken is None:
+                # Left early: the daemon stops streaming; frames already on
+                # their way for this id are passed over by later calls.
+                try:
+                    self._send(_frames.cancel_read(rid))
+                except WaldError:
+                    pass
 
     # ---- retention and stats ----
 
     def _control(self, frame: bytes, rid: int, answer: int) -> _frames.Frame:
+        self._idle()
         self._send(frame)
         while True:
             f = self._next_frame()
@@ -314,6 +347,15 @@ class Client:
         """The daemon's counters and histograms."""
         rid = self._id()
         return _stats_of(self._control(_frames.stats_request(rid), rid, _B.StatsReply).body)
+
+
+def _record(t: _frames._Table) -> Record:
+    """A Records frame's Record table."""
+    rec = Record(t.u64(0), t.bytes_(1), t.u64(2))
+    producer = t.struct(3, "<III")  # absent: not stamped
+    if producer is not None:
+        rec.pid, rec.uid, rec.gid = producer
+    return rec
 
 
 def _stats_of(t: _frames._Table) -> Stats:
