@@ -191,7 +191,8 @@ TEST_CASE("schema-aware decoding prints each payload as JSON") {
   REQUIRE(lines.size() == 4);
   CHECK(lines[0]["decoded"] ==
         nlohmann::json::parse(R"({"id": 1, "customer": "ada \"the\" first", "amount_cents": 1250, "items": ["tea"]})"));
-  CHECK(lines[1]["decoded"] == nlohmann::json::parse(R"({"id": 2, "customer": "bob", "amount_cents": -5, "items": []})"));
+  CHECK(lines[1]["decoded"] ==
+        nlohmann::json::parse(R"({"id": 2, "customer": "bob", "amount_cents": -5, "items": []})"));
   // JSON has no NaN: that payload, like one that is not an Order, is shown
   // without "decoded" (and the line stays JSON).
   CHECK(lines[2]["seq"] == 3);

@@ -378,7 +378,7 @@ TEST_CASE("a batch stays within the daemon's frame and batch limits") {
   FakeServer s;
   std::vector<Result<Seq>> got;
   Client c = Connected(s, 1000, 3);  // frames of 4096 + 128 bytes, 3 records a batch
-  QueueN(c, 7, &got, 100);  // 3 + 3 + 1 by count
+  QueueN(c, 7, &got, 100);           // 3 + 3 + 1 by count
   REQUIRE(c.flush().ok());
   QueueN(c, 3, &got, 2000);  // 2 + 1 by bytes
   REQUIRE(c.flush().ok());
