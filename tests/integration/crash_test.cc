@@ -43,7 +43,14 @@ void AppendManyUntilGone(Client& c, uint64_t conn, std::vector<Acked>* acked, ui
     for (const std::string& p : ps) spans.push_back(std::as_bytes(std::span(p)));
     auto r = c.append_many(spans);
     if (!r.ok()) {
-      if (r.error().code != ErrorCode::kOutcomeUnknown && r.error().code != ErrorCode::kDaemonGone) ++*errors;
+      // As AppendUntilGone counts them: an error from the daemon (a
+      // fail-stop reaches each pending append as outcome unknown, "server
+      // failed"), not a broken connection.
+      const Error& e = r.error();
+      if ((e.code != ErrorCode::kOutcomeUnknown && e.code != ErrorCode::kDaemonGone) ||
+          e.message.find("server failed") != std::string::npos) {
+        ++*errors;
+      }
       return;
     }
     for (size_t k = 0; k < ps.size(); ++k) acked->push_back({r.value()[k], ps[k]});
