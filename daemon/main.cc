@@ -136,6 +136,15 @@ int main(int argc, char** argv) {
   app.add_flag("--salvage", o.salvage,
                "Cut the log at damage found at open instead of refusing to start (the cut bytes go to a "
                ".broken file; seqs that may have been acked are never handed out again)");
+  app.add_option("--producer-window", o.producer_window,
+                 "Records an idempotent producer's appends are de-duplicated over: a producer whose last record is "
+                 "further behind the end of the log is forgotten; read back at start to rebuild the table")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--max-producers", o.max_producers,
+                 "Idempotent producers remembered at once; beyond it the one idle longest is forgotten")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 24))
+      ->capture_default_str();
   std::string stamp = "all";
   app.add_option("--stamp", stamp, "Metadata stored with each record: all (time, pid, uid, gid), time, none")
       ->check(CLI::IsMember({"all", "time", "none"}))

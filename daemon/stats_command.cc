@@ -47,6 +47,8 @@ int RunStatsCommand(const std::string& socket_path, const std::string& format) {
         {"holds", s.holds.size()},
         {"holds_invalidated", s.holds_invalidated},
         {"disk_budget_refusals", s.disk_budget_refusals},
+        {"producers", s.producers},
+        {"producer_duplicates", s.producer_duplicates},
     };
     std::puts(j.dump().c_str());
     return 0;
@@ -66,6 +68,8 @@ int RunStatsCommand(const std::string& socket_path, const std::string& format) {
   std::printf("first seq held    %llu; %zu holds, %llu invalidated\n", u(s.first_seq), s.holds.size(),
               u(s.holds_invalidated));
   std::printf("disk budget       %llu appends refused\n", u(s.disk_budget_refusals));
+  std::printf("producers         %llu remembered, %llu duplicate appends answered\n", u(s.producers),
+              u(s.producer_duplicates));
   return 0;
 }
 

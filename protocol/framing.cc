@@ -81,35 +81,37 @@ std::span<const uint8_t> FrameBuilder::Finish(Body type, flatbuffers::Offset<voi
   return {fbb_.GetBufferPointer(), fbb_.GetSize()};
 }
 
-std::span<const uint8_t> FrameBuilder::Hello(std::string_view client_name, uint32_t version) {
+std::span<const uint8_t> FrameBuilder::Hello(std::string_view client_name, uint32_t version, uint64_t producer_id) {
   fbb_.Clear();
   auto name = fbb_.CreateString(client_name.data(), client_name.size());
-  return Finish(Body::Hello, CreateHello(fbb_, version, name).Union());
+  return Finish(Body::Hello, CreateHello(fbb_, version, name, producer_id).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::HelloAck(std::span<const uint8_t> log_id, uint64_t durable_seq,
                                                 uint32_t max_frame, uint32_t max_record, uint32_t max_inflight,
-                                                std::string_view server_version, uint32_t max_batch_records) {
+                                                std::string_view server_version, uint32_t max_batch_records,
+                                                uint64_t producer_seq, uint32_t producer_depth) {
   fbb_.Clear();
   auto id = fbb_.CreateVector(log_id.data(), log_id.size());
   auto ver = fbb_.CreateString(server_version.data(), server_version.size());
   return Finish(Body::HelloAck, CreateHelloAck(fbb_, kProtocolVersion, id, durable_seq, max_frame, max_record,
-                                               max_inflight, ver, max_batch_records)
+                                               max_inflight, ver, max_batch_records, producer_seq, producer_depth)
                                     .Union());
 }
 
-std::span<const uint8_t> FrameBuilder::Append(uint64_t request_id, std::span<const uint8_t> payload) {
+std::span<const uint8_t> FrameBuilder::Append(uint64_t request_id, std::span<const uint8_t> payload,
+                                              uint64_t producer_seq) {
   fbb_.Clear();
   auto data = fbb_.CreateVector(payload.data(), payload.size());
-  return Finish(Body::Append, CreateAppend(fbb_, request_id, data).Union());
+  return Finish(Body::Append, CreateAppend(fbb_, request_id, data, producer_seq).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::AppendBatch(uint64_t request_id, std::span<const uint32_t> sizes,
-                                                   std::span<const uint8_t> data) {
+                                                   std::span<const uint8_t> data, uint64_t producer_seq) {
   fbb_.Clear();
   auto d = fbb_.CreateVector(data.data(), data.size());
   auto s = fbb_.CreateVector(sizes.data(), sizes.size());
-  return Finish(Body::AppendBatch, CreateAppendBatch(fbb_, request_id, s, d).Union());
+  return Finish(Body::AppendBatch, CreateAppendBatch(fbb_, request_id, s, d, producer_seq).Union());
 }
 
 std::span<const uint8_t> FrameBuilder::Acks(std::span<const AckEntry> acks, std::span<const BatchAckEntry> batches) {

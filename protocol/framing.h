@@ -65,14 +65,18 @@ class FrameBuilder {
  public:
   explicit FrameBuilder(size_t initial = 1024) : fbb_(initial) {}
 
-  std::span<const uint8_t> Hello(std::string_view client_name, uint32_t version = kProtocolVersion);
+  // producer_id 0: a plain connection (PROTOCOL.md, "Idempotent producers").
+  std::span<const uint8_t> Hello(std::string_view client_name, uint32_t version = kProtocolVersion,
+                                 uint64_t producer_id = 0);
   std::span<const uint8_t> HelloAck(std::span<const uint8_t> log_id, uint64_t durable_seq, uint32_t max_frame,
                                     uint32_t max_record, uint32_t max_inflight, std::string_view server_version,
-                                    uint32_t max_batch_records = 0);
-  std::span<const uint8_t> Append(uint64_t request_id, std::span<const uint8_t> payload);
+                                    uint32_t max_batch_records = 0, uint64_t producer_seq = 0,
+                                    uint32_t producer_depth = 0);
+  // producer_seq 0: not numbered (a plain connection).
+  std::span<const uint8_t> Append(uint64_t request_id, std::span<const uint8_t> payload, uint64_t producer_seq = 0);
   // sizes[i] is record i's length; data holds them back to back.
   std::span<const uint8_t> AppendBatch(uint64_t request_id, std::span<const uint32_t> sizes,
-                                       std::span<const uint8_t> data);
+                                       std::span<const uint8_t> data, uint64_t producer_seq = 0);
   std::span<const uint8_t> Acks(std::span<const AckEntry> acks, std::span<const BatchAckEntry> batches = {});
   std::span<const uint8_t> Error(uint64_t request_id, ErrorCode code, std::string_view message, uint64_t first_seq = 0);
   std::span<const uint8_t> Read(uint64_t request_id, uint64_t from_seq, uint64_t max_records, bool follow);

@@ -71,6 +71,8 @@ ServerStats ToStats(const proto::StatsReply* r) {
   s.first_seq = r->first_seq();
   s.holds_invalidated = r->holds_invalidated();
   s.disk_budget_refusals = r->disk_budget_refusals();
+  s.producers = r->producers();
+  s.producer_duplicates = r->producer_duplicates();
   if (r->holds() != nullptr) {
     for (const proto::HoldInfo* h : *r->holds()) {
       if (h != nullptr) s.holds.push_back({h->name() != nullptr ? h->name()->str() : "", h->seq(), h->lag_bytes()});

@@ -121,6 +121,7 @@ class Connection {
 
   // The owner's state; the connection never touches it.
   bool hello_done = false;           // the handshake happened
+  uint64_t producer_id = 0;          // Hello's: an idempotent producer's connection; 0: plain
   uint64_t accepted_ns = 0;          // uv_hrtime() at accept (the Hello deadline)
   ucred peer{};                      // SO_PEERCRED at accept
   bool peer_known = false;           // ...answered

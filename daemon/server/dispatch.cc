@@ -97,6 +97,10 @@ void Server::OnClosing(Connection* c) {
     c->stalled = false;
   }
   reads_->EndAll(c);
+  if (c->producer_id != 0) {
+    auto it = producer_owner_.find(c->producer_id);
+    if (it != producer_owner_.end() && it->second == c->id) producer_owner_.erase(it);
+  }
   // Swap-remove from all_.
   all_[c->all_index] = all_.back();
   all_[c->all_index]->all_index = c->all_index;
@@ -310,9 +314,18 @@ void Server::HandleHello(Connection* c, const proto::Hello* h) {
     spdlog::debug("connection {} is {:?}", c->id, h->client_name()->string_view());  // escaped: the peer's bytes
   }
   c->hello_done = true;
+  uint64_t producer_seq = 0;
+  if (h->producer_id() != 0) {
+    // This connection speaks for the producer from now on: an older one
+    // still open (a client that reconnected) is fenced.
+    c->producer_id = h->producer_id();
+    producer_owner_[c->producer_id] = c->id;
+    producer_seq = producers_.Last(c->producer_id, staging_->next_seq());
+    spdlog::debug("connection {} is producer {:016x}, last producer seq {}", c->id, c->producer_id, producer_seq);
+  }
   c->Send(fb_.HelloAck({log_id_.data(), log_id_.size()}, writer_->durable_seq(),
                        options_.max_record + proto::kAppendOverhead, options_.max_record, options_.max_inflight,
-                       WALD_VERSION, options_.max_inflight));
+                       WALD_VERSION, options_.max_inflight, producer_seq, options_.max_inflight));
 }
 
 Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
@@ -325,13 +338,22 @@ Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
         "record of " + std::to_string(size) + " bytes exceeds --max-record " + std::to_string(options_.max_record)));
     return Outcome::kDone;
   }
-  const storage::RecordMeta meta = MetaFor(c);
+  const uint64_t pseq = a->producer_seq();
+  if ((c->producer_id != 0 || pseq != 0) && !AdmitProduced(c, a->request_id(), pseq, 1, size, /*batch=*/false)) {
+    return Outcome::kDone;
+  }
+  storage::RecordMeta meta = MetaFor(c);
+  meta.producer_seq = pseq;
   if (!staging_->Fits(meta, size, append_limit_)) {
     RefuseForBudget(c, a->request_id());
     return Outcome::kDone;
   }
   const uint64_t seq = staging_->Stage(meta, std::as_bytes(std::span(payload ? payload->data() : nullptr, size)));
   if (seq == 0) return Outcome::kStall;
+  if (pseq != 0) {
+    producers_.Note(c->producer_id, pseq, seq, 1);
+    stats_.producers = producers_.size();
+  }
   c->pending.push({a->request_id(), seq, c->read_mono_ns(), static_cast<uint32_t>(size), 0});
   ++c->pending_records;
   c->pending_bytes += size;
@@ -362,7 +384,7 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
                                                         " records (HelloAck max_batch_records), not " +
                                                         std::to_string(count));
   }
-  const storage::RecordMeta meta = MetaFor(c);
+  storage::RecordMeta meta = MetaFor(c);
   const size_t meta_size = storage::MetaSize(meta.flags | storage::kFlagDurable);
   uint64_t total = 0, encoded = 0;
   uint32_t largest = 0;
@@ -380,6 +402,11 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
                   "a record of " + std::to_string(largest) + " bytes in the batch exceeds --max-record " +
                       std::to_string(options_.max_record) + "; nothing of the batch was appended");
   }
+  const uint64_t pseq = b->producer_seq();
+  if ((c->producer_id != 0 || pseq != 0) &&
+      !AdmitProduced(c, rid, pseq, static_cast<uint32_t>(count), total, /*batch=*/true)) {
+    return Outcome::kDone;
+  }
   if (!staging_->FitsEncoded(encoded, append_limit_)) {
     RefuseForBudget(c, rid);
     return Outcome::kDone;
@@ -394,10 +421,16 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
   }
   const auto* p = reinterpret_cast<const std::byte*>(data_size > 0 ? data->data() : nullptr);
   uint64_t last = 0;
+  meta.producer_seq = pseq;
   for (uint32_t s : lengths) {
     last = staging_->Stage(meta, {p, s});
     assert(last != 0);  // RoomFor said so
     p += s;
+    if (pseq != 0) ++meta.producer_seq;
+  }
+  if (pseq != 0) {
+    producers_.Note(c->producer_id, pseq, last - count + 1, static_cast<uint32_t>(count));
+    stats_.producers = producers_.size();
   }
   c->pending.push({rid, last, c->read_mono_ns(), static_cast<uint32_t>(total), static_cast<uint32_t>(count)});
   c->pending_records += count;
@@ -408,9 +441,62 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
   return Outcome::kDone;
 }
 
+bool Server::AdmitProduced(Connection* c, uint64_t rid, uint64_t pseq, uint32_t count, uint64_t bytes, bool batch) {
+  auto refuse = [&](proto::ErrorCode code, const std::string& why, uint64_t first_seq = 0) {
+    ++stats_.rejected_frames;
+    c->Send(fb_.Error(rid, code, why, first_seq));
+    return false;
+  };
+  if (c->producer_id == 0) {
+    return refuse(proto::ErrorCode::InvalidRequest,
+                  "producer_seq is set, but this connection's Hello gave no producer_id; nothing was appended");
+  }
+  if (pseq == 0) {
+    return refuse(proto::ErrorCode::InvalidRequest,
+                  "an append on a producer connection needs its producer_seq (1, 2, 3...); nothing was appended");
+  }
+  if (auto it = producer_owner_.find(c->producer_id); it == producer_owner_.end() || it->second != c->id) {
+    return refuse(proto::ErrorCode::ProducerFenced,
+                  "a newer connection speaks for this producer (a Hello with the same producer_id); nothing was "
+                  "appended here");
+  }
+  using Verdict = ProducerTable::Verdict;
+  const ProducerTable::Check k = producers_.Classify(c->producer_id, pseq, count, staging_->next_seq());
+  switch (k.verdict) {
+    case Verdict::kNew: return true;
+    case Verdict::kGap:
+      return refuse(proto::ErrorCode::ProducerSeqGap,
+                    "producer seq " + std::to_string(pseq) + " skips past the next one, " + std::to_string(k.last + 1) +
+                        "; nothing was appended",
+                    k.last + 1);
+    case Verdict::kStale:
+      return refuse(proto::ErrorCode::ProducerSeqStale,
+                    "producer seq " + std::to_string(pseq) +
+                        (count > 1 ? " (a batch of " + std::to_string(count) + ")" : "") +
+                        " is at or below the producer's last, " + std::to_string(k.last) +
+                        ", and is not among the appends a duplicate is answered for (the latest " +
+                        std::to_string(options_.max_inflight) + ", within --producer-window " +
+                        std::to_string(options_.producer_window) + " records, each whole batch as sent)");
+    case Verdict::kDuplicate: break;
+  }
+  // Already in the log: acked with the seqs its first copy got, once they
+  // are durable (perhaps already: OnCheck publishes again).
+  c->pending.push({rid, k.seq + count - 1, c->read_mono_ns(), static_cast<uint32_t>(bytes), batch ? count : 0});
+  c->pending_records += count;
+  c->pending_bytes += bytes;
+  acks_.Track(c);
+  ++stats_.producer_duplicates;
+  republish_ = true;
+  return false;
+}
+
 storage::RecordMeta Server::MetaFor(const Connection* c) const {
   storage::RecordMeta meta;
   meta.flags = stamp_flags_ & (c->peer_known ? ~0u : ~storage::kFlagProducer);
+  if (c->producer_id != 0) {
+    meta.flags |= storage::kFlagProducerSeq;
+    meta.producer_id = c->producer_id;
+  }
   meta.time_ns = c->read_wall_ns();
   meta.pid = static_cast<uint32_t>(c->peer.pid);
   meta.uid = c->peer.uid;

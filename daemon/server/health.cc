@@ -104,6 +104,8 @@ ServerStats Health::Snapshot() const {
   for (const HoldState& h : src_.writer->holds()) s.holds.push_back(HoldInfo{h.name, h.seq, h.lag_bytes});
   s.holds_invalidated = ws.holds_invalidated.load(std::memory_order_relaxed);
   s.disk_budget_refusals = src_.loop->disk_budget_refusals;
+  s.producers = src_.loop->producers;
+  s.producer_duplicates = src_.loop->producer_duplicates;
   s.records_per_sync = hist(ws.records_per_sync);
   s.sync_latency_us = hist(ws.sync_latency_us);
   s.ack_latency_us = hist(*src_.ack_latency_us);
@@ -142,6 +144,8 @@ std::span<const uint8_t> Health::StatsReply(proto::FrameBuilder& fb, uint64_t re
   b.add_holds(holds);
   b.add_holds_invalidated(s.holds_invalidated);
   b.add_disk_budget_refusals(s.disk_budget_refusals);
+  b.add_producers(s.producers);
+  b.add_producer_duplicates(s.producer_duplicates);
   return fb.Finish(proto::Body::StatsReply, b.Finish().Union());
 }
 

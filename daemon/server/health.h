@@ -26,6 +26,8 @@ struct LoopStats {
   uint64_t rejected_frames = 0;
   uint64_t backpressure_events = 0;
   uint64_t disk_budget_refusals = 0;  // Appends refused with DiskBudget
+  uint64_t producer_duplicates = 0;   // producers' appends answered as already in the log
+  uint64_t producers = 0;             // ProducerTable::size() at the last change
 };
 
 // What Health reads; every pointer must outlive it.

@@ -99,6 +99,10 @@ std::string FormatOpenMetrics(const ServerStats& s, uint64_t own_connections) {
            s.holds_invalidated);
   w.Metric("wald_disk_budget_refusals_total", "counter", "Appends refused with DiskBudget (--max-disk).",
            s.disk_budget_refusals);
+  w.Metric("wald_producers", "gauge", "Idempotent producers remembered (--producer-window, --max-producers).",
+           s.producers);
+  w.Metric("wald_producer_duplicates_total", "counter",
+           "Idempotent producers' appends answered as already in the log, not written again.", s.producer_duplicates);
   if (!s.holds.empty()) {
     w.Family("wald_hold_seq", "gauge", "A named hold's seq: nothing above it is released.");
     for (const HoldInfo& h : s.holds) w.Sample("wald_hold_seq{hold=\"" + Escape(h.name) + "\"}", h.seq);

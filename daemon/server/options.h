@@ -61,6 +61,11 @@ struct ServerOptions {
   std::vector<uint32_t> allow_trim_gids;
   storage::VerifyMode verify = storage::VerifyMode::kLastSegment;
   bool salvage = false;
+  // Idempotent producers (producer_table.h): a producer whose last record
+  // is more records behind the end of the log than this is forgotten, and
+  // the daemon reads this many records back at start to rebuild the table.
+  uint64_t producer_window = 1'000'000;
+  size_t max_producers = 65536;  // beyond it the producer idle longest is forgotten
   // Per-record metadata (FORMAT.md): storage::kFlagTime and/or kFlagProducer.
   uint32_t stamp = storage::kFlagTime | storage::kFlagProducer;
   uint32_t stats_interval_s = 5;

@@ -53,8 +53,9 @@ void ReadCursor::Fill(const std::string& log_dir) {
     auto payload = fbb.CreateVector(reinterpret_cast<const uint8_t*>(rec.payload.data()), rec.payload.size());
     const proto::Producer producer(rec.meta.pid, rec.meta.uid, rec.meta.gid);
     const bool stamped_by = (rec.meta.flags & storage::kFlagProducer) != 0;
-    recs.push_back(proto::CreateRecord(fbb, rec.seq, payload, rec.meta.time_ns, stamped_by ? &producer : nullptr));
-    bytes += rec.payload.size() + 32;
+    recs.push_back(proto::CreateRecord(fbb, rec.seq, payload, rec.meta.time_ns, stamped_by ? &producer : nullptr,
+                                       rec.meta.producer_id, rec.meta.producer_seq));
+    bytes += rec.payload.size() + 64;  // the payload and about what its Record table takes
     next_seq = rec.seq + 1;
     if (limited) --remaining;
   }

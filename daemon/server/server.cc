@@ -55,7 +55,8 @@ Server::Server(ServerOptions options, storage::Env* env)
           spdlog::warn("{} again: still stopping", why);
         }
       }),
-      acks_([this](Connection* c) { UpdateReading(c); }) {
+      acks_([this](Connection* c) { UpdateReading(c); }),
+      producers_({options_.producer_window, options_.max_inflight, options_.max_producers}) {
   read_buf_.resize(kReadBufSize);
 }
 
@@ -138,6 +139,15 @@ storage::Status Server::Start() {
   if (!log.ok()) return log.take_status();
   const uint64_t next_seq = (*log)->next_seq();
   const storage::LogId log_id = (*log)->log_id();
+  // Exactly-once across a restart: the producers' table as the log has it.
+  const uint64_t rebuild_start = uv_hrtime();
+  auto scanned = RebuildProducers(env_, options_.dir, next_seq, &producers_);
+  if (!scanned.ok()) return scanned.take_status();
+  stats_.producers = producers_.size();
+  if (producers_.size() > 0) {
+    spdlog::info("producers: {} idempotent producers found in the last {} records (--producer-window {}) in {} ms",
+                 producers_.size(), *scanned, options_.producer_window, (uv_hrtime() - rebuild_start) / 1000000);
+  }
   auto make_writer = [this, &log](size_t n_chunks, std::function<void()> notify) {
     auto w = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin, std::move(notify));
     w->Start();
@@ -237,6 +247,12 @@ void Server::OnCheck(uv_check_t* h) {
   // Once per loop iteration: whatever arrived in this iteration is one batch.
   auto* s = static_cast<Server*>(h->data);
   const uint64_t n = s->staging_->HandOff();
+  if (s->republish_) {
+    // A duplicate whose first copy is durable already: no new durable seq
+    // will come for it.
+    s->republish_ = false;
+    s->acks_.Publish(s->acked_seq_, uv_hrtime());
+  }
   // Spin only for a small batch that the writer will take at once: with an
   // earlier batch still syncing, the wait would span two fdatasyncs while
   // other clients' records wait unread (at W4, 16x1, spinning then cost 37 us

@@ -36,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "framing.h"
@@ -47,6 +48,7 @@
 #include "server/loop_handle.h"
 #include "server/metrics_listener.h"
 #include "server/options.h"
+#include "server/producer_table.h"
 #include "server/read_service.h"
 #include "server/staging.h"
 #include "server/stop_signals.h"
@@ -109,6 +111,11 @@ class Server final : public ConnectionOwner {
   void HandleHello(Connection* c, const proto::Hello* h);
   Outcome HandleAppend(Connection* c, const proto::Append* a);
   Outcome HandleAppendBatch(Connection* c, const proto::AppendBatch* b);
+  // For the `count` appends of request rid numbered from pseq (0: not
+  // numbered), of `bytes` payload bytes (`batch`: an AppendBatch's): true if
+  // they are to be appended; false if they were answered here (an Error, or
+  // a duplicate's ack queued for the seqs its first copy got).
+  bool AdmitProduced(Connection* c, uint64_t rid, uint64_t pseq, uint32_t count, uint64_t bytes, bool batch);
   // The metadata wald stores with c's records.
   storage::RecordMeta MetaFor(const Connection* c) const;
   // Refuses an append for the disk budget (the connection stays).
@@ -182,6 +189,12 @@ class Server final : public ConnectionOwner {
   uint64_t acked_seq_ = 0;     // durable seq the acks were sent for
   uint64_t append_limit_ = 0;  // writer_->append_limit() at its last notification (only grows)
   uint32_t stamp_flags_ = 0;   // storage::kFlagTime / kFlagProducer, from --stamp
+  // Idempotent producers: what the log holds of each, and which connection
+  // speaks for each now (the last to say Hello with its id; older ones are
+  // fenced).
+  ProducerTable producers_;
+  std::unordered_map<uint64_t, uint64_t> producer_owner_;  // producer id -> Connection::id
+  bool republish_ = false;  // a duplicate's ack may be due at acked_seq_: Publish again at OnCheck
 
   uint64_t next_conn_id_ = 1;
   std::vector<Connection*> all_;  // every open connection (Connection::all_index)

@@ -41,9 +41,10 @@ std::string CheckFixed(std::span<const std::byte> bytes, std::string_view magic)
     return "bad header checksum";
   }
   uint32_t version = Get<uint32_t>(bytes.data() + 8);
-  if (version != kFormatVersion) {
-    return "unsupported format version " + std::to_string(version) + " (this build reads version " +
-           std::to_string(kFormatVersion) + " only: read the log with the wald release that wrote it)";
+  if (version < kOldestFormatVersion || version > kFormatVersion) {
+    return "unsupported format version " + std::to_string(version) + " (this build reads versions " +
+           std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) +
+           ": read the log with the wald release that wrote it)";
   }
   return {};
 }
@@ -81,6 +82,11 @@ size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::b
     Put<uint32_t>(p + 4, meta.uid);
     Put<uint32_t>(p + 8, meta.gid);
     p += 12;
+  }
+  if (flags & kFlagProducerSeq) {
+    Put<uint64_t>(p, meta.producer_id);
+    Put<uint64_t>(p + 8, meta.producer_seq);
+    p += 16;
   }
   if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
   const size_t used = kRecordHeaderSize + meta_len + payload.size();
@@ -146,6 +152,11 @@ DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out) {
     out->meta.pid = Get<uint32_t>(p);
     out->meta.uid = Get<uint32_t>(p + 4);
     out->meta.gid = Get<uint32_t>(p + 8);
+    p += 12;
+  }
+  if (flags & kFlagProducerSeq) {
+    out->meta.producer_id = Get<uint64_t>(p);
+    out->meta.producer_seq = Get<uint64_t>(p + 8);
   }
   out->payload = bytes.subspan(kRecordHeaderSize + meta_len, len);
   out->encoded_size = total;
@@ -213,6 +224,7 @@ std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out) {
   out->trim_seq = Get<uint64_t>(bytes.data() + 32);
   out->durable_floor = Get<uint64_t>(bytes.data() + 40);
   out->salvage_floor = Get<uint64_t>(bytes.data() + 48);
+  out->version = Get<uint32_t>(bytes.data() + 8);
   return {};
 }
 

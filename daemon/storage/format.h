@@ -37,14 +37,19 @@ inline constexpr uint32_t kMaxPayload = (1u << kLengthBits) - 1;  // 16 MiB - 1
 // kFlagTime: u64, wall-clock time of receipt, ns since the Unix epoch.
 // kFlagProducer: u32 pid, u32 uid, u32 gid of the sending process
 //   (SO_PEERCRED at accept).
+// kFlagProducerSeq: u64 producer id, u64 producer seq: an idempotent
+//   producer's record and its number (PROTOCOL.md, "Idempotent producers");
+//   recovery rebuilds the de-duplication table from them.
 inline constexpr uint32_t kFlagDurable = 1u << 0;
 inline constexpr uint32_t kFlagTime = 1u << 1;
 inline constexpr uint32_t kFlagProducer = 1u << 2;
-inline constexpr uint32_t kKnownFlags = kFlagDurable | kFlagTime | kFlagProducer;
-inline constexpr size_t kMaxMetaSize = 8 + 8 + 12;
+inline constexpr uint32_t kFlagProducerSeq = 1u << 3;
+inline constexpr uint32_t kKnownFlags = kFlagDurable | kFlagTime | kFlagProducer | kFlagProducerSeq;
+inline constexpr size_t kMaxMetaSize = 8 + 8 + 12 + 16;
 
 constexpr size_t MetaSize(uint32_t flags) {
-  return ((flags & kFlagDurable) ? 8 : 0) + ((flags & kFlagTime) ? 8 : 0) + ((flags & kFlagProducer) ? 12 : 0);
+  return ((flags & kFlagDurable) ? 8 : 0) + ((flags & kFlagTime) ? 8 : 0) + ((flags & kFlagProducer) ? 12 : 0) +
+         ((flags & kFlagProducerSeq) ? 16 : 0);
 }
 
 // Optional metadata of one record; `flags` says which fields are present.
@@ -55,6 +60,8 @@ struct RecordMeta {
   uint32_t pid = 0;          // kFlagProducer
   uint32_t uid = 0;
   uint32_t gid = 0;
+  uint64_t producer_id = 0;  // kFlagProducerSeq
+  uint64_t producer_seq = 0;
 };
 
 constexpr size_t EncodedSize(size_t payload_len, size_t meta_len = 0) {
@@ -108,7 +115,7 @@ uint64_t PeekSeq(std::span<const std::byte> bytes);
 
 // ---- Segment header ----
 // [0,8)   magic "WALDSEG\x1a"
-// [8,12)  format version (3)
+// [8,12)  format version (4; version 3 is read too)
 // [12,16) header size (64): records start here
 // [16,32) log id
 // [32,40) first seq
@@ -118,7 +125,11 @@ uint64_t PeekSeq(std::span<const std::byte> bytes);
 // [48,60) reserved, zero
 // [60,64) masked CRC32C of [0,60)
 inline constexpr size_t kSegmentHeaderSize = 64;
-inline constexpr uint32_t kFormatVersion = 3;
+// Written: kFormatVersion. Read: kOldestFormatVersion up to it. Version 4
+// added kFlagProducerSeq; a version-3 file has no such record, and an
+// older daemon refuses a version-4 file instead of misreading its records.
+inline constexpr uint32_t kFormatVersion = 4;
+inline constexpr uint32_t kOldestFormatVersion = 3;
 inline constexpr std::string_view kSegmentMagic{"WALDSEG\x1a", 8};
 
 struct SegmentHeader {
@@ -133,7 +144,7 @@ std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader*
 
 // ---- Meta file (wald.meta) ----
 // [0,8)   magic "WALDMETA"
-// [8,12)  format version (3)
+// [8,12)  format version (4; version 3 is read, and rewritten as 4 at open)
 // [12,16) reserved, zero
 // [16,32) log id
 // [32,40) trim seq: records at or below it are released
@@ -151,6 +162,7 @@ struct Meta {
   uint64_t trim_seq = 0;
   uint64_t durable_floor = 0;
   uint64_t salvage_floor = 0;
+  uint32_t version = kFormatVersion;  // as read (DecodeMeta); EncodeMeta writes kFormatVersion
 };
 void EncodeMeta(const Meta& m, std::byte* dst);  // kMetaSize bytes
 std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out);

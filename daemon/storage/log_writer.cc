@@ -188,10 +188,13 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
   w->next_seq_ = rec->next_seq;
   w->durable_seq_ = rec->next_seq - 1;  // recovery synced what it kept
   // Recorded so that damage to what recovery kept is provable later, even if
-  // no record is ever written after it.
-  if (w->durable_seq_ > w->meta_.durable_floor) {
+  // no record is ever written after it. A version-3 meta is rewritten as the
+  // current version before any record of the current one is written, so that
+  // an older daemon refuses the log rather than misreading its records.
+  if (w->durable_seq_ > w->meta_.durable_floor || w->meta_.version < kFormatVersion) {
     Meta next = w->meta_;
-    next.durable_floor = w->durable_seq_;
+    next.durable_floor = std::max(next.durable_floor, w->durable_seq_);
+    next.version = kFormatVersion;
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, next));
     w->meta_ = next;
   }

@@ -48,8 +48,8 @@ void Peer::Send(std::span<const uint8_t> bytes) {
   }
 }
 
-void Peer::Append(uint64_t request_id, std::string_view payload) {
-  Send(fb_.Append(request_id, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}));
+void Peer::Append(uint64_t request_id, std::string_view payload, uint64_t producer_seq) {
+  Send(fb_.Append(request_id, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, producer_seq));
 }
 
 void Peer::Poll() {
@@ -77,6 +77,7 @@ void Peer::Poll() {
       case proto::Body::HelloAck:
         g.value = f.msg->body_as_HelloAck()->durable_seq();
         g.request_id = f.msg->body_as_HelloAck()->max_batch_records();
+        g.producer_seq = f.msg->body_as_HelloAck()->producer_seq();
         break;
       case proto::Body::Acks:
         if (const auto* acks = f.msg->body_as_Acks()->acks()) {
@@ -129,14 +130,14 @@ void Peer::Reset() {
   fd_ = -1;
 }
 
-void Peer::AppendBatch(uint64_t request_id, const std::vector<std::string>& payloads) {
+void Peer::AppendBatch(uint64_t request_id, const std::vector<std::string>& payloads, uint64_t producer_seq) {
   std::vector<uint32_t> sizes;
   std::string data;
   for (const std::string& p : payloads) {
     sizes.push_back(static_cast<uint32_t>(p.size()));
     data += p;
   }
-  Send(fb_.AppendBatch(request_id, sizes, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}));
+  Send(fb_.AppendBatch(request_id, sizes, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}, producer_seq));
 }
 
 std::vector<BatchAck> Peer::BatchAcks() const {

@@ -32,8 +32,9 @@ struct Got {
   std::vector<uint64_t> seqs;                       // Records: the seqs
   bool done = false;                                // Records.done
   // request_id: also HelloAck.max_batch_records.
-  uint64_t value = 0;  // HelloAck.durable_seq, TrimAck.released_up_to, HoldAck.seq, Error.first_seq
-  std::string text;    // TrimAck.held_by, HoldAck.name
+  uint64_t value = 0;         // HelloAck.durable_seq, TrimAck.released_up_to, HoldAck.seq, Error.first_seq
+  std::string text;           // TrimAck.held_by, HoldAck.name
+  uint64_t producer_seq = 0;  // HelloAck.producer_seq
 };
 
 class Peer {
@@ -47,9 +48,11 @@ class Peer {
   int TakeServerEnd();
 
   void Send(std::span<const uint8_t> bytes);
-  void Hello() { Send(fb_.Hello("peer")); }
-  void Append(uint64_t request_id, std::string_view payload);
-  void AppendBatch(uint64_t request_id, const std::vector<std::string>& payloads);
+  // producer_id != 0: an idempotent producer's connection.
+  void Hello(uint64_t producer_id = 0) { Send(fb_.Hello("peer", proto::kProtocolVersion, producer_id)); }
+  // producer_seq != 0: the producer's number for it (for a batch, its first record's).
+  void Append(uint64_t request_id, std::string_view payload, uint64_t producer_seq = 0);
+  void AppendBatch(uint64_t request_id, const std::vector<std::string>& payloads, uint64_t producer_seq = 0);
   void Read(uint64_t request_id, uint64_t from, uint64_t max_records, bool follow) {
     Send(fb_.Read(request_id, from, max_records, follow));
   }

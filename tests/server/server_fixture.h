@@ -43,12 +43,13 @@ class ServerTest {
     REQUIRE(server->StartWith(make, 1, storage::LogId{}).ok());
   }
   // A peer the server serves, past its handshake.
-  Peer& Connect() {
+  // producer_id != 0: as that idempotent producer.
+  Peer& Connect(uint64_t producer_id = 0) {
     peers.push_back(std::make_unique<Peer>());
     Peer& p = *peers.back();
     p.on_blocked = [this] { Step(1); };
     server->Adopt(p.TakeServerEnd());
-    p.Hello();
+    p.Hello(producer_id);
     REQUIRE(StepUntil([&] {
       p.Poll();
       return p.Count(proto::Body::HelloAck) == 1;

@@ -6,12 +6,14 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
 
 #include "log_fixture.h"
+#include "storage/crc32c.h"
 #include "storage/format.h"
 
 using namespace wald::storage;
@@ -411,4 +413,38 @@ TEST_CASE_FIXTURE(LogFixture, "a fault that drops unsynced data at once keeps ex
   auto recs = ReadAll();
   REQUIRE(recs.size() == 2);  // "c" went with the fault, as it would with the machine
   CHECK(recs.back().payload == "b");
+}
+
+TEST_CASE_FIXTURE(LogFixture, "a version-3 log opens, and wald.meta becomes version 4 before anything is appended") {
+  Populate(*this, 20, 100);
+  // Make it the log a version-3 daemon left: the meta and the segment
+  // headers say 3 (their checksums recomputed).
+  auto set_version = [](const std::string& path, uint32_t v) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    std::byte head[64];
+    f.read(reinterpret_cast<char*>(head), sizeof head);
+    std::memcpy(head + 8, &v, 4);
+    const uint32_t crc = crc32c::Mask(crc32c::Value(head, 60));
+    std::memcpy(head + 60, &crc, 4);
+    f.seekp(0);
+    f.write(reinterpret_cast<const char*>(head), sizeof head);
+  };
+  auto version_of = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    char head[12];
+    f.read(head, sizeof head);
+    uint32_t v;
+    std::memcpy(&v, head + 8, 4);
+    return v;
+  };
+  const std::string meta = dir + "/" + std::string(kMetaFileName);
+  set_version(meta, 3);
+  for (const std::string& s : Segments()) set_version(s, 3);
+  REQUIRE(Open().ok());
+  CHECK(version_of(meta) == 4);
+  CHECK(w->next_seq() == 21);
+  Close();
+  auto recs = ReadAll();
+  REQUIRE(recs.size() == 20);
+  CHECK(recs[19].payload == PayloadFor(20, 100));
 }

@@ -167,6 +167,8 @@ struct ServerStats {
   std::vector<HoldInfo> holds;
   uint64_t holds_invalidated = 0;     // dropped by the daemon's --max-hold-lag
   uint64_t disk_budget_refusals = 0;  // appends refused with kDiskBudget
+  uint64_t producers = 0;             // idempotent producers the daemon remembers
+  uint64_t producer_duplicates = 0;   // producers' appends answered as already in the log
   HistogramSnapshot records_per_sync;
   HistogramSnapshot sync_latency_us;
   HistogramSnapshot ack_latency_us;
