@@ -28,7 +28,9 @@ AppendBatcher::Closed AppendBatcher::Close(proto::FrameBuilder* fb, std::vector<
   const Closed closed{first_id_, static_cast<uint32_t>(sizes_.size())};
   // A lone record fits an Append even at the largest size, which an
   // AppendBatch's size entry would push past max_frame.
-  const auto frame = closed.count == 1 ? fb->Append(first_id_, data_) : fb->AppendBatch(first_id_, sizes_, data_);
+  const uint64_t pseq = numbered_ ? first_id_ + pseq_offset_ : 0;
+  const auto frame =
+      closed.count == 1 ? fb->Append(first_id_, data_, pseq) : fb->AppendBatch(first_id_, sizes_, data_, pseq);
   out->insert(out->end(), frame.begin(), frame.end());
   Clear();
   return closed;

@@ -22,6 +22,12 @@ class AppendBatcher {
   // From the daemon's HelloAck. max_records 0: it takes no AppendBatch (an
   // older daemon, or batching turned off), and every append is an Append.
   void Configure(uint32_t max_frame, uint32_t max_records);
+  // An idempotent producer's: request id rid is producer seq rid + offset,
+  // and every frame carries its first record's.
+  void Number(uint64_t offset) {
+    numbered_ = true;
+    pseq_offset_ = offset;
+  }
 
   // Whether a payload of `size` joins the open batch without going past
   // the daemon's limits (false: Close first).
@@ -47,6 +53,8 @@ class AppendBatcher {
   uint32_t max_frame_ = 0;
   uint32_t max_records_ = 1;
   uint64_t first_id_ = 0;
+  bool numbered_ = false;
+  uint64_t pseq_offset_ = 0;
   std::vector<uint32_t> sizes_;
   std::vector<uint8_t> data_;
 };

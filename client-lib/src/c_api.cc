@@ -34,6 +34,9 @@ int Code(wald::ErrorCode c) {
     case wald::ErrorCode::kNoSuchHold: return WALD_E_NO_SUCH_HOLD;
     case wald::ErrorCode::kDiskBudget: return WALD_E_DISK_BUDGET;
     case wald::ErrorCode::kReadFailed: return WALD_E_READ_FAILED;
+    case wald::ErrorCode::kProducerSeqGap: return WALD_E_PRODUCER_SEQ_GAP;
+    case wald::ErrorCode::kProducerSeqStale: return WALD_E_PRODUCER_SEQ_STALE;
+    case wald::ErrorCode::kProducerFenced: return WALD_E_PRODUCER_FENCED;
   }
   return WALD_E_PROTOCOL;
 }
@@ -43,12 +46,16 @@ int Report(wald_client* c, const wald::Error& e) {
   return Code(e.code);
 }
 
+int ConnectWith(const char* socket_path, const wald::ClientOptions& options, wald_client** out, char* errbuf,
+                size_t errbuf_len);
+
 std::span<const std::byte> Bytes(const void* data, size_t len) { return {static_cast<const std::byte*>(data), len}; }
 
 wald::RecordInfoCallback InfoCallback(wald_record_info_cb cb, void* user) {
   return [cb, user](const wald::RecordInfo& r) {
     const wald_record_info info{
-        r.seq, r.payload.data(), r.payload.size(), r.time_ns, r.has_producer ? 1 : 0, r.pid, r.uid, r.gid};
+        r.seq, r.payload.data(), r.payload.size(), r.time_ns, r.has_producer ? 1 : 0, r.pid, r.uid,
+        r.gid, r.producer_id,    r.producer_seq};
     return cb(user, &info) == 0;
   };
 }
@@ -58,9 +65,30 @@ wald::RecordInfoCallback InfoCallback(wald_record_info_cb cb, void* user) {
 extern "C" {
 
 int wald_connect(const char* socket_path, wald_client** out, char* errbuf, size_t errbuf_len) {
+  return ConnectWith(socket_path, {}, out, errbuf, errbuf_len);
+}
+
+int wald_connect_producer(const char* socket_path, uint64_t producer_id, int reconnect_timeout_ms, wald_client** out,
+                          char* errbuf, size_t errbuf_len) {
+  wald::ClientOptions o;
+  o.producer = true;
+  o.producer_id = producer_id;
+  o.reconnect_timeout_ms = reconnect_timeout_ms;
+  return ConnectWith(socket_path, o, out, errbuf, errbuf_len);
+}
+
+uint64_t wald_producer_id(const wald_client* c) { return c->client.producer_id(); }
+uint64_t wald_reconnects(const wald_client* c) { return c->client.reconnects(); }
+
+}  // extern "C"
+
+namespace {
+
+int ConnectWith(const char* socket_path, const wald::ClientOptions& options, wald_client** out, char* errbuf,
+                size_t errbuf_len) {
   *out = nullptr;
   if (socket_path == nullptr) return WALD_E_INVALID_ARGUMENT;
-  auto r = wald::connect(socket_path);
+  auto r = wald::connect(socket_path, options);
   if (!r.ok()) {
     if (errbuf != nullptr && errbuf_len > 0) {
       std::strncpy(errbuf, r.error().message.c_str(), errbuf_len - 1);
@@ -71,6 +99,10 @@ int wald_connect(const char* socket_path, wald_client** out, char* errbuf, size_
   *out = new wald_client(std::move(r.value()));
   return WALD_OK;
 }
+
+}  // namespace
+
+extern "C" {
 
 void wald_close(wald_client* c) { delete c; }
 

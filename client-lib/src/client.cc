@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -11,40 +12,12 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <utility>
 
-#include "append_batcher.h"
-#include "framing.h"
+#include "client_impl.h"
 
 namespace wald {
 namespace {
-
-constexpr size_t kReadSize = 64 << 10;
-
-Error Err(ErrorCode code, std::string msg) { return Error{code, std::move(msg)}; }
-
-ErrorCode FromWire(proto::ErrorCode c) {
-  switch (c) {
-    case proto::ErrorCode::RecordTooLarge: return ErrorCode::kRecordTooLarge;
-    case proto::ErrorCode::NotPermitted: return ErrorCode::kNotPermitted;
-    case proto::ErrorCode::ServerFailed: return ErrorCode::kServerFailed;
-    case proto::ErrorCode::ShuttingDown: return ErrorCode::kShuttingDown;
-    case proto::ErrorCode::Unsupported: return ErrorCode::kUnsupported;
-    case proto::ErrorCode::Trimmed: return ErrorCode::kTrimmed;
-    case proto::ErrorCode::SeqGap: return ErrorCode::kSeqGap;
-    case proto::ErrorCode::TooManyReads: return ErrorCode::kTooManyReads;
-    case proto::ErrorCode::TooManyConnections: return ErrorCode::kTooManyConnections;
-    case proto::ErrorCode::NoSuchHold: return ErrorCode::kNoSuchHold;
-    case proto::ErrorCode::InvalidRequest: return ErrorCode::kInvalidArgument;
-    case proto::ErrorCode::DiskBudget: return ErrorCode::kDiskBudget;
-    case proto::ErrorCode::ReadFailed: return ErrorCode::kReadFailed;
-    default: return ErrorCode::kProtocol;
-  }
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 HistogramSnapshot ToSnapshot(const proto::Histogram* h) {
   HistogramSnapshot s;
@@ -86,6 +59,28 @@ ServerStats ToStats(const proto::StatsReply* r) {
 
 }  // namespace
 
+ErrorCode FromWire(proto::ErrorCode c) {
+  switch (c) {
+    case proto::ErrorCode::RecordTooLarge: return ErrorCode::kRecordTooLarge;
+    case proto::ErrorCode::NotPermitted: return ErrorCode::kNotPermitted;
+    case proto::ErrorCode::ServerFailed: return ErrorCode::kServerFailed;
+    case proto::ErrorCode::ShuttingDown: return ErrorCode::kShuttingDown;
+    case proto::ErrorCode::Unsupported: return ErrorCode::kUnsupported;
+    case proto::ErrorCode::Trimmed: return ErrorCode::kTrimmed;
+    case proto::ErrorCode::SeqGap: return ErrorCode::kSeqGap;
+    case proto::ErrorCode::TooManyReads: return ErrorCode::kTooManyReads;
+    case proto::ErrorCode::TooManyConnections: return ErrorCode::kTooManyConnections;
+    case proto::ErrorCode::NoSuchHold: return ErrorCode::kNoSuchHold;
+    case proto::ErrorCode::InvalidRequest: return ErrorCode::kInvalidArgument;
+    case proto::ErrorCode::DiskBudget: return ErrorCode::kDiskBudget;
+    case proto::ErrorCode::ReadFailed: return ErrorCode::kReadFailed;
+    case proto::ErrorCode::ProducerSeqGap: return ErrorCode::kProducerSeqGap;
+    case proto::ErrorCode::ProducerSeqStale: return ErrorCode::kProducerSeqStale;
+    case proto::ErrorCode::ProducerFenced: return ErrorCode::kProducerFenced;
+    default: return ErrorCode::kProtocol;
+  }
+}
+
 uint64_t HistogramSnapshot::percentile(double p) const {
   if (count == 0) return 0;
   const uint64_t rank = static_cast<uint64_t>(p * static_cast<double>(count - 1)) + 1;
@@ -117,97 +112,12 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kNoSuchHold: return "no such hold";
     case ErrorCode::kDiskBudget: return "disk budget";
     case ErrorCode::kReadFailed: return "read failed";
+    case ErrorCode::kProducerSeqGap: return "producer seq gap";
+    case ErrorCode::kProducerSeqStale: return "producer seq stale";
+    case ErrorCode::kProducerFenced: return "producer fenced";
   }
   return "unknown";
 }
-
-// Appends in flight, indexed by request id: ids are assigned 1, 2, 3... so
-// slot = (id - first_id) from the head of a ring that grows by doubling.
-struct Slot {
-  AppendCallback cb;
-  bool done = false;
-  uint32_t batch = 0;  // the first append of an AppendBatch: its record count
-};
-
-struct Client::Impl {
-  ~Impl() { Close(); }
-
-  Error Handshake(int timeout_ms);
-  Error Queue(std::span<const std::byte> payload, AppendCallback cb);
-  Error Poll(int timeout_ms);
-  Error WriteSome();
-  // Puts a frame after everything queued before it (the open batch too).
-  void Put(std::span<const uint8_t> frame);
-  // Closes the open batch of appends into `out`.
-  void CloseBatch();
-  // Completes the `count` appends from `rid` on: seqs first_seq... or `r`'s error.
-  void CompleteBatch(uint64_t rid, uint32_t count, Seq first_seq);
-  void FailBatch(uint64_t rid, uint32_t count, const Error& e);
-  // Reads and dispatches what a closing daemon sent. Never under Dispatch:
-  // growing `in` would move the frame being read.
-  void TakeLastWords();
-  Error ReadSome();
-  void Dispatch();
-  void Complete(uint64_t request_id, Result<Seq> r);
-  Error Break(Error why);  // marks the connection unusable, fails what is in flight
-  // Sends a Read and drives I/O until it is done, stopped or failed.
-  Error RunRead(Seq from, uint64_t max_records, bool follow, const RecordInfoCallback& cb);
-  void Close();
-
-  Slot& At(uint64_t rid) { return ring[(head + (rid - first_id)) & (ring.size() - 1)]; }
-
-  int fd = -1;
-  ClientOptions options;
-  LogId log_id{};
-  Seq durable = 0;
-  uint32_t max_record = 0;
-  uint32_t max_frame = 0;
-  uint32_t max_inflight = 0;
-
-  proto::FrameBuilder fb{512};
-  std::vector<uint8_t> out;
-  size_t out_off = 0;
-  AppendBatcher batcher;  // appends queued since the last write
-  // The batcher's own builder: a frame built in `fb` (a Read, a Trim) must
-  // survive closing the batch before it (Put).
-  proto::FrameBuilder batch_fb{512};
-  std::vector<uint8_t> in = std::vector<uint8_t>(kReadSize);
-  size_t in_off = 0, in_len = 0;
-  std::vector<uint8_t> scratch;
-
-  std::vector<Slot> ring = std::vector<Slot>(64);
-  size_t head = 0;
-  uint64_t first_id = 1;  // request id of ring[head]
-  uint64_t next_id = 1;
-  bool dispatching = false;
-  bool hello_done = false;
-  uint64_t stats_id = 0;  // of the StatsRequest awaiting its reply
-  // Reads and trims use request ids above this, apart from appends' 1, 2, 3...
-  static constexpr uint64_t kControlIds = uint64_t{1} << 63;
-  uint64_t control_id = kControlIds;
-  uint64_t read_id = 0;  // the Read being served, or 0
-  const RecordInfoCallback* read_cb = nullptr;
-  bool read_done = false;
-  bool read_stopped = false;  // the callback returned false
-  Error read_error;
-  // The subscription of subscribe_async: it owns its callbacks; read_cb
-  // points at async_cb while it runs.
-  bool async_read = false;
-  RecordInfoCallback async_cb;
-  std::function<void(Error)> async_done;
-  void EndAsyncRead(Error why);
-  // The one Trim, Hold or ReleaseHold awaiting its answer (a seq, and for a
-  // TrimAck its held_by).
-  uint64_t control_wait_id = 0;
-  std::optional<Result<Seq>> control_result;
-  std::string control_text;
-  Result<Seq> Control(std::span<const uint8_t> frame);
-  std::optional<ServerStats> stats_reply;
-  Error broken;  // kOk while usable
-  // A write failed inside a callback, under Dispatch: Poll breaks the
-  // connection once the frames already read are dispatched.
-  Error write_error;
-};
 
 Error Client::Impl::Break(Error why) {
   if (broken.ok()) broken = why;
@@ -216,21 +126,28 @@ Error Client::Impl::Break(Error why) {
     fd = -1;
   }
   if (async_read) EndAsyncRead(read_done ? read_error : broken);  // the daemon's reason, if it gave one
-  // Fail what is still in flight: sent but not acked means unknown outcome.
+  FailInflight(broken);
+  batcher.Clear();
+  return broken;
+}
+
+void Client::Impl::FailInflight(const Error& why) {
+  // Sent but not acked means unknown outcome.
   for (uint64_t id = first_id; id < next_id; ++id) {
     Slot& s = At(id);
     if (!s.done) {
       s.done = true;
       AppendCallback cb = std::move(s.cb);
       if (cb)
-        cb(Err(ErrorCode::kOutcomeUnknown, "the connection broke with this append in flight (" + broken.message +
+        cb(Err(ErrorCode::kOutcomeUnknown, "the connection broke with this append in flight (" + why.message +
                                                "): it may or may not be in the log"));
     }
   }
+  for (uint64_t id = first_id; id < next_id; ++id) At(id) = Slot{};
   head = 0;
   first_id = next_id;
-  batcher.Clear();
-  return broken;
+  kept_base += kept_buf.size();
+  kept_buf.clear();
 }
 
 void Client::Impl::EndAsyncRead(Error why) {
@@ -279,7 +196,8 @@ Error Client::Impl::WriteSome() {
     // beats "connection reset".
     TakeLastWords();
     if (!broken.ok()) return broken;
-    return Break(gone);
+    if (!lost.ok()) gone = std::exchange(lost, Error{});  // the daemon's reason, if it gave one
+    return Lost(gone);
   }
   out.clear();
   out_off = 0;
@@ -312,8 +230,8 @@ Error Client::Impl::ReadSome() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
     if (!broken.ok()) return broken;
-    return Break(Err(ErrorCode::kDaemonGone, n == 0 ? "the daemon closed the connection"
-                                                    : std::string("read from the daemon: ") + std::strerror(errno)));
+    return Lost(Err(ErrorCode::kDaemonGone, n == 0 ? "the daemon closed the connection"
+                                                   : std::string("read from the daemon: ") + std::strerror(errno)));
   }
 }
 
@@ -326,6 +244,7 @@ void Client::Impl::Complete(uint64_t rid, Result<Seq> r) {
     head = (head + 1) & (ring.size() - 1);
     ++first_id;
   }
+  if (producer_id != 0) DropAcked();
   if (cb) cb(std::move(r));
 }
 
@@ -340,7 +259,7 @@ void Client::Impl::FailBatch(uint64_t rid, uint32_t count, const Error& e) {
 
 void Client::Impl::Dispatch() {
   dispatching = true;
-  while (fd >= 0) {
+  while (fd >= 0 && lost.ok()) {
     // max_frame was checked against kMaxFrameSize: no wrap.
     const uint32_t limit = (hello_done ? max_frame : proto::kMaxFrameSize) + proto::kRecordsChunk;
     auto f = proto::ParseFrame({in.data() + in_off, in_len - in_off}, limit, &scratch);
@@ -389,7 +308,16 @@ void Client::Impl::Dispatch() {
         const proto::Error* e = m->body_as_Error();
         std::string msg = e->message() ? e->message()->str() : proto::ErrorCodeName(e->code());
         if (e->request_id() == 0) {
-          Break(Err(FromWire(e->code()), msg));
+          // A daemon that stops (fail-stop, drain) or is full comes back, or
+          // another takes its place: Poll reconnects, if it may.
+          const bool passing = e->code() == proto::ErrorCode::ServerFailed ||
+                               e->code() == proto::ErrorCode::ShuttingDown ||
+                               e->code() == proto::ErrorCode::TooManyConnections;
+          if (passing && hello_done && CanReconnect()) {
+            lost = Err(FromWire(e->code()), msg);
+          } else {
+            Break(Err(FromWire(e->code()), msg));
+          }
         } else if (e->request_id() >= kControlIds) {
           Error err = Err(FromWire(e->code()), msg);
           err.first_seq = e->first_seq();
@@ -401,7 +329,10 @@ void Client::Impl::Dispatch() {
           }
         } else if (e->request_id() >= first_id && e->request_id() < next_id && !At(e->request_id()).done) {
           // ServerFailed on an append: the daemon fail-stopped with it
-          // written but not known durable. It may or may not be in the log.
+          // written but not known durable. It may or may not be in the log:
+          // a producer resends it after reconnecting (the daemon answers
+          // with its seq if it is there); anyone else cannot know.
+          if (e->code() == proto::ErrorCode::ServerFailed && producer_id != 0 && CanReconnect()) break;
           const Error err = e->code() == proto::ErrorCode::ServerFailed
                                 ? Err(ErrorCode::kOutcomeUnknown, msg + ": this append may or may not be in the log")
                                 : Err(FromWire(e->code()), msg);
@@ -410,19 +341,11 @@ void Client::Impl::Dispatch() {
         break;
       }
       case proto::Body::HelloAck: {
-        const proto::HelloAck* h = m->body_as_HelloAck();
-        if (hello_done || h->log_id() == nullptr || h->log_id()->size() != log_id.size() ||
-            h->max_frame_size() > proto::kMaxFrameSize || h->max_record_size() > h->max_frame_size()) {
-          Break(Err(ErrorCode::kProtocol, "unexpected or malformed HelloAck"));
+        if (hello_done) {
+          Break(Err(ErrorCode::kProtocol, "unexpected HelloAck"));
           break;
         }
-        std::memcpy(log_id.data(), h->log_id()->data(), log_id.size());
-        durable = h->durable_seq();
-        max_record = h->max_record_size();
-        max_frame = h->max_frame_size();
-        max_inflight = h->max_inflight() ? h->max_inflight() : 1;
-        batcher.Configure(max_frame, options.batch_appends ? std::min(h->max_batch_records(), max_inflight) : 0);
-        hello_done = true;
+        if (Error e = ApplyHelloAck(m->body_as_HelloAck()); !e.ok()) Break(e);
         break;
       }
       case proto::Body::Records: {
@@ -442,6 +365,11 @@ void Client::Impl::Dispatch() {
               info.uid = who->uid();
               info.gid = who->gid();
             }
+            info.producer_id = rec->producer_id();
+            info.producer_seq = rec->producer_seq();
+            // Where a read resumes after a reconnect.
+            read_next = info.seq + 1;
+            if (read_limited && read_left > 0) --read_left;
             if (!(*read_cb)(info)) {
               read_done = true;  // the caller stopped
               read_stopped = true;
@@ -467,7 +395,10 @@ void Client::Impl::Dispatch() {
       }
       case proto::Body::StatsReply: {
         const proto::StatsReply* r = m->body_as_StatsReply();
-        if (r->request_id() == stats_id) stats_reply = ToStats(r);
+        if (r->request_id() == stats_id) {
+          stats_reply = ToStats(r);
+          stats_waiting = false;
+        }
         break;
       }
       default: break;  // replies to requests this client did not make: ignore
@@ -506,8 +437,11 @@ Error Client::Impl::Poll(int timeout_ms) {
   }
   if (!write_error.ok() && broken.ok()) {
     TakeLastWords();
-    Break(write_error);
+    Error why = std::exchange(write_error, Error{});
+    if (!lost.ok()) why = std::exchange(lost, Error{});
+    return Lost(why);
   }
+  if (!lost.ok() && broken.ok()) return Lost(std::exchange(lost, Error{}));
   return broken;
 }
 
@@ -532,6 +466,7 @@ Error Client::Impl::Queue(std::span<const std::byte> payload, AppendCallback cb)
   }
   const uint64_t rid = next_id++;
   At(rid) = Slot{std::move(cb), false, 0};
+  if (producer_id != 0) Keep(At(rid), payload);
   if (!batcher.Fits(payload.size())) CloseBatch();
   batcher.Add(rid, payload);
   if (batcher.full()) CloseBatch();
@@ -542,7 +477,7 @@ Error Client::Impl::Handshake(int timeout_ms) {
   int flags = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   batcher.Configure(0, 0);
-  auto hello = fb.Hello(options.client_name);
+  auto hello = fb.Hello(options.client_name, proto::kProtocolVersion, producer_id);
   out.assign(hello.begin(), hello.end());
   const int64_t deadline = NowMs() + timeout_ms;
   while (!hello_done) {
@@ -550,6 +485,37 @@ Error Client::Impl::Handshake(int timeout_ms) {
     if (left <= 0) return Break(Err(ErrorCode::kTimeout, "no HelloAck from the daemon in time"));
     if (Error e = Poll(static_cast<int>(left)); !e.ok()) return e;
   }
+  return {};
+}
+
+Error Client::Impl::ApplyHelloAck(const proto::HelloAck* h) {
+  if (h->log_id() == nullptr || h->log_id()->size() != log_id.size() || h->max_frame_size() > proto::kMaxFrameSize ||
+      h->max_record_size() > h->max_frame_size()) {
+    return Err(ErrorCode::kProtocol, "malformed HelloAck");
+  }
+  LogId id;
+  std::memcpy(id.data(), h->log_id()->data(), id.size());
+  if (reconnects > 0 || first_id > 1 || next_id > 1) {
+    // A reconnect: appends in flight may be resent only to the same log.
+    if (id != log_id) {
+      return Err(ErrorCode::kProtocol,
+                 "the daemon at the socket now serves another log; what was in flight is not "
+                 "resent there");
+    }
+  } else if (producer_id != 0) {
+    if (h->producer_depth() == 0) {
+      return Err(ErrorCode::kUnsupported, "this wald daemon has no idempotent producers (it is older than them)");
+    }
+    pseq_base = h->producer_seq();  // request id 1 is its next number
+    batcher.Number(pseq_base);
+  }
+  log_id = id;
+  durable = std::max(durable, h->durable_seq());
+  max_record = h->max_record_size();
+  max_frame = h->max_frame_size();
+  max_inflight = h->max_inflight() ? h->max_inflight() : 1;
+  batcher.Configure(max_frame, options.batch_appends ? std::min(h->max_batch_records(), max_inflight) : 0);
+  hello_done = true;
   return {};
 }
 
@@ -564,19 +530,30 @@ Result<Client> Client::adopt_fd(int fd, const ClientOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->fd = fd;
   impl->options = options;
+  if (options.producer) {
+    impl->producer_id = options.producer_id;
+    while (impl->producer_id == 0) {
+      if (::getrandom(&impl->producer_id, sizeof impl->producer_id, 0) != sizeof impl->producer_id) {
+        ::close(fd);
+        return Err(ErrorCode::kInvalidArgument, std::string("getrandom for a producer id: ") + std::strerror(errno));
+      }
+    }
+  }
   if (Error e = impl->Handshake(options.connect_timeout_ms); !e.ok()) return e;
   return Client(std::move(impl));
 }
 
-Result<Client> connect(const std::string& socket_path, const ClientOptions& options) {
+Result<int> Dial(const std::string& socket_path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
     return Err(ErrorCode::kInvalidArgument, "socket path too long: " + socket_path);
   }
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Err(ErrorCode::kDaemonGone, std::string("socket: ") + std::strerror(errno));
+  // A Unix socket connects at once or not at all (EAGAIN: the backlog is
+  // full, as good as refused).
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
     ::close(fd);
@@ -590,7 +567,19 @@ Result<Client> connect(const std::string& socket_path, const ClientOptions& opti
     }
     return Err(ErrorCode::kDaemonGone, "cannot connect to wald at " + socket_path + ": " + std::strerror(e));
   }
-  return Client::adopt_fd(fd, options);
+  return fd;
+}
+
+Result<Client> connect(const std::string& socket_path, const ClientOptions& options) {
+  auto fd = Dial(socket_path);
+  if (!fd.ok()) return fd.error();
+  auto c = Client::adopt_fd(*fd, options);
+  if (!c.ok()) return c;
+  // Only now: a failed first handshake is an error, not a reconnect.
+  Client::Impl& i = *c->impl_;
+  i.socket_path = socket_path;
+  i.reconnect_ms = options.reconnect_timeout_ms >= 0 ? options.reconnect_timeout_ms : options.producer ? 30000 : 0;
+  return c;
 }
 
 Result<Seq> Client::append(std::span<const std::byte> payload) {
@@ -672,10 +661,14 @@ Result<ServerStats> Client::stats(int timeout_ms) {
   impl_->stats_reply.reset();
   auto frame = impl_->fb.StatsRequest(++impl_->stats_id);
   impl_->Put(frame);
+  impl_->stats_waiting = true;
   const int64_t deadline = NowMs() + timeout_ms;
   while (!impl_->stats_reply) {
     const int64_t left = deadline - NowMs();
-    if (left <= 0) return Err(ErrorCode::kTimeout, "no StatsReply from the daemon in time");
+    if (left <= 0) {
+      impl_->stats_waiting = false;
+      return Err(ErrorCode::kTimeout, "no StatsReply from the daemon in time");
+    }
     if (Error e = impl_->Poll(static_cast<int>(left)); !e.ok()) return e;
   }
   return std::move(*impl_->stats_reply);
@@ -689,6 +682,10 @@ Error Client::Impl::RunRead(Seq from, uint64_t max_records, bool follow, const R
   read_cb = &cb;
   read_done = false;
   read_error = {};
+  read_next = from;
+  read_left = max_records;
+  read_limited = max_records != 0;
+  read_follow = follow;
   Put(fb.Read(read_id, from, max_records, follow));
   Error e;
   while (!read_done && e.ok()) e = Poll(-1);
@@ -740,6 +737,10 @@ Error Client::subscribe_async(Seq from, RecordInfoCallback cb, std::function<voi
   i.read_cb = &i.async_cb;
   i.read_done = false;
   i.read_error = {};
+  i.read_next = from;
+  i.read_left = 0;
+  i.read_limited = false;
+  i.read_follow = true;
   // Sent by the next poll(): a failure then reaches `done`, never both done
   // and a returned error.
   auto frame = i.fb.Read(i.read_id, from, 0, true);
@@ -790,6 +791,11 @@ const LogId& Client::log_id() const { return impl_->log_id; }
 Seq Client::durable_seq() const { return impl_->durable; }
 uint32_t Client::max_record_size() const { return impl_->max_record; }
 uint32_t Client::max_inflight() const { return impl_->max_inflight; }
+uint64_t Client::producer_id() const { return impl_->producer_id; }
+uint64_t Client::producer_seq() const {
+  return impl_->producer_id != 0 && impl_->next_id > 1 ? impl_->pseq_base + impl_->next_id - 1 : impl_->pseq_base;
+}
+uint64_t Client::reconnects() const { return impl_->reconnects; }
 bool Client::connected() const { return impl_->broken.ok(); }
 void Client::close() { impl_->Close(); }
 

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "frame_source.h"
 #include "framing.h"
 
 using namespace wald;
@@ -25,6 +26,7 @@ class FakeServer {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) throw std::runtime_error("socketpair");
     fd_ = sv[0];
+    frames_.emplace(fd_);
     client_fd = sv[1];
   }
   ~FakeServer() { Close(); }
@@ -40,31 +42,14 @@ class FakeServer {
   }
   void Acks(std::vector<proto::AckEntry> acks) { Send(fb.Acks(acks)); }
   // The next frame the client sent (waits up to 5 s).
-  const proto::Message* Next() {
-    for (;;) {
-      auto f = proto::ParseFrame({in_.data() + off_, in_.size() - off_}, 1 << 20, &scratch_);
-      if (f.kind == proto::ParsedFrame::kFrame) {
-        off_ += f.consumed;
-        return f.msg;
-      }
-      REQUIRE(f.kind == proto::ParsedFrame::kNeedMore);
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 5000) <= 0) return nullptr;
-      uint8_t buf[65536];
-      ssize_t n = ::read(fd_, buf, sizeof buf);
-      if (n <= 0) return nullptr;
-      in_.insert(in_.end(), buf, buf + n);
-    }
-  }
+  const proto::Message* Next() { return frames_->Next(); }
 
   int client_fd = -1;
   proto::FrameBuilder fb;
 
  private:
   int fd_ = -1;
-  std::vector<uint8_t> in_;
-  size_t off_ = 0;
-  std::vector<uint8_t> scratch_;
+  std::optional<test::FrameSource> frames_;  // on fd_
 };
 
 Client Connected(FakeServer& s, uint32_t max_inflight = 1000, uint32_t max_batch = 0, bool batch = true) {

@@ -12,6 +12,19 @@
 // daemon fail-stopped with it written but not durable) may or may not be in
 // the log; every other error means it was not appended.
 //
+// Producers: with ClientOptions::producer, every append is written exactly
+// once even across a daemon restart. When the daemon goes away (a restart, a
+// fail-stop, systemd restarting it behind its socket) the client reconnects
+// on its own, resends every append in flight under the same producer
+// numbers, and completes each with the seq it really got; the daemon writes
+// none of them twice. The caller sees kOutcomeUnknown only if the daemon is
+// not back within reconnect_timeout_ms:
+//
+//   wald::ClientOptions o;
+//   o.producer = true;                      // a random producer id
+//   auto c = wald::connect(path, o);
+//   c->append_async(payload, cb);           // survives `systemctl restart wald`
+//
 // Threads: a Client is used by one thread at a time, like a database
 // connection; give each thread its own. Callbacks run on the thread that
 // calls poll(), flush(), wait_all() or a blocking append, never elsewhere.
@@ -66,6 +79,11 @@ enum class ErrorCode {
                         // append was not taken (nothing appended); retry after a trim or a hold moves
   kReadFailed,          // a read could not read the log (damage found while reading, an I/O error); the
                         // log is unchanged and the connection stays usable
+  kProducerSeqGap,      // a producer's append numbered past its next one (another client with the same
+                        // producer id?); nothing appended
+  kProducerSeqStale,    // a producer's append at or below its last number, too old for the daemon to answer
+                        // as a duplicate; nothing appended
+  kProducerFenced,      // a newer connection with the same producer id took the producer over; nothing appended
 };
 
 const char* error_code_name(ErrorCode code);
@@ -107,6 +125,24 @@ struct ClientOptions {
   // to fill a batch. Off, or with a daemon that takes no AppendBatch, each
   // append is its own Append frame.
   bool batch_appends = true;
+  // An idempotent producer's connection (PROTOCOL.md, "Idempotent
+  // producers"): the daemon de-duplicates this client's appends by
+  // (producer id, number), so that resending after a reconnect never writes
+  // one twice. The client keeps a copy of each append until it is acked.
+  bool producer = false;
+  // The producer's id: 0 picks a random one. Give the same non-zero id after
+  // the application restarts to go on as the same producer: its appends are
+  // numbered from the daemon's last for it (producer_seq()).
+  uint64_t producer_id = 0;
+  // When the daemon goes away, reconnect for up to this long (retrying with
+  // a growing pause, 5 ms to 0.5 s), resend what is in flight, resume a read
+  // or subscription from the record after the last one delivered, and go
+  // on; the call that found the connection lost blocks meanwhile. Appends in
+  // flight on a plain connection still get kOutcomeUnknown (only a producer
+  // can resend safely). Past it, the client breaks as without reconnecting.
+  // -1: 30000 for a producer, 0 (never reconnect) otherwise. Only for
+  // clients made by connect() (adopt_fd has no path to reconnect to).
+  int reconnect_timeout_ms = -1;
 };
 
 // Called once per append_async with the seq or the error. Runs on the thread
@@ -126,6 +162,8 @@ struct RecordInfo {
   uint32_t pid = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
+  uint64_t producer_id = 0;  // an idempotent producer's record: its id and number; 0: none
+  uint64_t producer_seq = 0;
 };
 using RecordInfoCallback = std::function<bool(const RecordInfo& record)>;
 
@@ -265,6 +303,12 @@ class Client {
   Seq durable_seq() const;  // highest seq this client knows durable
   uint32_t max_record_size() const;
   uint32_t max_inflight() const;
+  // A producer's id (0: not a producer), and the number its last append got
+  // (for an application that numbers its own work by it).
+  uint64_t producer_id() const;
+  uint64_t producer_seq() const;
+  // Times this client reconnected (reconnect_timeout_ms).
+  uint64_t reconnects() const;
   bool connected() const;
   void close();
 

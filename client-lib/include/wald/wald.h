@@ -39,8 +39,11 @@ enum {
   WALD_E_TOO_MANY_READS = -13, /* this connection already has the daemon's cap of open reads */
   WALD_E_TOO_MANY_CONNECTIONS = -14, /* the daemon is at its connection cap; retry later */
   WALD_E_NO_SUCH_HOLD = -15,         /* wald_release_hold of a hold that does not exist */
-  WALD_E_DISK_BUDGET = -16, /* the log is at the daemon's --max-disk: nothing appended; retry after a release */
-  WALD_E_READ_FAILED = -17, /* a read could not read the log (damage, I/O error); the connection stays */
+  WALD_E_DISK_BUDGET = -16,        /* the log is at the daemon's --max-disk: nothing appended; retry after a release */
+  WALD_E_READ_FAILED = -17,        /* a read could not read the log (damage, I/O error); the connection stays */
+  WALD_E_PRODUCER_SEQ_GAP = -18,   /* a producer's append numbered past its next one; nothing appended */
+  WALD_E_PRODUCER_SEQ_STALE = -19, /* a producer's repeat too old to answer; nothing appended */
+  WALD_E_PRODUCER_FENCED = -20,    /* a newer connection took the producer id over; nothing appended */
 };
 
 typedef struct wald_client wald_client;
@@ -59,6 +62,8 @@ typedef struct wald_record_info {
   uint32_t pid;
   uint32_t uid;
   uint32_t gid;
+  uint64_t producer_id; /* an idempotent producer's record: its id and number; 0: none */
+  uint64_t producer_seq;
 } wald_record_info;
 typedef int (*wald_record_info_cb)(void* user, const wald_record_info* rec);
 
@@ -68,6 +73,13 @@ typedef void (*wald_append_cb)(void* user, int status, uint64_t seq, const char*
 /* Connects and runs the handshake. On failure *out is NULL and errbuf (if
  * not NULL) holds the reason. */
 int wald_connect(const char* socket_path, wald_client** out, char* errbuf, size_t errbuf_len);
+/* wald_connect as an idempotent producer (<wald/client.h>, ClientOptions::
+ * producer): each append is written exactly once, and when the daemon goes
+ * away the client reconnects for up to reconnect_timeout_ms (-1: 30 s),
+ * resends what is in flight and completes it with the real seqs.
+ * producer_id 0: a random one. */
+int wald_connect_producer(const char* socket_path, uint64_t producer_id, int reconnect_timeout_ms, wald_client** out,
+                          char* errbuf, size_t errbuf_len);
 /* Closes the connection and frees the handle; pending callbacks run with
  * WALD_E_OUTCOME_UNKNOWN. NULL is ignored. */
 void wald_close(wald_client* c);
@@ -103,6 +115,9 @@ int wald_hold(wald_client* c, const char* name, uint64_t seq, uint64_t* stored);
 int wald_release_hold(wald_client* c, const char* name);
 
 int wald_fd(const wald_client* c);
+/* The producer id (0: not a producer) and the times the client reconnected. */
+uint64_t wald_producer_id(const wald_client* c);
+uint64_t wald_reconnects(const wald_client* c);
 int wald_wants_write(const wald_client* c);
 size_t wald_inflight(const wald_client* c);
 uint64_t wald_durable_seq(const wald_client* c);
