@@ -15,7 +15,7 @@ import sys
 
 BEGIN, END = "<!-- bench/compare --update: begin -->", "<!-- bench/compare --update: end -->"
 NAMES = {"W1": "serial 1x1", "W2": "fan-in 64x1", "W3": "pipelined 8x64", "W4": "large 16x1 4 KiB",
-         "W5": "coalesced 8x64", "W5-256": "coalesced 8x256"}
+         "W5": "coalesced 8x64", "W5-256": "coalesced 8x256", "W3-P": "pipelined 8x64, producers"}
 
 
 def fmt_us(v):

@@ -16,8 +16,11 @@ bool AppendBatcher::Fits(size_t size) const {
   return frame <= max_frame_;
 }
 
-void AppendBatcher::Add(uint64_t rid, std::span<const std::byte> payload) {
-  if (sizes_.empty()) first_id_ = rid;
+void AppendBatcher::Add(uint64_t rid, std::span<const std::byte> payload, uint64_t pseq) {
+  if (sizes_.empty()) {
+    first_id_ = rid;
+    first_pseq_ = pseq;
+  }
   sizes_.push_back(static_cast<uint32_t>(payload.size()));
   const auto* p = reinterpret_cast<const uint8_t*>(payload.data());
   data_.insert(data_.end(), p, p + payload.size());
@@ -28,9 +31,8 @@ AppendBatcher::Closed AppendBatcher::Close(proto::FrameBuilder* fb, std::vector<
   const Closed closed{first_id_, static_cast<uint32_t>(sizes_.size())};
   // A lone record fits an Append even at the largest size, which an
   // AppendBatch's size entry would push past max_frame.
-  const uint64_t pseq = numbered_ ? first_id_ + pseq_offset_ : 0;
-  const auto frame =
-      closed.count == 1 ? fb->Append(first_id_, data_, pseq) : fb->AppendBatch(first_id_, sizes_, data_, pseq);
+  const auto frame = closed.count == 1 ? fb->Append(first_id_, data_, first_pseq_)
+                                       : fb->AppendBatch(first_id_, sizes_, data_, first_pseq_);
   out->insert(out->end(), frame.begin(), frame.end());
   Clear();
   return closed;

@@ -22,19 +22,14 @@ class AppendBatcher {
   // From the daemon's HelloAck. max_records 0: it takes no AppendBatch (an
   // older daemon, or batching turned off), and every append is an Append.
   void Configure(uint32_t max_frame, uint32_t max_records);
-  // An idempotent producer's: request id rid is producer seq rid + offset,
-  // and every frame carries its first record's.
-  void Number(uint64_t offset) {
-    numbered_ = true;
-    pseq_offset_ = offset;
-  }
 
   // Whether a payload of `size` joins the open batch without going past
   // the daemon's limits (false: Close first).
   bool Fits(size_t size) const;
   // Adds the payload of request `rid`, the open batch's next id (or its
-  // first). Copies it.
-  void Add(uint64_t rid, std::span<const std::byte> payload);
+  // first), and its producer seq (0: not a producer's; else the batch's
+  // next number). Copies it.
+  void Add(uint64_t rid, std::span<const std::byte> payload, uint64_t pseq = 0);
   bool empty() const { return sizes_.empty(); }
   bool full() const { return sizes_.size() >= max_records_; }
 
@@ -53,8 +48,7 @@ class AppendBatcher {
   uint32_t max_frame_ = 0;
   uint32_t max_records_ = 1;
   uint64_t first_id_ = 0;
-  bool numbered_ = false;
-  uint64_t pseq_offset_ = 0;
+  uint64_t first_pseq_ = 0;
   std::vector<uint32_t> sizes_;
   std::vector<uint8_t> data_;
 };

@@ -199,6 +199,9 @@ const char* wald_strerror(int code) {
     case WALD_E_NO_SUCH_HOLD: return "no such hold";
     case WALD_E_DISK_BUDGET: return "the log is at its disk budget";
     case WALD_E_READ_FAILED: return "the daemon could not read the log";
+    case WALD_E_PRODUCER_SEQ_GAP: return "the producer's append skips past its next number";
+    case WALD_E_PRODUCER_SEQ_STALE: return "the producer's repeat is too old for the daemon to answer";
+    case WALD_E_PRODUCER_FENCED: return "a newer connection took this producer over";
     default: return "unknown error";
   }
 }

@@ -132,22 +132,25 @@ Error Client::Impl::Break(Error why) {
 }
 
 void Client::Impl::FailInflight(const Error& why) {
-  // Sent but not acked means unknown outcome.
+  // Out of the ring before any callback runs: a callback may append (a new
+  // slot after these) or close. Sent but not acked means unknown outcome.
+  std::vector<AppendCallback> cbs;  // a failure path: allocating is fine
   for (uint64_t id = first_id; id < next_id; ++id) {
     Slot& s = At(id);
-    if (!s.done) {
-      s.done = true;
-      AppendCallback cb = std::move(s.cb);
-      if (cb)
-        cb(Err(ErrorCode::kOutcomeUnknown, "the connection broke with this append in flight (" + why.message +
-                                               "): it may or may not be in the log"));
-    }
+    if (!s.done && s.cb) cbs.push_back(std::move(s.cb));
+    s = Slot{};
   }
-  for (uint64_t id = first_id; id < next_id; ++id) At(id) = Slot{};
   head = 0;
   first_id = next_id;
   kept_base += kept_buf.size();
   kept_buf.clear();
+  // Blocking calls from these callbacks are refused, as from any callback.
+  const bool was = std::exchange(dispatching, true);
+  for (AppendCallback& cb : cbs) {
+    cb(Err(ErrorCode::kOutcomeUnknown,
+           "the connection broke with this append in flight (" + why.message + "): it may or may not be in the log"));
+  }
+  dispatching = was;
 }
 
 void Client::Impl::EndAsyncRead(Error why) {
@@ -165,7 +168,8 @@ void Client::Impl::EndAsyncRead(Error why) {
 }
 
 void Client::Impl::Close() {
-  if (fd >= 0) Break(Err(ErrorCode::kDaemonGone, "the client was closed"));
+  closing = true;
+  if (broken.ok()) Break(Err(ErrorCode::kDaemonGone, "the client was closed"));
 }
 
 void Client::Impl::CloseBatch() {
@@ -238,6 +242,7 @@ Error Client::Impl::ReadSome() {
 void Client::Impl::Complete(uint64_t rid, Result<Seq> r) {
   Slot& s = At(rid);
   s.done = true;
+  if (r.ok() && s.pseq > acked_pseq) acked_pseq = s.pseq;
   AppendCallback cb = std::move(s.cb);  // the callback may append: the ring may move
   while (first_id < next_id && At(first_id).done) {
     At(first_id) = Slot{};
@@ -333,7 +338,9 @@ void Client::Impl::Dispatch() {
           // a producer resends it after reconnecting (the daemon answers
           // with its seq if it is there); anyone else cannot know.
           if (e->code() == proto::ErrorCode::ServerFailed && producer_id != 0 && CanReconnect()) break;
-          const Error err = e->code() == proto::ErrorCode::ServerFailed
+          // A repeat sent after a reconnect that the daemon cannot answer
+          // (ProducerSeqStale, say): its first copy may be in the log.
+          const Error err = e->code() == proto::ErrorCode::ServerFailed || At(e->request_id()).resent
                                 ? Err(ErrorCode::kOutcomeUnknown, msg + ": this append may or may not be in the log")
                                 : Err(FromWire(e->code()), msg);
           FailBatch(e->request_id(), std::max<uint32_t>(At(e->request_id()).batch, 1), err);
@@ -437,6 +444,7 @@ Error Client::Impl::Poll(int timeout_ms) {
   }
   if (!write_error.ok() && broken.ok()) {
     TakeLastWords();
+    if (!broken.ok()) return broken;  // the daemon's last words broke it for good
     Error why = std::exchange(write_error, Error{});
     if (!lost.ok()) why = std::exchange(lost, Error{});
     return Lost(why);
@@ -465,10 +473,15 @@ Error Client::Impl::Queue(std::span<const std::byte> payload, AppendCallback cb)
     head = 0;
   }
   const uint64_t rid = next_id++;
-  At(rid) = Slot{std::move(cb), false, 0};
-  if (producer_id != 0) Keep(At(rid), payload);
+  Slot& s = At(rid);
+  s = Slot{};
+  s.cb = std::move(cb);
+  if (producer_id != 0) {
+    s.pseq = next_pseq++;
+    Keep(s, payload);
+  }
   if (!batcher.Fits(payload.size())) CloseBatch();
-  batcher.Add(rid, payload);
+  batcher.Add(rid, payload, s.pseq);
   if (batcher.full()) CloseBatch();
   return {};
 }
@@ -495,20 +508,18 @@ Error Client::Impl::ApplyHelloAck(const proto::HelloAck* h) {
   }
   LogId id;
   std::memcpy(id.data(), h->log_id()->data(), id.size());
-  if (reconnects > 0 || first_id > 1 || next_id > 1) {
-    // A reconnect: appends in flight may be resent only to the same log.
-    if (id != log_id) {
-      return Err(ErrorCode::kProtocol,
-                 "the daemon at the socket now serves another log; what was in flight is not "
-                 "resent there");
-    }
-  } else if (producer_id != 0) {
-    if (h->producer_depth() == 0) {
-      return Err(ErrorCode::kUnsupported, "this wald daemon has no idempotent producers (it is older than them)");
-    }
-    pseq_base = h->producer_seq();  // request id 1 is its next number
-    batcher.Number(pseq_base);
+  if (producer_id != 0 && h->producer_depth() == 0) {
+    return Err(ErrorCode::kUnsupported, "this wald daemon has no idempotent producers (it is older than them)");
   }
+  // A reconnect: what is in flight or being read may go on only in the
+  // same log.
+  if (connected_once && id != log_id) {
+    return Err(ErrorCode::kProtocol,
+               "the daemon at the socket now serves another log; what was in flight is not resent there");
+  }
+  hello_pseq = h->producer_seq();
+  if (!connected_once && producer_id != 0) next_pseq = hello_pseq + 1;
+  connected_once = true;
   log_id = id;
   durable = std::max(durable, h->durable_seq());
   max_record = h->max_record_size();
@@ -543,17 +554,15 @@ Result<Client> Client::adopt_fd(int fd, const ClientOptions& options) {
   return Client(std::move(impl));
 }
 
-Result<int> Dial(const std::string& socket_path) {
+Result<int> Dial(const std::string& socket_path, bool nonblocking) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path) {
     return Err(ErrorCode::kInvalidArgument, "socket path too long: " + socket_path);
   }
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) return Err(ErrorCode::kDaemonGone, std::string("socket: ") + std::strerror(errno));
-  // A Unix socket connects at once or not at all (EAGAIN: the backlog is
-  // full, as good as refused).
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
     ::close(fd);
@@ -571,7 +580,7 @@ Result<int> Dial(const std::string& socket_path) {
 }
 
 Result<Client> connect(const std::string& socket_path, const ClientOptions& options) {
-  auto fd = Dial(socket_path);
+  auto fd = Dial(socket_path, /*nonblocking=*/false);  // a full backlog: wait, as before
   if (!fd.ok()) return fd.error();
   auto c = Client::adopt_fd(*fd, options);
   if (!c.ok()) return c;
@@ -792,9 +801,7 @@ Seq Client::durable_seq() const { return impl_->durable; }
 uint32_t Client::max_record_size() const { return impl_->max_record; }
 uint32_t Client::max_inflight() const { return impl_->max_inflight; }
 uint64_t Client::producer_id() const { return impl_->producer_id; }
-uint64_t Client::producer_seq() const {
-  return impl_->producer_id != 0 && impl_->next_id > 1 ? impl_->pseq_base + impl_->next_id - 1 : impl_->pseq_base;
-}
+uint64_t Client::producer_seq() const { return impl_->producer_id != 0 ? impl_->next_pseq - 1 : 0; }
 uint64_t Client::reconnects() const { return impl_->reconnects; }
 bool Client::connected() const { return impl_->broken.ok(); }
 void Client::close() { impl_->Close(); }

@@ -32,10 +32,14 @@ struct Slot {
   uint32_t batch = 0;     // the first append of an AppendBatch: its record count
   uint32_t kept_len = 0;  // a producer's: its payload's copy, at `kept` in Impl::kept_buf's
   uint64_t kept = 0;      // absolute offsets (Impl::kept_base)
+  uint64_t pseq = 0;      // a producer's: its number
+  bool resent = false;    // resent after a reconnect as a repeat of what the daemon may have: an error then
+                          // leaves its outcome unknown
 };
 
-// Dials the daemon's socket: a connected, non-blocking descriptor, or why not.
-Result<int> Dial(const std::string& socket_path);
+// Dials the daemon's socket: a connected descriptor (non-blocking if asked:
+// then a full accept backlog is an error, EAGAIN, not a wait), or why not.
+Result<int> Dial(const std::string& socket_path, bool nonblocking);
 
 ErrorCode FromWire(proto::ErrorCode c);
 
@@ -71,7 +75,7 @@ struct Client::Impl {
   // client), else Break. Under Dispatch it is only noted (`lost`), and Poll
   // reconnects once the frames read are dispatched.
   Error Lost(Error why);
-  bool CanReconnect() const { return reconnect_ms > 0 && !socket_path.empty(); }
+  bool CanReconnect() const { return reconnect_ms > 0 && !socket_path.empty() && !closing; }
   Error Reconnect(const Error& why);
   // One attempt: dial, Hello, HelloAck, by `deadline` (NowMs). kOk: fd is
   // the new connection, the limits taken.
@@ -144,9 +148,13 @@ struct Client::Impl {
   std::string socket_path;  // connect()'s; empty for adopt_fd
   int reconnect_ms = 0;     // ClientOptions::reconnect_timeout_ms, resolved
   uint64_t reconnects = 0;
-  Error lost;                // the connection was lost under Dispatch
-  uint64_t producer_id = 0;  // 0: not a producer
-  uint64_t pseq_base = 0;    // request id rid is producer seq pseq_base + rid
+  Error lost;                   // the connection was lost under Dispatch
+  uint64_t producer_id = 0;     // 0: not a producer
+  uint64_t next_pseq = 1;       // a producer's next number
+  uint64_t acked_pseq = 0;      // the highest number acked
+  uint64_t hello_pseq = 0;      // the last HelloAck's producer_seq
+  bool connected_once = false;  // a HelloAck was taken: later ones are reconnects
+  bool closing = false;         // close() was called: no reconnecting
   std::vector<std::byte> kept_buf;
   uint64_t kept_base = 0;  // absolute offset of kept_buf[0]
   // The read being served, to resume it on a new connection: the next seq

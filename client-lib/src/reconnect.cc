@@ -8,7 +8,8 @@
 // one delivered), a StatsRequest. A plain connection cannot resend appends
 // safely: they get kOutcomeUnknown, as without reconnecting. A Trim, Hold or
 // ReleaseHold awaiting its answer gets kOutcomeUnknown too (it may have been
-// applied).
+// applied). A producer's appends are renumbered where the daemon's last
+// number (HelloAck) shows they are not in the log (Resend).
 //
 // The dial loop blocks the call that found the connection lost, up to the
 // deadline; its handshake reads and writes the socket itself (not Poll), so
@@ -54,7 +55,10 @@ Error Client::Impl::Reconnect(const Error& why) {
   out_off = 0;
   batcher.Clear();
   in_off = in_len = 0;
-  if (producer_id == 0) FailInflight(why);
+  if (producer_id == 0) {
+    FailInflight(why);
+    if (!broken.ok()) return broken;  // a callback closed the client
+  }
   if (control_wait_id != 0 && !control_result) {
     control_result = Err(ErrorCode::kOutcomeUnknown, "the connection broke (" + why.message +
                                                          ") before the answer: the request may or may not "
@@ -84,11 +88,12 @@ Error Client::Impl::Reconnect(const Error& why) {
   }
   ++reconnects;
   Resend();
-  return {};
+  return broken;  // kOk, unless a callback of what Resend failed closed the client
 }
 
 Error Client::Impl::Redial(int64_t deadline) {
-  auto dialed = Dial(socket_path);
+  in_off = in_len = 0;  // nothing of an earlier attempt's
+  auto dialed = Dial(socket_path, /*nonblocking=*/true);
   if (!dialed.ok()) return dialed.error();
   fd = *dialed;
   const auto hello = fb.Hello(options.client_name, proto::kProtocolVersion, producer_id);
@@ -131,15 +136,43 @@ Error Client::Impl::Redial(int64_t deadline) {
 }
 
 void Client::Impl::Resend() {
+  if (producer_id != 0) {
+    // The daemon's last number for us, L: an append in flight numbered at or
+    // below it may be in the log (it is resent as it was, and answered with
+    // its seq if so); one above it is not (numbers are used in order, and
+    // the daemon's table covers every recent record), so it takes the next
+    // free number: numbers a restart lost (refused ones, or a tail that was
+    // never durable) would otherwise look like a gap.
+    const uint64_t last = hello_pseq;
+    if (last < acked_pseq) {
+      // The daemon forgot this producer (idle past --producer-window, or
+      // evicted): a repeat could not be recognized. Nothing is resent.
+      next_pseq = last + 1;
+      FailInflight(Err(ErrorCode::kOutcomeUnknown, "wald no longer knows this producer (its last number " +
+                                                       std::to_string(last) + " is below the " +
+                                                       std::to_string(acked_pseq) +
+                                                       " acked): appends in flight are not resent"));
+      if (!broken.ok()) return;
+    } else {
+      uint64_t n = last;
+      for (uint64_t rid = first_id; rid < next_id; ++rid) {
+        Slot& s = At(rid);
+        if (s.done) continue;
+        s.resent = s.pseq <= last;
+        if (!s.resent) s.pseq = ++n;
+      }
+      next_pseq = n + 1;
+    }
+  }
   // In request order, each as a plain Append: a batch the old connection
   // sent may be in the log in part (a crash keeps a prefix), and the daemon
   // answers repeats record by record.
-  for (uint64_t rid = first_id; rid < next_id; ++rid) {
+  for (uint64_t rid = first_id; rid < next_id && producer_id != 0; ++rid) {
     Slot& s = At(rid);
     if (s.done) continue;
     s.batch = 0;
     const std::span<const std::byte> payload = Kept(s);
-    Put(fb.Append(rid, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, pseq_base + rid));
+    Put(fb.Append(rid, {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, s.pseq));
   }
   if (read_id != 0 && !read_done) {
     if (read_limited && read_left == 0) {

@@ -129,7 +129,8 @@ class Connection {
   bool stalled = false;              // held-back frames wait for a staging chunk
   bool in_ack_list = false;          // in the AckFanout's list
   size_t all_index = 0;              // position in the Server's list of connections
-  AckRing pending;                   // Appends with a seq, not yet acked, in seq order
+  AckRing pending;                   // Appends with a seq, not yet acked, in request order (seqs grow but for
+                                     // a producer's duplicate: its first copy's seq, acked once durable)
   uint64_t pending_records = 0;      // their records (a batch counts each)
   uint64_t pending_bytes = 0;        // their payload bytes
   std::vector<ReadCursor*> cursors;  // Reads being served on this connection

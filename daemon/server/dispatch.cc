@@ -331,20 +331,24 @@ void Server::HandleHello(Connection* c, const proto::Hello* h) {
 Server::Outcome Server::HandleAppend(Connection* c, const proto::Append* a) {
   const auto* payload = a->payload();
   const size_t size = payload ? payload->size() : 0;
+  // A producer's repeat is answered before anything else: its first copy
+  // was taken, even if this daemon would now refuse it (a lower --max-record).
+  const uint64_t pseq = a->producer_seq();
+  if ((c->producer_id != 0 || pseq != 0) && !AdmitProduced(c, a->request_id(), pseq, 1, size, /*batch=*/false)) {
+    return Outcome::kDone;
+  }
   if (size > options_.max_record) {
     ++stats_.rejected_frames;
+    RefuseProduced(c, pseq, 1);
     c->Send(fb_.Error(
         a->request_id(), proto::ErrorCode::RecordTooLarge,
         "record of " + std::to_string(size) + " bytes exceeds --max-record " + std::to_string(options_.max_record)));
     return Outcome::kDone;
   }
-  const uint64_t pseq = a->producer_seq();
-  if ((c->producer_id != 0 || pseq != 0) && !AdmitProduced(c, a->request_id(), pseq, 1, size, /*batch=*/false)) {
-    return Outcome::kDone;
-  }
   storage::RecordMeta meta = MetaFor(c);
   meta.producer_seq = pseq;
   if (!staging_->Fits(meta, size, append_limit_)) {
+    RefuseProduced(c, pseq, 1);
     RefuseForBudget(c, a->request_id());
     return Outcome::kDone;
   }
@@ -374,8 +378,11 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
   const auto* data = b->data();
   const size_t count = sizes != nullptr ? sizes->size() : 0;
   const size_t data_size = data != nullptr ? data->size() : 0;
+  const uint64_t pseq = b->producer_seq();
+  bool admitted = false;  // a producer's numbers passed AdmitProduced: a refusal uses them up
   auto refuse = [&](proto::ErrorCode code, std::string why) {
     ++stats_.rejected_frames;
+    if (admitted) RefuseProduced(c, pseq, static_cast<uint32_t>(count));
     c->Send(fb_.Error(rid, code, why));
     return Outcome::kDone;
   };
@@ -397,17 +404,18 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
     return refuse(proto::ErrorCode::InvalidRequest, "the batch's sizes add up to " + std::to_string(total) +
                                                         " bytes, its data has " + std::to_string(data_size));
   }
+  if ((c->producer_id != 0 || pseq != 0) &&
+      !AdmitProduced(c, rid, pseq, static_cast<uint32_t>(count), total, /*batch=*/true)) {
+    return Outcome::kDone;
+  }
+  admitted = pseq != 0;
   if (largest > options_.max_record) {
     return refuse(proto::ErrorCode::RecordTooLarge,
                   "a record of " + std::to_string(largest) + " bytes in the batch exceeds --max-record " +
                       std::to_string(options_.max_record) + "; nothing of the batch was appended");
   }
-  const uint64_t pseq = b->producer_seq();
-  if ((c->producer_id != 0 || pseq != 0) &&
-      !AdmitProduced(c, rid, pseq, static_cast<uint32_t>(count), total, /*batch=*/true)) {
-    return Outcome::kDone;
-  }
   if (!staging_->FitsEncoded(encoded, append_limit_)) {
+    if (admitted) RefuseProduced(c, pseq, static_cast<uint32_t>(count));
     RefuseForBudget(c, rid);
     return Outcome::kDone;
   }
@@ -455,6 +463,11 @@ bool Server::AdmitProduced(Connection* c, uint64_t rid, uint64_t pseq, uint32_t 
     return refuse(proto::ErrorCode::InvalidRequest,
                   "an append on a producer connection needs its producer_seq (1, 2, 3...); nothing was appended");
   }
+  if (pseq > ProducerTable::kMaxProducerSeq - count) {
+    return refuse(proto::ErrorCode::InvalidRequest, "producer seq " + std::to_string(pseq) +
+                                                        " is past the largest wald takes (2^62); nothing was "
+                                                        "appended");
+  }
   if (auto it = producer_owner_.find(c->producer_id); it == producer_owner_.end() || it->second != c->id) {
     return refuse(proto::ErrorCode::ProducerFenced,
                   "a newer connection speaks for this producer (a Hello with the same producer_id); nothing was "
@@ -488,6 +501,10 @@ bool Server::AdmitProduced(Connection* c, uint64_t rid, uint64_t pseq, uint32_t 
   ++stats_.producer_duplicates;
   republish_ = true;
   return false;
+}
+
+void Server::RefuseProduced(Connection* c, uint64_t pseq, uint32_t count) {
+  if (pseq != 0 && c->producer_id != 0) producers_.Refuse(c->producer_id, pseq, count, staging_->next_seq());
 }
 
 storage::RecordMeta Server::MetaFor(const Connection* c) const {

@@ -63,7 +63,7 @@ uint64_t ProducerTable::Last(uint64_t id, uint64_t next_seq) {
 }
 
 void ProducerTable::Note(uint64_t id, uint64_t pseq, uint64_t log_seq, uint32_t count) {
-  assert(pseq >= 1 && count >= 1);
+  assert(pseq >= 1 && count >= 1 && log_seq >= 1);
   const uint64_t next_seq = log_seq + count;
   Expire(next_seq);
   auto [it, fresh] = by_id_.try_emplace(id);
@@ -77,6 +77,20 @@ void ProducerTable::Note(uint64_t id, uint64_t pseq, uint64_t log_seq, uint32_t 
   } else {
     Unlink(p);
   }
+  Record(p, fresh, pseq, log_seq, count, next_seq);
+  p->last_log = log_seq + count - 1;
+  LinkNewest(p);  // the idle order is by last_log: this is the newest
+}
+
+void ProducerTable::Refuse(uint64_t id, uint64_t pseq, uint32_t count, uint64_t next_seq) {
+  assert(pseq >= 1 && count >= 1);
+  Producer* p = Find(id, next_seq);
+  if (p == nullptr || pseq != p->last + 1) return;
+  Record(p, /*fresh=*/false, pseq, 0, count, next_seq);  // last_log and the idle order stay
+}
+
+void ProducerTable::Record(Producer* p, bool fresh, uint64_t pseq, uint64_t log_seq, uint32_t count,
+                           uint64_t next_seq) {
   if (fresh || pseq != p->last + 1) {
     // A new producer, or one that starts afresh (an expired one's entry not
     // yet swept, a rebuild that met a salvage gap): nothing before counts.
@@ -84,7 +98,8 @@ void ProducerTable::Note(uint64_t id, uint64_t pseq, uint64_t log_seq, uint32_t 
     if (p->ring.empty()) p->ring.resize(kMinRing);
   }
   const uint64_t end = pseq + count - 1;
-  // Keep at most `depth` appends, and none older than the window.
+  // Keep at most `depth` appends, and none older than the window (nor a
+  // refusal marker at the front).
   const uint64_t depth_low = end >= max_ring_ ? end - max_ring_ + 1 : 1;
   uint64_t low = std::max(p->low, depth_low);
   const uint64_t floor = Floor(next_seq);
@@ -99,10 +114,13 @@ void ProducerTable::Note(uint64_t id, uint64_t pseq, uint64_t log_seq, uint32_t 
   p->low = low;
   const size_t mask = p->ring.size() - 1;
   const uint64_t first = std::max(pseq, low);
-  for (uint64_t q = first; q <= end; ++q) p->ring[q & mask] = log_seq + (q - pseq);
+  for (uint64_t q = first; q <= end; ++q) p->ring[q & mask] = log_seq == 0 ? 0 : log_seq + (q - pseq);
   p->last = end;
-  p->last_log = log_seq + count - 1;
-  LinkNewest(p);
+}
+
+void ProducerTable::Clear() {
+  by_id_.clear();
+  oldest_ = newest_ = nullptr;
 }
 
 void ProducerTable::Resize(Producer* p, uint64_t from, uint64_t to, size_t cap) {
@@ -117,7 +135,8 @@ void ProducerTable::Expire(uint64_t next_seq) {
 
 void ProducerTable::Forget(Producer* p) {
   Unlink(p);
-  by_id_.erase(p->id);
+  const uint64_t id = p->id;  // not a reference into the node being erased
+  by_id_.erase(id);
 }
 
 void ProducerTable::Unlink(Producer* p) {

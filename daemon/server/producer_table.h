@@ -16,9 +16,10 @@
 //     that many). Older: kStale.
 //   - max_producers: beyond it, the producer idle longest is forgotten
 //     (counted in evicted()).
-// Memory: one entry per live producer and 8 bytes per remembered append,
-// each within the window: at most about window * 8 bytes plus
-// max_producers entries.
+// Memory: one entry per live producer and 8 bytes per remembered append
+// (each within the window when it was noted; a ring keeps up to 4x slack
+// before it shrinks, and at least 4 slots): bounded by a small multiple of
+// window * 8 bytes plus max_producers entries.
 //
 // A producer unknown to the table (new, expired, evicted) may start at any
 // producer seq: nothing can be checked for it.
@@ -68,8 +69,19 @@ class ProducerTable {
   // follow the producer's last (Classify said kNew), or the producer starts
   // afresh at pseq (what it knew is dropped).
   void Note(uint64_t id, uint64_t pseq, uint64_t log_seq, uint32_t count);
+  // `count` appends of `id` numbered from pseq, which Classify called new,
+  // were refused (nothing appended): the numbers are used all the same, as
+  // the client used them, so that its next ones are not a gap. A repeat of
+  // one is kStale. An unknown producer stays unknown.
+  void Refuse(uint64_t id, uint64_t pseq, uint32_t count, uint64_t next_seq);
   // The producer's highest producer seq, 0 if unknown or expired.
   uint64_t Last(uint64_t id, uint64_t next_seq);
+  // Forgets every producer.
+  void Clear();
+
+  // The largest producer seq a request may carry (a batch's last included):
+  // far from wrapping.
+  static constexpr uint64_t kMaxProducerSeq = uint64_t{1} << 62;
 
   size_t size() const { return by_id_.size(); }
   uint64_t evicted() const { return evicted_; }
@@ -78,11 +90,12 @@ class ProducerTable {
  private:
   struct Producer {
     uint64_t id = 0;
-    uint64_t last = 0;           // highest producer seq
-    uint64_t low = 0;            // lowest producer seq whose log seq is in ring
-    uint64_t last_log = 0;       // log seq of `last`
-    std::vector<uint64_t> ring;  // log seq of producer seq p at p & (ring.size() - 1)
-    Producer* older = nullptr;   // the idle order: by last_log, oldest first
+    uint64_t last = 0;      // highest producer seq
+    uint64_t low = 0;       // lowest producer seq whose log seq is in ring
+    uint64_t last_log = 0;  // log seq of `last`
+    // Log seq of producer seq p at p & (ring.size() - 1); 0: refused.
+    std::vector<uint64_t> ring;
+    Producer* older = nullptr;  // the idle order: by last_log, oldest first
     Producer* newer = nullptr;
     uint64_t LogSeq(uint64_t p) const { return ring[p & (ring.size() - 1)]; }
   };
@@ -94,6 +107,9 @@ class ProducerTable {
   void LinkNewest(Producer* p);
   // Moves p's entries for producer seqs [from, to] into a ring of cap.
   void Resize(Producer* p, uint64_t from, uint64_t to, size_t cap);
+  // Note's and Refuse's work on p: entries pseq.. get log seqs log_seq..,
+  // or refusal markers (0) when log_seq is 0.
+  void Record(Producer* p, bool fresh, uint64_t pseq, uint64_t log_seq, uint32_t count, uint64_t next_seq);
   void Expire(uint64_t next_seq);
 
   const Limits limits_;

@@ -142,11 +142,25 @@ storage::Status Server::Start() {
   // Exactly-once across a restart: the producers' table as the log has it.
   const uint64_t rebuild_start = uv_hrtime();
   auto scanned = RebuildProducers(env_, options_.dir, next_seq, &producers_);
-  if (!scanned.ok()) return scanned.take_status();
+  uint64_t read_back = 0;
+  if (scanned.ok()) {
+    read_back = *scanned;
+  } else {
+    // Damage in a sealed segment does not stop wald from serving (a Read of
+    // it fails, wal-tail --verify names it): nor does it here. But what the
+    // table would have said past the damage is unknown, so it starts empty,
+    // and a producer's resend of an append from before this start may be
+    // written twice.
+    spdlog::error(
+        "producers: reading the last {} records back (--producer-window) failed: {}. Idempotent producers are "
+        "forgotten: appends they resend now may be written twice",
+        options_.producer_window, scanned.status().ToString());
+    producers_.Clear();
+  }
   stats_.producers = producers_.size();
   if (producers_.size() > 0) {
     spdlog::info("producers: {} idempotent producers found in the last {} records (--producer-window {}) in {} ms",
-                 producers_.size(), *scanned, options_.producer_window, (uv_hrtime() - rebuild_start) / 1000000);
+                 producers_.size(), read_back, options_.producer_window, (uv_hrtime() - rebuild_start) / 1000000);
   }
   auto make_writer = [this, &log](size_t n_chunks, std::function<void()> notify) {
     auto w = std::make_unique<CommitWriter>(std::move(*log), n_chunks, options_.spin, std::move(notify));
@@ -423,6 +437,11 @@ void Server::CheckDrained() {
   // Frames held back for a staging chunk were received too: they get their
   // seqs (RetryStalled) once the writer hands chunks back, then this again.
   if (!stalled_.empty()) return;
+  if (republish_) {
+    // A duplicate admitted since the last check: its ack is due now.
+    republish_ = false;
+    acks_.Publish(acked_seq_, uv_hrtime());
+  }
   for (Connection* c : all_) {
     if (c->unsent() > 0) return;  // acks still going out
   }

@@ -116,6 +116,9 @@ class Server final : public ConnectionOwner {
   // they are to be appended; false if they were answered here (an Error, or
   // a duplicate's ack queued for the seqs its first copy got).
   bool AdmitProduced(Connection* c, uint64_t rid, uint64_t pseq, uint32_t count, uint64_t bytes, bool batch);
+  // The admitted appends pseq.. of c were refused after all: their numbers
+  // are used up (ProducerTable::Refuse), so that the next are no gap.
+  void RefuseProduced(Connection* c, uint64_t pseq, uint32_t count);
   // The metadata wald stores with c's records.
   storage::RecordMeta MetaFor(const Connection* c) const;
   // Refuses an append for the disk budget (the connection stays).

@@ -87,6 +87,19 @@ int main(int argc, char **argv) {
   free(big);
   EXPECT(strcmp(wald_strerror(WALD_E_OUTCOME_UNKNOWN), "outcome unknown") == 0);
   wald_close(c);
+
+  /* An idempotent producer: a given id, numbered appends, the same seqs. */
+  wald_client *p = NULL;
+  EXPECT(wald_connect_producer(argv[1], 0x1234, -1, &p, err, sizeof err) == WALD_OK);
+  if (p != NULL) {
+    EXPECT(wald_producer_id(p) == 0x1234);
+    uint64_t pseq = 0;
+    EXPECT(wald_append(p, "from a producer", 15, &pseq) == WALD_OK);
+    EXPECT(pseq == seq + 101);
+    EXPECT(wald_reconnects(p) == 0);
+    wald_close(p);
+  }
+  EXPECT(strcmp(wald_strerror(WALD_E_PRODUCER_FENCED), "a newer connection took this producer over") == 0);
   wald_close(NULL);
   if (failures == 0) printf("c_api_test: all passed\n");
   return failures == 0 ? 0 : 1;

@@ -333,3 +333,30 @@ TEST_CASE("follow mode prints records appended by a running wald within 100 ms, 
   for (const auto& e : std::filesystem::directory_iterator(d.data_dir())) segments += e.path().extension() == ".wal";
   CHECK(segments >= 2);
 }
+
+TEST_CASE("a producer's records show its id and numbers in JSON and hex") {
+  TempDir tmp;
+  Daemon d(tmp.path());
+  ClientOptions o{"wal-tail-test"};
+  o.producer = true;
+  o.producer_id = 0xabc;
+  {
+    auto c = wald::connect(d.socket(), o);
+    REQUIRE(c.ok());
+    REQUIRE(c->append("one").ok());
+    REQUIRE(c->append("two").ok());
+    REQUIRE(wald::connect(d.socket())->append("plain").ok());
+  }
+  std::string out, err;
+  REQUIRE(Run({WAL_TAIL_BINARY, "--format", "json", d.data_dir()}, &out, &err) == 0);
+  std::istringstream lines(out);
+  std::vector<nlohmann::json> js;
+  for (std::string line; std::getline(lines, line);) js.push_back(nlohmann::json::parse(line));
+  REQUIRE(js.size() == 3);
+  CHECK(js[0]["producer_id"] == "0000000000000abc");
+  CHECK(js[0]["producer_seq"] == 1);
+  CHECK(js[1]["producer_seq"] == 2);
+  CHECK(!js[2].contains("producer_id"));
+  REQUIRE(Run({WAL_TAIL_BINARY, "--format", "hex", "--from", "2", "--to", "2", d.data_dir()}, &out, &err) == 0);
+  CHECK(out.find(" producer 0000000000000abc seq 2\n") != std::string::npos);
+}

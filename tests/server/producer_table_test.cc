@@ -169,3 +169,17 @@ TEST_CASE("producers: the table rebuilt from a log answers as the one that wrote
   CHECK(t.Classify(kQ, 5, 1, next).seq == 3);
   CHECK(t.Classify(kQ, 7, 1, next).verdict == Verdict::kNew);
 }
+
+TEST_CASE("producers: a refused number is used: the next is new, a repeat of it is stale") {
+  ProducerTable t(Limits());
+  t.Note(kP, 1, 10, 1);
+  t.Refuse(kP, 2, 2, 11);  // producer seqs 2 and 3: nothing appended
+  CHECK(t.Last(kP, 11) == 3);
+  CHECK(t.Classify(kP, 4, 1, 11).verdict == Verdict::kNew);
+  CHECK(t.Classify(kP, 3, 1, 11).verdict == Verdict::kStale);
+  CHECK(t.Classify(kP, 1, 1, 11).seq == 10);
+  t.Note(kP, 4, 11, 1);
+  CHECK(t.Classify(kP, 4, 1, 12).seq == 11);
+  t.Refuse(kQ, 1, 1, 12);  // unknown: stays unknown
+  CHECK(t.Last(kQ, 12) == 0);
+}

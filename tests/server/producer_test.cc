@@ -153,3 +153,39 @@ TEST_CASE_FIXTURE(ServerTest,
   CHECK(producer.Last(proto::Body::Error)->code == proto::ErrorCode::InvalidRequest);
   CHECK(writer->held_records() == 0);
 }
+
+TEST_CASE_FIXTURE(ServerTest, "producers: an append refused for the disk budget uses its number, the next goes on") {
+  Start();
+  const uint64_t rec = storage::EncodedSize(100, storage::kMaxMetaSize);
+  writer->SetAppendLimit(2 * rec);
+  Peer& p = Connect(kId);
+  for (uint64_t i = 1; i <= 3; ++i) p.Append(i, std::string(100, 'a'), i);
+  REQUIRE(ErrorCount(p, 1));
+  CHECK(p.Last(proto::Body::Error)->request_id == 3);
+  CHECK(p.Last(proto::Body::Error)->code == proto::ErrorCode::DiskBudget);
+  writer->Sync();
+  REQUIRE(AckedCount(p, 2));
+  writer->SetAppendLimit(10 * rec);
+  p.Append(4, std::string(100, 'b'), 4);  // 3 was refused: 4 is next, not a gap
+  p.Append(5, std::string(100, 'a'), 3);  // a repeat of the refused one: nothing to answer it with
+  REQUIRE(ErrorCount(p, 2));
+  CHECK(p.Last(proto::Body::Error)->request_id == 5);
+  CHECK(p.Last(proto::Body::Error)->code == proto::ErrorCode::ProducerSeqStale);
+  REQUIRE(StepUntil([&] { return writer->held_records() == 1; }));
+  writer->Sync();
+  REQUIRE(AckedCount(p, 3));
+  CHECK(p.Acks()[2] == std::pair<uint64_t, uint64_t>{4, 3});
+}
+
+TEST_CASE_FIXTURE(ServerTest, "producers: a producer seq near 2^64 is InvalidRequest, not a wrapped range") {
+  Start();
+  Peer& p = Connect(kId);
+  p.AppendBatch(1, {"a", "b", "c", "d"}, UINT64_MAX - 1);
+  p.Append(2, "x", uint64_t{1} << 63);
+  REQUIRE(ErrorCount(p, 2));
+  for (const auto& g : p.got) {
+    if (g.type == proto::Body::Error) CHECK(g.code == proto::ErrorCode::InvalidRequest);
+  }
+  p.Append(3, "y", 1);  // the producer is still new
+  REQUIRE(StepUntil([&] { return writer->held_records() == 1; }));
+}

@@ -32,9 +32,9 @@ class FakeDaemon {
   ~FakeDaemon() {
     if (fd_ >= 0) ::close(fd_);
   }
-  void Send(std::span<const uint8_t> b) {
-    if (::write(fd_, b.data(), b.size()) != static_cast<ssize_t>(b.size())) throw std::runtime_error("write");
-  }
+  // A client that already went away is not this thread's failure: the
+  // test's checks on what the client saw say what went wrong.
+  void Send(std::span<const uint8_t> b) { (void)::send(fd_, b.data(), b.size(), MSG_NOSIGNAL); }
   void HelloAck(uint64_t producer_seq, uint32_t producer_depth = 1000) {
     uint8_t id[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     Send(fb.HelloAck(id, 0, 4096 + 128, 4096, 1000, "test", 1000, producer_seq, producer_depth));
@@ -108,6 +108,31 @@ Session Serve(FakeDaemon& d, uint64_t producer_seq, size_t n) {
   return s;
 }
 
+// The next connection: Serve, then the acks, then wait for the client to go.
+Session ServeAndAck(Listener& l, uint64_t producer_seq, size_t n, std::vector<proto::AckEntry> acks) {
+  FakeDaemon d(l.Accept());
+  Session s = Serve(d, producer_seq, n);
+  if (!acks.empty()) d.Send(d.fb.Acks(acks));
+  d.Next();
+  return s;
+}
+
+// The next connection: Serve, then the daemon dies with those unanswered.
+void ServeAndDie(Listener& l, size_t n) {
+  FakeDaemon d(l.Accept());
+  Serve(d, 0, n);
+}
+
+// A client that reconnects for up to 5 s.
+ClientOptions Reconnecting(bool producer, bool batch = true) {
+  ClientOptions o{"unit", 2000};
+  o.producer = producer;
+  o.producer_id = producer ? kId : 0;
+  o.batch_appends = batch;
+  o.reconnect_timeout_ms = 5000;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("a producer says its id in Hello and numbers its appends from HelloAck's producer_seq") {
@@ -151,7 +176,7 @@ TEST_CASE("a producer refuses a daemon that has no idempotent producers") {
 TEST_CASE("after the daemon goes away a producer reconnects and resends what was in flight, numbered as before") {
   Listener l;
   Session first, second;
-  std::thread daemon([&] {
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
     {
       FakeDaemon d(l.Accept());
       first = Serve(d, 0, 3);
@@ -193,19 +218,11 @@ TEST_CASE("after the daemon goes away a producer reconnects and resends what was
 TEST_CASE("a plain connection with reconnect on gets outcome unknown for what was in flight, then goes on") {
   Listener l;
   Session second;
-  std::thread daemon([&] {
-    {
-      FakeDaemon d(l.Accept());
-      Serve(d, 0, 1);
-    }
-    FakeDaemon d(l.Accept());
-    second = Serve(d, 0, 1);
-    const proto::AckEntry ack(2, 7);
-    d.Send(d.fb.Acks({&ack, 1}));
-    d.Next();
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    ServeAndDie(l, 1);
+    second = ServeAndAck(l, 0, 1, {{2, 7}});
   });
-  ClientOptions o{"unit", 2000};
-  o.reconnect_timeout_ms = 5000;
+  const ClientOptions o = Reconnecting(/*producer=*/false);
   std::vector<Result<Seq>> got;
   {
     auto c = wald::connect(l.path, o);
@@ -220,4 +237,162 @@ TEST_CASE("a plain connection with reconnect on gets outcome unknown for what wa
   }
   daemon.join();
   CHECK(second.appends == std::vector<SeenAppend>{{2, 0, "next"}});
+}
+
+TEST_CASE("a reconnect attempt the daemon refuses is retried afresh, not poisoned by the refusal") {
+  Listener l;
+  Session third;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    ServeAndDie(l, 1);       // with the append unanswered
+    {
+      FakeDaemon d(l.Accept());  // full: refuses the next connection, as wald's --max-connections does
+      d.Next();
+      d.Send(d.fb.Error(0, proto::ErrorCode::TooManyConnections, "full"));
+    }
+    third = ServeAndAck(l, 0, 1, {{1, 9}});
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/true);
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    auto seq = c->append("a");
+    REQUIRE_MESSAGE(seq.ok(), seq.error().message);
+    CHECK(seq.value() == 9);
+    CHECK(c->reconnects() == 1);
+  }
+  daemon.join();
+  CHECK(third.appends == std::vector<SeenAppend>{{1, 1, "a"}});
+}
+
+TEST_CASE("after a restart that lost numbers, appends in flight above the daemon's last are renumbered") {
+  Listener l;
+  Session second;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    {
+      FakeDaemon d(l.Accept());
+      Serve(d, 0, 3);
+      const proto::AckEntry ack(1, 50);
+      d.Send(d.fb.Acks({&ack, 1}));
+      d.Send(d.fb.Error(2, proto::ErrorCode::DiskBudget, "full disk budget"));  // number 2 is used up
+    }
+    // Restarted: its table has number 1 only (the refusal of 2 is not in
+    // the log), so 3 would be a gap.
+    second = ServeAndAck(l, 1, 1, {{3, 51}});
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/true, /*batch=*/false);
+  std::vector<Result<Seq>> got;
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    for (const char* p : {"a", "b", "c"}) {
+      REQUIRE(c->append_async(p, [&](Result<Seq> r) { got.push_back(r); }).ok());
+    }
+    REQUIRE(c->wait_all(5000).ok());
+    CHECK(c->producer_seq() == 2);
+  }
+  daemon.join();
+  CHECK(second.appends == std::vector<SeenAppend>{{3, 2, "c"}});
+  REQUIRE(got.size() == 3);
+  CHECK(got[0].value() == 50);
+  CHECK(got[1].error().code == ErrorCode::kDiskBudget);
+  CHECK(got[2].value() == 51);
+}
+
+TEST_CASE("a resent append the daemon cannot answer is outcome unknown, not 'nothing appended'") {
+  Listener l;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    ServeAndDie(l, 1);
+    FakeDaemon d(l.Accept());
+    Serve(d, 1, 1);  // number 1 is in its log: the resend is a repeat
+    d.Send(d.fb.Error(1, proto::ErrorCode::ProducerSeqStale, "too old to answer"));
+    d.Next();
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/true);
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    auto seq = c->append("a");
+    REQUIRE_FALSE(seq.ok());
+    CHECK(seq.error().code == ErrorCode::kOutcomeUnknown);
+  }
+  daemon.join();
+}
+
+TEST_CASE("a daemon that forgot the producer gets no resends: what was in flight is outcome unknown") {
+  Listener l;
+  Session second;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    {
+      FakeDaemon d(l.Accept());
+      Serve(d, 0, 2);
+      const proto::AckEntry ack(1, 50);
+      d.Send(d.fb.Acks({&ack, 1}));
+    }
+    second = ServeAndAck(l, 0, 1, {{3, 70}});  // knows nothing of the producer that had number 1 acked
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/true, /*batch=*/false);
+  std::vector<Result<Seq>> got;
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    for (const char* p : {"a", "b"}) REQUIRE(c->append_async(p, [&](Result<Seq> r) { got.push_back(r); }).ok());
+    REQUIRE(c->wait_all(5000).ok());
+    auto seq = c->append("c");
+    REQUIRE(seq.ok());
+    CHECK(seq.value() == 70);
+  }
+  daemon.join();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].value() == 50);
+  CHECK(got[1].error().code == ErrorCode::kOutcomeUnknown);
+  CHECK(second.appends == std::vector<SeenAppend>{{3, 1, "c"}});  // not "b"; numbered afresh
+}
+
+TEST_CASE("an append from the callback that a reconnect fails goes out on the new connection") {
+  Listener l;
+  Session second;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    ServeAndDie(l, 1);
+    second = ServeAndAck(l, 0, 1, {{2, 5}});
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/false);
+  std::vector<Result<Seq>> got;
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    Client* cp = &c.value();
+    REQUIRE(c->append_async("first", [&](Result<Seq> r) {
+               got.push_back(r);
+               REQUIRE(cp->append_async("retry", [&](Result<Seq> r2) { got.push_back(r2); }).ok());
+               CHECK(cp->append("blocking").error().code == ErrorCode::kInvalidArgument);  // not from a callback
+             }).ok());
+    REQUIRE(c->wait_all(5000).ok());
+  }
+  daemon.join();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].error().code == ErrorCode::kOutcomeUnknown);
+  CHECK(got[1].value() == 5);
+  CHECK(second.appends == std::vector<SeenAppend>{{2, 0, "retry"}});
+}
+
+TEST_CASE("a reconnect to a socket that now serves another log is an error, even with nothing appended") {
+  Listener l;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    ServeAndDie(l, 0);
+    FakeDaemon d(l.Accept());
+    d.Next();
+    uint8_t other[16] = {9};
+    d.Send(d.fb.HelloAck(other, 0, 4096 + 128, 4096, 1000, "test", 1000, 0, 1000));
+    d.Next();
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/false);
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    Error e;
+    for (int i = 0; i < 100 && e.ok(); ++i) e = c->poll(50);
+    CHECK(e.code == ErrorCode::kProtocol);
+    CHECK(e.message.find("another log") != std::string::npos);
+  }
+  daemon.join();
 }

@@ -53,6 +53,7 @@ struct Options {
   int followers = 0;
   bool json = false;
   bool coalesce = false;
+  bool producer = false;
 };
 
 struct Shared {
@@ -175,6 +176,9 @@ Examples:
   app.add_flag("--coalesce", o.coalesce,
                "Send the appends queued between two writes as AppendBatch frames (the client's batch_appends; "
                "off here so that W1-W4 measure one Append frame per record)");
+  app.add_flag("--producer", o.producer,
+               "Each connection is an idempotent producer (random id, numbered appends): what de-duplication "
+               "costs");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -202,6 +206,8 @@ Examples:
   for (int i = 0; i < o.clients; ++i) {
     wald::ClientOptions copts{"wal-bench"};
     copts.batch_appends = o.coalesce;
+    copts.producer = o.producer;
+    copts.reconnect_timeout_ms = 0;  // a benchmark fails loudly instead
     auto c = wald::connect(o.socket, copts);
     if (!c.ok()) {
       std::fprintf(stderr, "wal-bench: connection %d: %s\n", i, c.error().message.c_str());
@@ -309,6 +315,7 @@ Examples:
         {"followers", o.followers},
         {"followed_records", followed.load()},
         {"coalesce", o.coalesce},
+        {"producer", o.producer},
         {"client_cpu_us_per_record", client_cpu_us / static_cast<double>(std::max<uint64_t>(1, records))},
         {"latency_cdf", LatencyCdf(hist)},
     };

@@ -52,9 +52,12 @@ Examples:
 
 Formats: text (seq, size, time, pid/uid/gid, printable preview), json (one
 object per line: seq, size, segment, offset, time, pid, uid, gid,
-payload_b64; plus "decoded" with --schema), hex, raw. time is RFC 3339 in
-UTC with microseconds: when wald received the record; pid, uid, gid are the
-sender's (wald --stamp decides what is stored; "-" or absent: not stored).
+producer_id, producer_seq, payload_b64; plus "decoded" with --schema), hex,
+raw. time is RFC 3339 in UTC with microseconds: when wald received the
+record; pid, uid, gid are the sender's (wald --stamp decides what is stored;
+"-" or absent: not stored); producer_id (16 hex digits) and producer_seq
+are an idempotent producer's id and number for the record (absent: not a
+producer's).
 Records may be shown before they are durable: wal-tail reads what is
 written, and wald acks only after fdatasync. Seqs that a salvage retired are
 never skipped silently: wal-tail says "gap" (a JSON line {"gap":{...}}).
@@ -176,6 +179,12 @@ struct Printer {
         j["uid"] = rec.meta.uid;
         j["gid"] = rec.meta.gid;
       }
+      if (rec.meta.flags & kFlagProducerSeq) {
+        char id[17];  // 64 bits: past what a JSON number holds exactly
+        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(rec.meta.producer_id));
+        j["producer_id"] = id;
+        j["producer_seq"] = rec.meta.producer_seq;
+      }
       j["payload_b64"] = Base64(payload);
       if (schema != nullptr) {
         // FlatBuffers' text can hold what JSON cannot (a float's nan or
@@ -191,6 +200,10 @@ struct Printer {
       if (rec.meta.flags & kFlagTime) std::printf(" time %s", wald::tools::FormatRfc3339(rec.meta.time_ns).c_str());
       if (rec.meta.flags & kFlagProducer) {
         std::printf(" pid %u uid %u gid %u", rec.meta.pid, rec.meta.uid, rec.meta.gid);
+      }
+      if (rec.meta.flags & kFlagProducerSeq) {
+        std::printf(" producer %016llx seq %llu", static_cast<unsigned long long>(rec.meta.producer_id),
+                    static_cast<unsigned long long>(rec.meta.producer_seq));
       }
       std::printf("\n");
       for (size_t i = 0; i < payload.size(); i += 16) {

@@ -18,7 +18,9 @@
 // on its own, resends every append in flight under the same producer
 // numbers, and completes each with the seq it really got; the daemon writes
 // none of them twice. The caller sees kOutcomeUnknown only if the daemon is
-// not back within reconnect_timeout_ms:
+// not back within reconnect_timeout_ms, or has forgotten the producer (idle
+// longer than its --producer-window, or evicted past --max-producers: then
+// nothing is resent, since a repeat could not be recognized):
 //
 //   wald::ClientOptions o;
 //   o.producer = true;                      // a random producer id
@@ -31,7 +33,10 @@
 //
 // Event loops: fd() is the connected socket (non-blocking). Wait for it to be
 // readable (and writable while wants_write()), then call poll(0). No libuv or
-// other dependency is needed.
+// other dependency is needed. With reconnect_timeout_ms, a reconnect happens
+// inside the call that found the connection lost (it blocks until the daemon
+// is back or the deadline passes) and fd() is then a new socket, perhaps
+// with the same number: re-register it whenever reconnects() has grown.
 //
 // Depends only on the standard library (and, inside, on wald's protocol).
 #pragma once
