@@ -36,25 +36,32 @@ def _message(builder: flatbuffers.Builder, body_type: int, body: int) -> bytes:
     return bytes(builder.Output())
 
 
-def hello(client_name: str) -> bytes:
+def hello(client_name: str, producer_id: int = 0) -> bytes:
+    """producer_id != 0: the connection is that idempotent producer."""
     b = flatbuffers.Builder(64)
     name = b.CreateString(client_name)
     Hello.HelloStart(b)
     Hello.HelloAddProtocolVersion(b, PROTOCOL_VERSION)
     Hello.HelloAddClientName(b, name)
+    if producer_id:
+        Hello.HelloAddProducerId(b, producer_id)
     return _message(b, Body.Body.Hello, Hello.HelloEnd(b))
 
 
-def append(request_id: int, payload: bytes) -> bytes:
+def append(request_id: int, payload: bytes, producer_seq: int = 0) -> bytes:
+    """producer_seq != 0: a producer's number for it."""
     b = flatbuffers.Builder(len(payload) + 64)
     data = b.CreateByteVector(payload)
     Append.AppendStart(b)
     Append.AppendAddRequestId(b, request_id)
     Append.AppendAddPayload(b, data)
+    if producer_seq:
+        Append.AppendAddProducerSeq(b, producer_seq)
     return _message(b, Body.Body.Append, Append.AppendEnd(b))
 
 
-def append_batch(request_id: int, payloads: list[bytes]) -> bytes:
+def append_batch(request_id: int, payloads: list[bytes], producer_seq: int = 0) -> bytes:
+    """producer_seq != 0: a producer's number for the first record."""
     joined = b"".join(payloads)
     b = flatbuffers.Builder(len(joined) + 4 * len(payloads) + 64)
     data = b.CreateByteVector(joined)
@@ -66,6 +73,8 @@ def append_batch(request_id: int, payloads: list[bytes]) -> bytes:
     AppendBatch.AppendBatchAddRequestId(b, request_id)
     AppendBatch.AppendBatchAddSizes(b, sizes)
     AppendBatch.AppendBatchAddData(b, data)
+    if producer_seq:
+        AppendBatch.AppendBatchAddProducerSeq(b, producer_seq)
     return _message(b, Body.Body.AppendBatch, AppendBatch.AppendBatchEnd(b))
 
 
@@ -269,6 +278,8 @@ class Welcome:
     max_inflight: int
     server_version: str
     max_batch_records: int
+    producer_seq: int = 0  # Hello's producer: its highest number in the log (0: none)
+    producer_depth: int = 0  # 0: the daemon has no idempotent producers
 
 
 def hello_ack(f: Frame) -> Welcome:
@@ -280,7 +291,7 @@ def hello_ack(f: Frame) -> Welcome:
     t = f.body
     if t.u32(0) != PROTOCOL_VERSION:
         raise ProtocolError(f"the daemon speaks protocol {t.u32(0)}, not {PROTOCOL_VERSION}")
-    w = Welcome(t.bytes_(1), t.u64(2), t.u32(3), t.u32(4), max(1, t.u32(5)), t.string(6), t.u32(7))
+    w = Welcome(t.bytes_(1), t.u64(2), t.u32(3), t.u32(4), max(1, t.u32(5)), t.string(6), t.u32(7), t.u64(8), t.u32(9))
     if len(w.log_id) != 16 or w.max_frame_size > MAX_FRAME_SIZE or w.max_record_size > w.max_frame_size:
         raise ProtocolError("malformed HelloAck")
     return w

@@ -7,22 +7,44 @@
             print(rec.seq, rec.payload)
 
 One Client per thread at a time. Errors are exceptions (wald.errors).
+
+An idempotent producer (connect(producer=True)) appends each record exactly
+once even across a daemon restart: when the daemon goes away the client
+reconnects (for up to reconnect_timeout seconds), resends what was in flight
+under the same numbers, and returns the seqs the records really got
+(protocol/PROTOCOL.md, "Idempotent producers").
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional
 
 from . import _frames
-from .errors import DaemonGone, OutcomeUnknown, ProtocolError, RecordTooLarge, ServerFailed, WaldError, from_wire
+from .errors import (
+    DaemonGone,
+    OutcomeUnknown,
+    ProtocolError,
+    RecordTooLarge,
+    ServerFailed,
+    ShuttingDown,
+    TooManyConnections,
+    Unsupported,
+    WaldError,
+    from_wire,
+)
 from .proto import Body
 
 _B = Body.Body
 _CONTROL_IDS = 1 << 63  # reads, trims, holds, stats: ids above this; appends 1, 2, 3...
+# Errors after which a daemon may be back (restarted, drained, less full).
+_PASSING = (DaemonGone, ServerFailed, ShuttingDown, TooManyConnections)
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.5  # seconds between reconnect attempts
 
 
 @dataclass
@@ -35,6 +57,8 @@ class Record:
     pid: Optional[int] = None  # the sender's credentials, when stamped
     uid: Optional[int] = None
     gid: Optional[int] = None
+    producer_id: int = 0  # an idempotent producer's id and its number for the record; 0: none
+    producer_seq: int = 0
 
 
 @dataclass
@@ -64,6 +88,8 @@ class Stats:
     holds: list[Hold] = field(default_factory=list)
     holds_invalidated: int = 0
     disk_budget_refusals: int = 0
+    producers: int = 0
+    producer_duplicates: int = 0
 
 
 def default_socket() -> str:
@@ -79,15 +105,33 @@ def default_socket() -> str:
 class Client:
     """A connection to wald. Use wald.connect() to make one."""
 
-    def __init__(self, sock: socket.socket, client_name: str = "python"):
+    def __init__(
+        self,
+        sock: socket.socket,
+        client_name: str = "python",
+        *,
+        path: Optional[str] = None,
+        timeout: Optional[float] = None,
+        producer_id: int = 0,
+        reconnect_timeout: float = 0.0,
+    ):
         self._sock = sock
         self._in = bytearray()
         self._next_id = 1
         self._control_id = _CONTROL_IDS
         self._broken: Optional[WaldError] = None
         self._reading: Optional[int] = None  # the request id of a read being iterated
-        self._send(_frames.hello(client_name))
-        self._welcome(_frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE)))
+        self._name, self._path, self._timeout = client_name, path, timeout
+        self.producer_id: int = producer_id  # 0: not a producer
+        self.reconnect_timeout: float = reconnect_timeout if path else 0.0
+        self.reconnects: int = 0
+        self._send(_frames.hello(client_name, producer_id))
+        w = _frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE))
+        if producer_id and w.producer_depth == 0:
+            raise Unsupported("this wald daemon has no idempotent producers (it is older than them)")
+        self._welcome(w)
+        self.producer_seq: int = w.producer_seq  # the last number used (a producer's)
+        self._acked_pseq = 0  # the highest number acked
 
     def _welcome(self, h: "_frames.Welcome") -> None:
         self.log_id: bytes = h.log_id  # 16 bytes, fixed when the log was created
@@ -97,10 +141,56 @@ class Client:
         self.max_inflight: int = h.max_inflight
         self.server_version: str = h.server_version
         self.max_batch_records: int = h.max_batch_records  # 0: the daemon takes no AppendBatch
+        self._hello_pseq: int = h.producer_seq
+
+    def _can_reconnect(self) -> bool:
+        return self.reconnect_timeout > 0 and self._path is not None and self._sock_closed_by_us is False
+
+    _sock_closed_by_us = False
+
+    def _reconnect(self, why: WaldError) -> None:
+        """Dials the daemon again, with a growing pause, until it answers
+        Hello for the same log or reconnect_timeout passes (then raises)."""
+        deadline = time.monotonic() + self.reconnect_timeout
+        pause, last = _FIRST_PAUSE, why
+        while True:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self._in = bytearray()
+            self._broken = None
+            try:
+                self._sock = _dial(self._path, self._timeout)
+                self._send(_frames.hello(self._name, self.producer_id))
+                w = _frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE))
+                if w.log_id != self.log_id:
+                    raise ProtocolError("the daemon at the socket now serves another log; nothing is resent there")
+                if self.producer_id and w.producer_depth == 0:
+                    raise Unsupported("this wald daemon has no idempotent producers (it is older than them)")
+                self._welcome(w)
+                self.reconnects += 1
+                return
+            except _PASSING as e:
+                last = e
+            except WaldError as e:
+                self._broken = None
+                raise self._fail(e)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._broken = None
+                raise self._fail(
+                    DaemonGone(
+                        f"{why.message}; wald was not back within {self.reconnect_timeout} s "
+                        f"(reconnect_timeout): {last.message}"
+                    )
+                )
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _LONGEST_PAUSE)
 
     # ---- connection ----
 
     def close(self) -> None:
+        self._sock_closed_by_us = True
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -187,7 +277,8 @@ class Client:
         time); returns their seqs, in order, once all are durable. Raises the
         first error, after the rest of its round trip is answered: the other
         records of the call, before or after the failed one, may be durable
-        (read them back before retrying)."""
+        (read them back before retrying). A producer that loses the daemon
+        reconnects and resends instead (see the module's doc)."""
         self._idle()
         payloads = [bytes(p) for p in payloads]
         for p in payloads:
@@ -196,6 +287,8 @@ class Client:
                     f"record of {len(p)} bytes exceeds the daemon's max record size {self.max_record_size}"
                 )
         seqs: list[int] = [0] * len(payloads)
+        pseqs: list[int] = [0] * len(payloads)  # a producer's numbers
+        resent: set[int] = set()  # indices resent as repeats after a reconnect
         at = 0
         while at < len(payloads):
             # One window: frames for up to max_inflight records, then their acks.
@@ -208,28 +301,74 @@ class Client:
                     if end > first and _frames.APPEND_OVERHEAD + grown > self.max_frame_size:
                         break
                     size, end = grown, end + 1
+                if self.producer_id:
+                    for k in range(first, end):
+                        self.producer_seq += 1
+                        pseqs[k] = self.producer_seq
                 rid = self._next_id
                 self._next_id += 1
                 pending[rid] = (first, end - first)
                 if end - first == 1 or self.max_batch_records == 0:
-                    frames.append(_frames.append(rid, payloads[first]))
+                    frames.append(_frames.append(rid, payloads[first], pseqs[first]))
                 else:
-                    frames.append(_frames.append_batch(rid, payloads[first:end]))
+                    frames.append(_frames.append_batch(rid, payloads[first:end], pseqs[first]))
             try:
                 self._send(b"".join(frames))
             except WaldError as e:  # part of the window may have reached the daemon
-                raise OutcomeUnknown(f"{e.message}: appends in flight may or may not be in the log") from e
-            self._await_acks(pending, seqs)
+                pending = self._resend(e, pending, payloads, pseqs, resent)
+            self._await_acks(pending, seqs, payloads, pseqs, resent)
             at = end
         return seqs
 
-    def _await_acks(self, pending: dict[int, tuple[int, int]], seqs: list[int]) -> None:
+    def _resend(self, why: WaldError, pending, payloads, pseqs, resent) -> dict[int, tuple[int, int]]:
+        """The connection broke with `pending` unanswered: reconnects and, for
+        a producer, sends each of them again as an Append (new request ids)
+        and returns them; raises OutcomeUnknown if it cannot."""
+        while True:
+            if not isinstance(why, _PASSING) or not self._can_reconnect():
+                self._fail(why)
+                raise OutcomeUnknown(f"{why.message}: appends in flight may or may not be in the log") from why
+            self._reconnect(why)  # raises past reconnect_timeout
+            if not self.producer_id:
+                raise OutcomeUnknown(
+                    f"{why.message}: appends in flight may or may not be in the log (reconnected; only a producer "
+                    "can resend them)"
+                ) from why
+            last = self._hello_pseq
+            if last < self._acked_pseq:
+                self.producer_seq = last
+                raise OutcomeUnknown(
+                    f"wald no longer knows this producer (its last number {last} is below the {self._acked_pseq} "
+                    "acked): appends in flight are not resent, and may or may not be in the log"
+                )
+            # At or below the daemon's last number: maybe in the log, resent
+            # as it was. Above it: not in the log, numbered from it.
+            n, frames, again = last, [], {}
+            for k in sorted(k for first, count in pending.values() for k in range(first, first + count)):
+                if pseqs[k] <= last:
+                    resent.add(k)
+                else:
+                    n += 1
+                    pseqs[k] = n
+                rid = self._next_id
+                self._next_id += 1
+                again[rid] = (k, 1)
+                frames.append(_frames.append(rid, payloads[k], pseqs[k]))
+            self.producer_seq = n
+            try:
+                self._send(b"".join(frames))
+                return again
+            except WaldError as e:
+                why, pending = e, again
+
+    def _await_acks(self, pending, seqs, payloads, pseqs, resent) -> None:
         first_error: Optional[WaldError] = None
         while pending:
             try:
                 f = self._next_frame()
             except WaldError as e:
-                raise OutcomeUnknown(f"{e.message}: appends in flight may or may not be in the log") from e
+                pending = self._resend(e, pending, payloads, pseqs, resent)
+                continue
             if f.body_type == _B.Acks:
                 try:
                     acks = [(rid, seq, 1) for rid, seq in f.body.structs(0, "<QQ")]
@@ -238,27 +377,31 @@ class Client:
                     self._fail(e)
                     raise OutcomeUnknown(f"{e.message}: appends in flight may or may not be in the log") from e
                 for rid, first, count in sorted(acks):  # request order, as PROTOCOL.md asks
-                    self._take_ack(pending, seqs, rid, first, count)
+                    self._take_ack(pending, seqs, pseqs, rid, first, count)
             elif f.body_type == _B.Error:
                 rid, err = self._error(f)
                 if rid == 0:
                     self._fail(err)
-                    raise OutcomeUnknown(f"{err.message}: appends in flight may or may not be in the log") from err
+                    pending = self._resend(err, pending, payloads, pseqs, resent)
+                    continue
                 if rid in pending:
-                    del pending[rid]
-                    if isinstance(err, ServerFailed):
+                    if isinstance(err, ServerFailed) and self.producer_id and self._can_reconnect():
+                        continue  # resent once the daemon is back: it answers with the seq if it is there
+                    at, _ = pending.pop(rid)
+                    if isinstance(err, ServerFailed) or at in resent:
                         err = OutcomeUnknown(f"{err.message}: this append may or may not be in the log")
                     first_error = first_error or err
             # Anything else (a reply to nothing this client asked) is ignored.
         if first_error is not None:
             raise first_error
 
-    def _take_ack(self, pending, seqs, rid: int, first_seq: int, count: int) -> None:
+    def _take_ack(self, pending, seqs, pseqs, rid: int, first_seq: int, count: int) -> None:
         if rid not in pending or pending[rid][1] != count or first_seq == 0:
             raise self._fail(ProtocolError(f"an ack for unknown request {rid}"))
         at, n = pending.pop(rid)
         for k in range(n):
             seqs[at + k] = first_seq + k
+            self._acked_pseq = max(self._acked_pseq, pseqs[at + k])
         self.durable_seq = max(self.durable_seq, first_seq + count - 1)
 
     # ---- reads ----
@@ -281,20 +424,44 @@ class Client:
         self._send(_frames.read(rid, from_seq, max_records, follow))
         self._reading = rid
         finished = False
+        next_seq, left = from_seq, max_records  # where it resumes after a reconnect
         try:
             while True:
-                f = self._next_frame()
+                try:
+                    f = self._next_frame()
+                except _PASSING as e:
+                    if not self._can_reconnect():
+                        raise
+                    self._reconnect(e)
+                    if max_records and left == 0:  # it had all it asked for
+                        finished = True
+                        return
+                    self._send(_frames.read(rid, next_seq, left, follow))
+                    continue
                 if f.body_type == _B.Records and f.body.u64(0) == rid:
                     try:
                         records = [_record(t) for t in f.body.tables(1)]
                         done = bool(f.body.u8(2))
                     except ProtocolError as e:
                         raise self._fail(e)
-                    yield from records
+                    for rec in records:
+                        next_seq = rec.seq + 1
+                        if max_records:
+                            left -= 1
+                        yield rec
                     if done:
                         finished = True
                         return
                 elif f.body_type == _B.Error:
+                    erid, err = self._error(f)
+                    if erid == 0 and isinstance(err, _PASSING) and self._can_reconnect():
+                        self._fail(err)
+                        self._reconnect(err)
+                        if max_records and left == 0:
+                            finished = True
+                            return
+                        self._send(_frames.read(rid, next_seq, left, follow))
+                        continue
                     try:
                         self._raise_if_for(f, rid)
                     except WaldError:
@@ -355,6 +522,7 @@ def _record(t: _frames._Table) -> Record:
     producer = t.struct(3, "<III")  # absent: not stamped
     if producer is not None:
         rec.pid, rec.uid, rec.gid = producer
+    rec.producer_id, rec.producer_seq = t.u64(4), t.u64(5)
     return rec
 
 
@@ -367,14 +535,11 @@ def _stats_of(t: _frames._Table) -> Stats:
         sync_latency_us=H(t.table(9)), ack_latency_us=H(t.table(10)), rejected_frames=t.u64(11),
         backpressure_events=t.u64(12), first_seq=t.u64(13),
         holds=[Hold(h.string(0), h.u64(1), h.u64(2)) for h in t.tables(14)], holds_invalidated=t.u64(15),
-        disk_budget_refusals=t.u64(16),
+        disk_budget_refusals=t.u64(16), producers=t.u64(17), producer_duplicates=t.u64(18),
     )  # fmt: skip
 
 
-def connect(path: Optional[str] = None, client_name: str = "python", timeout: Optional[float] = None) -> Client:
-    """Connects to the daemon at `path` (default: default_socket()).
-    `timeout` (seconds) bounds each socket operation; None waits forever."""
-    path = path or default_socket()
+def _dial(path: str, timeout: Optional[float]) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -384,8 +549,43 @@ def connect(path: Optional[str] = None, client_name: str = "python", timeout: Op
         if os.path.isdir(path):
             raise DaemonGone(f"cannot connect to wald at {path}: it is a directory, not wald's socket") from e
         raise DaemonGone(f"cannot connect to wald at {path}: {e.strerror or e}") from e
+    return sock
+
+
+def connect(
+    path: Optional[str] = None,
+    client_name: str = "python",
+    timeout: Optional[float] = None,
+    *,
+    producer: bool = False,
+    producer_id: Optional[int] = None,
+    reconnect_timeout: Optional[float] = None,
+) -> Client:
+    """Connects to the daemon at `path` (default: default_socket()).
+    `timeout` (seconds) bounds each socket operation; None waits forever.
+
+    producer: an idempotent producer (producer_id: a random one if None; give
+    the same one after your application restarts to go on as that producer).
+    reconnect_timeout: seconds to keep reconnecting when the daemon goes away
+    (None: 30 for a producer, 0 -- never -- otherwise); a read resumes after
+    the last record it yielded, a producer resends what was in flight."""
+    path = path or default_socket()
+    if producer and not producer_id:
+        producer_id = 0
+        while producer_id == 0:
+            producer_id = secrets.randbits(64)
+    if reconnect_timeout is None:
+        reconnect_timeout = 30.0 if producer else 0.0
+    sock = _dial(path, timeout)
     try:
-        return Client(sock, client_name)
+        return Client(
+            sock,
+            client_name,
+            path=path,
+            timeout=timeout,
+            producer_id=producer_id if producer else 0,
+            reconnect_timeout=reconnect_timeout,
+        )
     except BaseException:
         sock.close()
         raise

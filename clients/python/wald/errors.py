@@ -98,6 +98,28 @@ class ReadFailed(WaldError):
     code = "ReadFailed"
 
 
+class ProducerSeqGap(WaldError):
+    """A producer's append numbered past its next one (another client with
+    the same producer id?); nothing was appended. first_seq: the number the
+    daemon expected."""
+
+    code = "ProducerSeqGap"
+
+
+class ProducerSeqStale(WaldError):
+    """A producer's repeat too old for the daemon to answer; nothing was
+    appended under it."""
+
+    code = "ProducerSeqStale"
+
+
+class ProducerFenced(WaldError):
+    """A newer connection with the same producer id took the producer over;
+    nothing was appended."""
+
+    code = "ProducerFenced"
+
+
 class OutcomeUnknown(WaldError):
     """The connection broke (or the daemon failed) with this append in
     flight: it may or may not be in the log."""
@@ -129,6 +151,9 @@ BY_CODE = {
     14: InvalidRequest,
     15: DiskBudget,
     16: ReadFailed,
+    17: ProducerSeqGap,
+    18: ProducerSeqStale,
+    19: ProducerFenced,
 }
 
 

@@ -1,0 +1,88 @@
+"""Idempotent producers and reconnecting reads from Python, against the real
+wald binary killed and restarted under them."""
+
+import signal
+import threading
+import time
+
+import wald
+
+
+def test_a_producer_id_given_again_continues_its_numbers(daemon):
+    with wald.connect(daemon.socket, producer=True, producer_id=0xABC) as c:
+        assert c.append_many([b"a", b"b", b"c"]) == [1, 2, 3]
+        assert c.producer_seq == 3
+    with wald.connect(daemon.socket, producer=True, producer_id=0xABC) as c:
+        assert c.producer_seq == 3  # HelloAck: the daemon's last number for it
+        assert c.append(b"d") == 4
+        recs = list(c.read(1))
+    assert [(r.producer_id, r.producer_seq) for r in recs] == [(0xABC, 1), (0xABC, 2), (0xABC, 3), (0xABC, 4)]
+
+
+def test_a_producer_across_sigkill_restarts_writes_each_record_once_at_the_seq_returned(daemon):
+    got = {}  # payload -> seq
+    errors = []
+    stop = threading.Event()
+
+    def produce():
+        try:
+            with wald.connect(daemon.socket, producer=True, reconnect_timeout=60) as c:
+                i = 0
+                while not stop.is_set():
+                    batch = [b"p%d" % k for k in range(i, i + 200)]
+                    for p, s in zip(batch, c.append_many(batch)):
+                        got[p] = s
+                    i += 200
+        except wald.WaldError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    for _ in range(10):
+        before = len(got)
+        deadline = time.time() + 30
+        while len(got) == before and time.time() < deadline and not errors:
+            time.sleep(0.005)
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+    time.sleep(0.1)
+    stop.set()
+    t.join(60)
+    assert not errors, errors
+    with wald.connect(daemon.socket) as c:
+        log = list(c.read(1))
+    payloads = [r.payload for r in log]
+    assert len(payloads) == len(set(payloads)), "a record is in the log twice"
+    at = {r.payload: r.seq for r in log}
+    assert all(at.get(p) == s for p, s in got.items()), "a returned seq does not hold its record"
+    assert set(at) == set(got)  # every append_many returned, so everything sent is in
+
+
+def test_a_follow_resumes_after_a_restart_from_the_record_after_the_last_it_yielded(daemon):
+    with wald.connect(daemon.socket) as c:
+        c.append_many([b"r%d" % i for i in range(50)])
+    c = wald.connect(daemon.socket, reconnect_timeout=30)
+    seen = []
+    for rec in c.follow(1):
+        seen.append(rec.seq)
+        if len(seen) == 50:
+            daemon.stop(signal.SIGTERM)
+            daemon.start()
+            with wald.connect(daemon.socket) as w:
+                w.append_many([b"r%d" % i for i in range(50, 100)])
+        if len(seen) == 100:
+            break
+    c.close()
+    assert seen == list(range(1, 101))
+    assert c.reconnects == 1
+
+
+def test_without_reconnect_a_plain_client_still_sees_the_daemon_go(daemon):
+    c = wald.connect(daemon.socket)
+    daemon.stop(signal.SIGKILL)
+    try:
+        c.append(b"x")
+        raise AssertionError("append to a dead daemon succeeded")
+    except (wald.OutcomeUnknown, wald.DaemonGone):
+        pass
+    daemon.start()
