@@ -58,6 +58,7 @@ Error Client::Impl::Reconnect(const Error& why) {
   if (producer_id == 0) {
     FailInflight(why);
     if (!broken.ok()) return broken;  // a callback closed the client
+    write_error = {};                 // a callback's flush() met no socket: what it queued goes out after the redial
   }
   if (control_wait_id != 0 && !control_result) {
     control_result = Err(ErrorCode::kOutcomeUnknown, "the connection broke (" + why.message +
@@ -136,6 +137,9 @@ Error Client::Impl::Redial(int64_t deadline) {
 }
 
 void Client::Impl::Resend() {
+  // Only what was there before: a callback run below may append, and its
+  // append goes out through the batcher as any new one.
+  const uint64_t resend_end = next_id;
   if (producer_id != 0) {
     // The daemon's last number for us, L: an append in flight numbered at or
     // below it may be in the log (it is resent as it was, and answered with
@@ -144,30 +148,44 @@ void Client::Impl::Resend() {
     // free number: numbers a restart lost (refused ones, or a tail that was
     // never durable) would otherwise look like a gap.
     const uint64_t last = hello_pseq;
+    const bool was = std::exchange(dispatching, true);  // callbacks below: no blocking calls
     if (last < acked_pseq) {
       // The daemon forgot this producer (idle past --producer-window, or
-      // evicted): a repeat could not be recognized. Nothing is resent.
-      next_pseq = last + 1;
+      // evicted): a repeat could not be recognized. Nothing is resent. An
+      // unknown producer may start anywhere: go on above every number used;
+      // a known one goes on after its last.
+      if (last != 0) next_pseq = last + 1;
+      const uint64_t acked = std::exchange(acked_pseq, last);
       FailInflight(Err(ErrorCode::kOutcomeUnknown, "wald no longer knows this producer (its last number " +
-                                                       std::to_string(last) + " is below the " +
-                                                       std::to_string(acked_pseq) +
+                                                       std::to_string(last) + " is below the " + std::to_string(acked) +
                                                        " acked): appends in flight are not resent"));
-      if (!broken.ok()) return;
     } else {
       uint64_t n = last;
-      for (uint64_t rid = first_id; rid < next_id; ++rid) {
+      for (uint64_t rid = first_id; rid < resend_end; ++rid) {
         Slot& s = At(rid);
         if (s.done) continue;
         s.resent = s.pseq <= last;
+        if (s.kept_len > max_record) {
+          // The daemon came back with a lower --max-record.
+          Complete(rid, s.resent ? Err(ErrorCode::kOutcomeUnknown,
+                                       "wald now refuses a record this large (--max-record " +
+                                           std::to_string(max_record) + "); its first copy may be in the log")
+                                 : Err(ErrorCode::kRecordTooLarge, "record exceeds the daemon's max record size " +
+                                                                       std::to_string(max_record) +
+                                                                       " since it restarted; nothing was appended"));
+          continue;
+        }
         if (!s.resent) s.pseq = ++n;
       }
       next_pseq = n + 1;
     }
+    dispatching = was;
+    if (!broken.ok()) return;  // a callback closed the client
   }
   // In request order, each as a plain Append: a batch the old connection
   // sent may be in the log in part (a crash keeps a prefix), and the daemon
   // answers repeats record by record.
-  for (uint64_t rid = first_id; rid < next_id && producer_id != 0; ++rid) {
+  for (uint64_t rid = first_id; rid < resend_end && producer_id != 0; ++rid) {
     Slot& s = At(rid);
     if (s.done) continue;
     s.batch = 0;

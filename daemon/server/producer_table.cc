@@ -91,9 +91,15 @@ void ProducerTable::Refuse(uint64_t id, uint64_t pseq, uint32_t count, uint64_t 
 
 void ProducerTable::Record(Producer* p, bool fresh, uint64_t pseq, uint64_t log_seq, uint32_t count,
                            uint64_t next_seq) {
+  if (!fresh && pseq > p->last + 1 && pseq - p->last - 1 < max_ring_) {
+    // Numbers the log skips (the rebuild: refused ones leave no record):
+    // what came before them still counts, and they stay refused.
+    Record(p, false, p->last + 1, 0, static_cast<uint32_t>(pseq - p->last - 1), next_seq);
+  }
   if (fresh || pseq != p->last + 1) {
     // A new producer, or one that starts afresh (an expired one's entry not
-    // yet swept, a rebuild that met a salvage gap): nothing before counts.
+    // yet swept, a number below its last, or far past it): nothing before
+    // counts.
     p->low = pseq;
     if (p->ring.empty()) p->ring.resize(kMinRing);
   }

@@ -145,6 +145,8 @@ storage::Status Server::Start() {
   uint64_t read_back = 0;
   if (scanned.ok()) {
     read_back = *scanned;
+  } else if (scanned.status().code() != storage::Code::kCorruption) {
+    return scanned.take_status();  // an I/O error: as any at start
   } else {
     // Damage in a sealed segment does not stop wald from serving (a Read of
     // it fails, wal-tail --verify names it): nor does it here. But what the

@@ -102,13 +102,13 @@ TEST_CASE("producers: beyond max_producers the one idle longest is forgotten") {
   CHECK(t.Last(kP, 5) == 2);
 }
 
-TEST_CASE("producers: a producer that starts afresh drops what was known") {
-  ProducerTable t(Limits());
+TEST_CASE("producers: a producer that starts afresh, far past its last, drops what was known") {
+  ProducerTable t(Limits(1000, 16));
   t.Note(kP, 1, 1, 3);
-  t.Note(kP, 10, 4, 1);  // after a salvage gap, say
-  CHECK(t.Last(kP, 5) == 10);
+  t.Note(kP, 100, 4, 1);  // more than the depth past it: a new run of numbers
+  CHECK(t.Last(kP, 5) == 100);
   CHECK(t.Classify(kP, 2, 1, 5).verdict == Verdict::kStale);
-  CHECK(t.Classify(kP, 10, 1, 5).seq == 4);
+  CHECK(t.Classify(kP, 100, 1, 5).seq == 4);
 }
 
 TEST_CASE("producers: memory follows the window, not the history") {
@@ -182,4 +182,16 @@ TEST_CASE("producers: a refused number is used: the next is new, a repeat of it 
   CHECK(t.Classify(kP, 4, 1, 12).seq == 11);
   t.Refuse(kQ, 1, 1, 12);  // unknown: stays unknown
   CHECK(t.Last(kQ, 12) == 0);
+}
+
+TEST_CASE("producers: a number the log skips (a refusal, at the rebuild) keeps what came before it") {
+  ProducerTable t(Limits());
+  t.Note(kP, 1, 10, 1);
+  t.Note(kP, 2, 11, 1);
+  t.Note(kP, 4, 12, 1);  // 3 was refused: no record
+  CHECK(t.Last(kP, 13) == 4);
+  CHECK(t.Classify(kP, 1, 1, 13).seq == 10);
+  CHECK(t.Classify(kP, 2, 1, 13).seq == 11);
+  CHECK(t.Classify(kP, 3, 1, 13).verdict == Verdict::kStale);
+  CHECK(t.Classify(kP, 4, 1, 13).seq == 12);
 }

@@ -108,12 +108,18 @@ Session Serve(FakeDaemon& d, uint64_t producer_seq, size_t n) {
   return s;
 }
 
-// The next connection: Serve, then the acks, then wait for the client to go.
+// The next connection: Serve, then the acks, then wait for the client to go
+// (any Append it sends meanwhile is in the Session too: one too many).
 Session ServeAndAck(Listener& l, uint64_t producer_seq, size_t n, std::vector<proto::AckEntry> acks) {
   FakeDaemon d(l.Accept());
   Session s = Serve(d, producer_seq, n);
   if (!acks.empty()) d.Send(d.fb.Acks(acks));
-  d.Next();
+  while (const proto::Message* m = d.Next()) {
+    if (m->body_type() != proto::Body::Append) continue;
+    const auto* a = m->body_as_Append();
+    s.appends.push_back({a->request_id(), a->producer_seq(),
+                         std::string(reinterpret_cast<const char*>(a->payload()->data()), a->payload()->size())});
+  }
   return s;
 }
 
@@ -345,7 +351,8 @@ TEST_CASE("a daemon that forgot the producer gets no resends: what was in flight
   REQUIRE(got.size() == 2);
   CHECK(got[0].value() == 50);
   CHECK(got[1].error().code == ErrorCode::kOutcomeUnknown);
-  CHECK(second.appends == std::vector<SeenAppend>{{3, 1, "c"}});  // not "b"; numbered afresh
+  // Not "b"; and numbered after every number used (the daemon knows none).
+  CHECK(second.appends == std::vector<SeenAppend>{{3, 3, "c"}});
 }
 
 TEST_CASE("an append from the callback that a reconnect fails goes out on the new connection") {
@@ -395,4 +402,37 @@ TEST_CASE("a reconnect to a socket that now serves another log is an error, even
     CHECK(e.message.find("another log") != std::string::npos);
   }
   daemon.join();
+}
+
+TEST_CASE("an append from a failure callback when the daemon forgot the producer goes out once") {
+  Listener l;
+  Session second;
+  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
+    {
+      FakeDaemon d(l.Accept());
+      Serve(d, 0, 2);
+      const proto::AckEntry ack(1, 50);
+      d.Send(d.fb.Acks({&ack, 1}));
+    }
+    second = ServeAndAck(l, 0, 1, {{3, 70}});  // forgot the producer: "b" fails, its retry goes out once
+  });
+  const ClientOptions o = Reconnecting(/*producer=*/true, /*batch=*/false);
+  std::vector<Result<Seq>> got;
+  {
+    auto c = wald::connect(l.path, o);
+    REQUIRE(c.ok());
+    Client* cp = &c.value();
+    REQUIRE(c->append_async("a", [&](Result<Seq> r) { got.push_back(r); }).ok());
+    REQUIRE(c->append_async("b", [&](Result<Seq> r) {
+               got.push_back(r);
+               REQUIRE(cp->append_async("b again", [&](Result<Seq> r2) { got.push_back(r2); }).ok());
+             }).ok());
+    REQUIRE(c->wait_all(5000).ok());
+    CHECK(c->connected());
+  }
+  daemon.join();
+  REQUIRE(got.size() == 3);
+  CHECK(got[1].error().code == ErrorCode::kOutcomeUnknown);
+  CHECK(got[2].value() == 70);
+  CHECK(second.appends == std::vector<SeenAppend>{{3, 3, "b again"}});
 }

@@ -15,8 +15,9 @@
 // Producers: with ClientOptions::producer, every append is written exactly
 // once even across a daemon restart. When the daemon goes away (a restart, a
 // fail-stop, systemd restarting it behind its socket) the client reconnects
-// on its own, resends every append in flight under the same producer
-// numbers, and completes each with the seq it really got; the daemon writes
+// on its own, resends every append in flight (under its producer number, or
+// a new one where the daemon's last number shows it is not in the log), and
+// completes each with the seq it really got; the daemon writes
 // none of them twice. The caller sees kOutcomeUnknown only if the daemon is
 // not back within reconnect_timeout_ms, or has forgotten the producer (idle
 // longer than its --producer-window, or evicted past --max-producers: then

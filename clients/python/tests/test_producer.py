@@ -86,3 +86,28 @@ def test_without_reconnect_a_plain_client_still_sees_the_daemon_go(daemon):
     except (wald.OutcomeUnknown, wald.DaemonGone):
         pass
     daemon.start()
+
+
+def test_a_producer_whose_daemon_restarted_while_it_was_idle_reads_and_appends_on(daemon):
+    with wald.connect(daemon.socket, producer=True) as c:
+        assert c.append_many([b"a", b"b"]) == [1, 2]
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+        assert [r.payload for r in c.read(1)] == [b"a", b"b"]  # its first write finds the old socket dead
+        assert c.reconnects == 1
+        assert c.append(b"c") == 3
+        assert [(r.producer_id, r.producer_seq) for r in c.read(3)] == [(c.producer_id, 3)]
+
+
+def test_a_socket_timeout_is_the_callers_bound_not_a_reason_to_reconnect(daemon):
+    c = wald.connect(daemon.socket, timeout=0.3, reconnect_timeout=5)
+    start = time.monotonic()
+    try:
+        for _ in c.follow(1):  # an empty log: nothing comes
+            pass
+        raise AssertionError("follow on an empty log ended")
+    except wald.DaemonGone:
+        pass
+    assert time.monotonic() - start < 3
+    assert c.reconnects == 0
+    c.close()

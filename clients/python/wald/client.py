@@ -11,8 +11,9 @@ One Client per thread at a time. Errors are exceptions (wald.errors).
 An idempotent producer (connect(producer=True)) appends each record exactly
 once even across a daemon restart: when the daemon goes away the client
 reconnects (for up to reconnect_timeout seconds), resends what was in flight
-under the same numbers, and returns the seqs the records really got
-(protocol/PROTOCOL.md, "Idempotent producers").
+(renumbered where the daemon's last number shows it is not in the log), and
+returns the seqs the records really got (protocol/PROTOCOL.md, "Idempotent
+producers").
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ _B = Body.Body
 _CONTROL_IDS = 1 << 63  # reads, trims, holds, stats: ids above this; appends 1, 2, 3...
 # Errors after which a daemon may be back (restarted, drained, less full).
 _PASSING = (DaemonGone, ServerFailed, ShuttingDown, TooManyConnections)
+
+
+def _passing(e: BaseException) -> bool:
+    """Whether the daemon may be back after `e` (a socket timeout is the
+    caller's own bound, not the daemon going away)."""
+    return isinstance(e, _PASSING) and not getattr(e, "timed_out", False)
+
+
+def _gone(what: str, e: OSError) -> DaemonGone:
+    g = DaemonGone(f"{what}: {e}")
+    g.timed_out = isinstance(e, TimeoutError)
+    return g
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.5  # seconds between reconnect attempts
 
 
@@ -125,6 +138,7 @@ class Client:
         self.producer_id: int = producer_id  # 0: not a producer
         self.reconnect_timeout: float = reconnect_timeout if path else 0.0
         self.reconnects: int = 0
+        self._closed_by_us = False  # close() was called: no reconnecting
         self._send(_frames.hello(client_name, producer_id))
         w = _frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE))
         if producer_id and w.producer_depth == 0:
@@ -143,10 +157,41 @@ class Client:
         self.max_batch_records: int = h.max_batch_records  # 0: the daemon takes no AppendBatch
         self._hello_pseq: int = h.producer_seq
 
-    def _can_reconnect(self) -> bool:
-        return self.reconnect_timeout > 0 and self._path is not None and self._sock_closed_by_us is False
+    def _revive(self) -> None:
+        """Before a call: a connection that broke while idle is dialed again
+        (if reconnecting is on), and a producer's numbering goes on from the
+        daemon's last number."""
+        if self._broken is not None and _passing(self._broken) and self._can_reconnect():
+            self._reconnect(self._broken)
+            self._renumber()
 
-    _sock_closed_by_us = False
+    def _send_request(self, frame: bytes) -> None:
+        """Sends a request that may go again: a Read, a StatsRequest, a Trim,
+        a Hold (not an append). If the connection turns out to be gone, and
+        reconnecting is on, it is sent on a new one."""
+        while True:
+            try:
+                self._send(frame)
+                return
+            except WaldError as e:
+                if not _passing(e) or not self._can_reconnect():
+                    raise
+                self._reconnect(e)
+                self._renumber()
+
+    def _renumber(self) -> None:
+        """After a reconnect with nothing in flight: numbers above the
+        daemon's last are not in the log (refused ones, a tail a restart
+        lost), so the next is its last + 1; a daemon that knows nothing of
+        the producer lets it go on above every number used."""
+        if self.producer_id and self._hello_pseq:
+            self.producer_seq = self._hello_pseq
+            self._acked_pseq = min(self._acked_pseq, self._hello_pseq)
+        elif self.producer_id:
+            self._acked_pseq = 0
+
+    def _can_reconnect(self) -> bool:
+        return self.reconnect_timeout > 0 and self._path is not None and not self._closed_by_us
 
     def _reconnect(self, why: WaldError) -> None:
         """Dials the daemon again, with a growing pause, until it answers
@@ -160,9 +205,12 @@ class Client:
             self._in = bytearray()
             self._broken = None
             try:
-                self._sock = _dial(self._path, self._timeout)
+                # Every step within the deadline, whatever the caller's timeout.
+                left = max(deadline - time.monotonic(), 0.001)
+                self._sock = _dial(self._path, min(left, self._timeout) if self._timeout else left)
                 self._send(_frames.hello(self._name, self.producer_id))
                 w = _frames.hello_ack(self._next_frame(_frames.MAX_FRAME_SIZE))
+                self._sock.settimeout(self._timeout)
                 if w.log_id != self.log_id:
                     raise ProtocolError("the daemon at the socket now serves another log; nothing is resent there")
                 if self.producer_id and w.producer_depth == 0:
@@ -170,7 +218,7 @@ class Client:
                 self._welcome(w)
                 self.reconnects += 1
                 return
-            except _PASSING as e:
+            except _PASSING as e:  # a timeout here too: the deadline decides
                 last = e
             except WaldError as e:
                 self._broken = None
@@ -190,7 +238,7 @@ class Client:
     # ---- connection ----
 
     def close(self) -> None:
-        self._sock_closed_by_us = True
+        self._closed_by_us = True
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -222,7 +270,7 @@ class Client:
         try:
             self._sock.sendall(frame)
         except OSError as e:
-            raise self._fail(DaemonGone(f"write to the daemon: {e}"))
+            raise self._fail(_gone("write to the daemon", e))
 
     def _next_frame(self, limit: Optional[int] = None) -> _frames.Frame:
         """Reads until one whole frame is in, and decodes it."""
@@ -247,7 +295,7 @@ class Client:
             try:
                 chunk = self._sock.recv(1 << 20)
             except OSError as e:
-                raise self._fail(DaemonGone(f"read from the daemon: {e}"))
+                raise self._fail(_gone("read from the daemon", e))
             if not chunk:
                 raise self._fail(DaemonGone("the daemon closed the connection"))
             self._in += chunk
@@ -280,6 +328,7 @@ class Client:
         (read them back before retrying). A producer that loses the daemon
         reconnects and resends instead (see the module's doc)."""
         self._idle()
+        self._revive()
         payloads = [bytes(p) for p in payloads]
         for p in payloads:
             if len(p) > self.max_record_size:
@@ -325,10 +374,13 @@ class Client:
         a producer, sends each of them again as an Append (new request ids)
         and returns them; raises OutcomeUnknown if it cannot."""
         while True:
-            if not isinstance(why, _PASSING) or not self._can_reconnect():
+            if not _passing(why) or not self._can_reconnect():
                 self._fail(why)
                 raise OutcomeUnknown(f"{why.message}: appends in flight may or may not be in the log") from why
-            self._reconnect(why)  # raises past reconnect_timeout
+            try:
+                self._reconnect(why)  # raises past reconnect_timeout
+            except WaldError as e:
+                raise OutcomeUnknown(f"{e.message}: appends in flight may or may not be in the log") from e
             if not self.producer_id:
                 raise OutcomeUnknown(
                     f"{why.message}: appends in flight may or may not be in the log (reconnected; only a producer "
@@ -336,7 +388,7 @@ class Client:
                 ) from why
             last = self._hello_pseq
             if last < self._acked_pseq:
-                self.producer_seq = last
+                self._renumber()
                 raise OutcomeUnknown(
                     f"wald no longer knows this producer (its last number {last} is below the {self._acked_pseq} "
                     "acked): appends in flight are not resent, and may or may not be in the log"
@@ -345,6 +397,11 @@ class Client:
             # as it was. Above it: not in the log, numbered from it.
             n, frames, again = last, [], {}
             for k in sorted(k for first, count in pending.values() for k in range(first, first + count)):
+                if len(payloads[k]) > self.max_record_size:  # the daemon came back with a lower --max-record
+                    raise OutcomeUnknown(
+                        f"record {k} is over the restarted daemon's max record size {self.max_record_size}: "
+                        "records in flight may or may not be in the log"
+                    )
                 if pseqs[k] <= last:
                     resent.add(k)
                 else:
@@ -419,9 +476,10 @@ class Client:
 
     def _read(self, from_seq: int, max_records: int, follow: bool) -> Iterator[Record]:
         self._idle()
+        self._revive()
         self._control_id += 1
         rid = self._control_id
-        self._send(_frames.read(rid, from_seq, max_records, follow))
+        self._send_request(_frames.read(rid, from_seq, max_records, follow))
         self._reading = rid
         finished = False
         next_seq, left = from_seq, max_records  # where it resumes after a reconnect
@@ -430,9 +488,10 @@ class Client:
                 try:
                     f = self._next_frame()
                 except _PASSING as e:
-                    if not self._can_reconnect():
+                    if not _passing(e) or not self._can_reconnect():
                         raise
                     self._reconnect(e)
+                    self._renumber()
                     if max_records and left == 0:  # it had all it asked for
                         finished = True
                         return
@@ -454,9 +513,10 @@ class Client:
                         return
                 elif f.body_type == _B.Error:
                     erid, err = self._error(f)
-                    if erid == 0 and isinstance(err, _PASSING) and self._can_reconnect():
+                    if erid == 0 and _passing(err) and self._can_reconnect():
                         self._fail(err)
                         self._reconnect(err)
+                        self._renumber()
                         if max_records and left == 0:
                             finished = True
                             return
@@ -481,7 +541,8 @@ class Client:
 
     def _control(self, frame: bytes, rid: int, answer: int) -> _frames.Frame:
         self._idle()
-        self._send(frame)
+        self._revive()
+        self._send_request(frame)
         while True:
             f = self._next_frame()
             if f.body_type == answer and f.body.u64(0) == rid:
