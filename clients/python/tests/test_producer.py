@@ -111,3 +111,70 @@ def test_a_socket_timeout_is_the_callers_bound_not_a_reason_to_reconnect(daemon)
     assert time.monotonic() - start < 3
     assert c.reconnects == 0
     c.close()
+
+
+def test_an_asyncio_producer_across_sigkill_restarts_writes_each_record_once_at_the_seq_returned(daemon):
+    import asyncio
+
+    import wald.aio
+
+    got = {}  # payload -> seq
+
+    async def main():
+        async with await wald.aio.connect(daemon.socket, producer=True, reconnect_timeout=60) as c:
+            stop = asyncio.Event()
+
+            async def task(k):
+                i = 0
+                while not stop.is_set():
+                    p = b"t%d-%d" % (k, i)
+                    got[p] = await c.append(p)
+                    i += 1
+
+            tasks = [asyncio.create_task(task(k)) for k in range(64)]
+            loop = asyncio.get_running_loop()
+            for _ in range(10):
+                before = len(got)
+                while len(got) == before:
+                    await asyncio.sleep(0.005)
+                await loop.run_in_executor(None, lambda: (daemon.stop(signal.SIGKILL), daemon.start()))
+            await asyncio.sleep(0.1)
+            stop.set()
+            await asyncio.gather(*tasks)
+            return c.reconnects, [r async for r in c.read(1)]
+
+    reconnects, log = asyncio.run(asyncio.wait_for(main(), 120))
+    payloads = [r.payload for r in log]
+    assert len(payloads) == len(set(payloads)), "a record is in the log twice"
+    at = {r.payload: r.seq for r in log}
+    assert all(at.get(p) == s for p, s in got.items()), "a returned seq does not hold its record"
+    assert set(at) == set(got)
+    assert reconnects >= 10
+
+
+def test_an_asyncio_follow_resumes_after_a_restart(daemon):
+    import asyncio
+
+    import wald.aio
+
+    with wald.connect(daemon.socket) as c:
+        c.append_many([b"r%d" % i for i in range(50)])
+
+    async def main():
+        c = await wald.aio.connect(daemon.socket, reconnect_timeout=30)
+        seen = []
+        loop = asyncio.get_running_loop()
+        async for rec in c.follow(1):
+            seen.append(rec.seq)
+            if len(seen) == 50:
+                await loop.run_in_executor(None, lambda: (daemon.stop(signal.SIGTERM), daemon.start()))
+                with wald.connect(daemon.socket) as w:
+                    w.append_many([b"r%d" % i for i in range(50, 100)])
+            if len(seen) == 100:
+                break
+        await c.close()
+        return seen, c.reconnects
+
+    seen, reconnects = asyncio.run(asyncio.wait_for(main(), 60))
+    assert seen == list(range(1, 101))
+    assert reconnects == 1

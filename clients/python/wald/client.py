@@ -600,6 +600,21 @@ def _stats_of(t: _frames._Table) -> Stats:
     )  # fmt: skip
 
 
+def _producer_options(
+    producer: bool, producer_id: Optional[int], reconnect_timeout: Optional[float]
+) -> tuple[int, float]:
+    """connect()'s producer id (0: not a producer; a random one if asked for
+    none) and reconnect timeout (None: 30 s for a producer, else 0)."""
+    pid = 0
+    if producer:
+        pid = producer_id or 0
+        while pid == 0:
+            pid = secrets.randbits(64)
+    if reconnect_timeout is None:
+        reconnect_timeout = 30.0 if producer else 0.0
+    return pid, reconnect_timeout
+
+
 def _dial(path: str, timeout: Optional[float]) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -631,12 +646,7 @@ def connect(
     (None: 30 for a producer, 0 -- never -- otherwise); a read resumes after
     the last record it yielded, a producer resends what was in flight."""
     path = path or default_socket()
-    if producer and not producer_id:
-        producer_id = 0
-        while producer_id == 0:
-            producer_id = secrets.randbits(64)
-    if reconnect_timeout is None:
-        reconnect_timeout = 30.0 if producer else 0.0
+    producer_id, reconnect_timeout = _producer_options(producer, producer_id, reconnect_timeout)
     sock = _dial(path, timeout)
     try:
         return Client(
@@ -644,7 +654,7 @@ def connect(
             client_name,
             path=path,
             timeout=timeout,
-            producer_id=producer_id if producer else 0,
+            producer_id=producer_id,
             reconnect_timeout=reconnect_timeout,
         )
     except BaseException:
