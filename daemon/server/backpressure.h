@@ -4,8 +4,10 @@
 // - Every socket stops while more than max_unsynced_bytes are staged but not
 //   yet durable, or while some connection waits for a free staging chunk
 //   (stalled): the writer is behind, and reading more would only buffer it.
-//   Reading resumes below half the cap with a chunk to fill (hysteresis, so
-//   that a busy log does not toggle every socket at every batch).
+//   Reading resumes below half the cap with a chunk to fill and no
+//   connection waiting (hysteresis, so that a busy log does not toggle
+//   every socket at every batch). Whatever starts a pause also keeps it:
+//   a pause that lifted on a load that starts one again would flap.
 // - One socket stops while its peer has max_inflight Appends unacked, or its
 //   unacked payload plus its unsent output exceed max_connection_bytes: a
 //   client that sends without reading its acks is held back alone.
@@ -36,7 +38,7 @@ struct ConnectionLoad {
 };
 
 inline bool GlobalPause(bool paused_now, const StagingLoad& s, const BackpressureLimits& l) {
-  if (paused_now) return s.staged_bytes > l.max_unsynced_bytes / 2 || s.no_chunk;
+  if (paused_now) return s.staged_bytes > l.max_unsynced_bytes / 2 || s.no_chunk || s.any_stalled;
   return s.staged_bytes > l.max_unsynced_bytes || s.any_stalled;
 }
 

@@ -355,27 +355,34 @@ bool Server::GlobalPaused() const {
 }
 
 void Server::UpdateAllReading() {
-  for (Connection* c : all_) UpdateReading(c);
+  UpdateGlobalPause();
+  for (Connection* c : all_) c->SetReading(MayRead(c));
 }
 
+// One connection's load changed. A change of the global pause reaches every
+// connection, in one pass: nothing here calls back into it.
 void Server::UpdateReading(Connection* c) {
+  if (UpdateGlobalPause()) {
+    for (Connection* o : all_) o->SetReading(MayRead(o));
+    return;
+  }
+  c->SetReading(MayRead(c));
+}
+
+bool Server::UpdateGlobalPause() {
   const bool was = global_paused_;
   global_paused_ = GlobalPaused();
   if (global_paused_ && !was) {
     ++stats_.backpressure_events;
     spdlog::debug("pausing all reads: {} bytes not yet durable", staging_->staged_bytes());
-    for (Connection* o : all_) o->SetReading(false);
   }
-  const bool want =
-      state_ == State::kRunning && !global_paused_ && !c->stalled &&
-      ConnectionMayRead({c->pending_records, c->pending_bytes, c->unsent()},
-                        {options_.max_unsynced_bytes, options_.max_inflight, options_.max_connection_bytes});
-  c->SetReading(want);
-  if (was && !global_paused_) {
-    for (Connection* o : all_) {
-      if (o != c && !o->reading()) UpdateReading(o);
-    }
-  }
+  return global_paused_ != was;
+}
+
+bool Server::MayRead(const Connection* c) const {
+  return state_ == State::kRunning && !global_paused_ && !c->stalled &&
+         ConnectionMayRead({c->pending_records, c->pending_bytes, c->unsent()},
+                           {options_.max_unsynced_bytes, options_.max_inflight, options_.max_connection_bytes});
 }
 
 // ---- Stopping ----

@@ -153,6 +153,8 @@ class Server final : public ConnectionOwner {
   void UpdateReading(Connection* c);
   void UpdateAllReading();
   bool GlobalPaused() const;
+  bool UpdateGlobalPause();  // true if the global pause started or lifted
+  bool MayRead(const Connection* c) const;
 
   // Stopping.
   static void OnDrainTimer(uv_timer_t* h);

@@ -3,10 +3,12 @@
 // that waits whole for staging room.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "server_fixture.h"
+#include "storage/format.h"
 
 using namespace wald;
 using wald::test::BatchAck;
@@ -145,4 +147,46 @@ TEST_CASE_FIXTURE(ServerTest, "server: a batch that finds no staging room waits 
   }));
   CHECK(p.BatchAcks()[0] == BatchAck{9, 9, 3});
   CHECK(q.Acks()[0] == std::pair<uint64_t, uint64_t>{1, 12});
+}
+
+// A waiting batch holds every socket until it is staged, even once the
+// staged bytes are below half the cap and a chunk is free: a pause must not
+// lift on a load that would start it again. (It did: the pause flapped
+// through every connection, recursing until the daemon's stack ran out,
+// and the others were read past the waiting batch.)
+TEST_CASE_FIXTURE(ServerTest, "server: a batch still short of chunks after a partial sync keeps every socket paused") {
+  o.max_unsynced_bytes = 1 << 20;  // 8 chunks of one largest record each
+  o.max_inflight = 1 << 16;        // batches of up to 65536 records
+  Start();
+  // A batch of small records whose encoding spans two chunks.
+  const size_t chunk = std::max<size_t>(256 << 10, storage::EncodedSize(o.max_record, storage::kMaxMetaSize));
+  const int n = static_cast<int>(chunk / storage::EncodedSize(8)) + 100;
+  Peer& p = Connect();
+  for (uint64_t i = 1; i <= 8; ++i) {  // one record per loop iteration: one chunk each
+    Append(p, i, 1);
+    REQUIRE(StepUntil([&] { return writer->held().size() == i; }));
+  }
+  std::vector<Peer*> others;
+  for (int k = 0; k < 3; ++k) others.push_back(&Connect());
+  p.AppendBatch(9, Payloads(n, 8));
+  Step(20);
+  for (Peer* q : others) q->Append(1, "other");
+  Step(20);
+  REQUIRE(writer->held_records() == 8);
+  writer->SyncOldest(1);  // one chunk free and little staged, but the batch needs two
+  Step(20);
+  CHECK(writer->held_records() == 7);  // no one was read past the waiting batch
+  REQUIRE(StepUntil([&] {
+    writer->Sync();
+    p.Poll();
+    for (Peer* q : others) q->Poll();
+    return p.BatchAcks().size() == 1 &&
+           std::all_of(others.begin(), others.end(), [](Peer* q) { return q->Acks().size() == 1; });
+  }));
+  const uint64_t last = 8 + static_cast<uint64_t>(n);
+  CHECK(p.BatchAcks()[0] == BatchAck{9, 9, static_cast<uint64_t>(n)});
+  std::vector<uint64_t> seqs;
+  for (Peer* q : others) seqs.push_back(q->Acks()[0].second);
+  std::sort(seqs.begin(), seqs.end());
+  CHECK(seqs == std::vector<uint64_t>{last + 1, last + 2, last + 3});  // after the batch
 }

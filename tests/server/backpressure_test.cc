@@ -3,6 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <initializer_list>
+
 using wald::server::BackpressureLimits;
 using wald::server::ConnectionLoad;
 using wald::server::ConnectionMayRead;
@@ -39,6 +42,25 @@ TEST_CASE("backpressure: a pause lasts while no chunk is free, however little is
 
 TEST_CASE("backpressure: a connection waiting for a chunk pauses every socket") {
   CHECK(Pause(false, 0, false, /*stalled=*/true));
+}
+
+TEST_CASE("backpressure: a pause lasts while a connection waits for a chunk") {
+  CHECK(Pause(true, 0, false, /*stalled=*/true));
+}
+
+// Hysteresis without flapping: whatever starts a pause also keeps it, so
+// that lifting a pause can never be undone by the same load at once.
+TEST_CASE("backpressure: every load that starts a pause keeps one") {
+  for (uint64_t staged : {0ull, 499ull, 500ull, 501ull, 1000ull, 1001ull}) {
+    for (bool no_chunk : {false, true}) {
+      for (bool stalled : {false, true}) {
+        CAPTURE(staged);
+        CAPTURE(no_chunk);
+        CAPTURE(stalled);
+        if (Pause(false, staged, no_chunk, stalled)) CHECK(Pause(true, staged, no_chunk, stalled));
+      }
+    }
+  }
 }
 
 TEST_CASE("backpressure: a connection at max_inflight unacked appends is not read") {

@@ -81,6 +81,17 @@ class FakeWriter final : public server::WriterPort {
     held_.clear();
     Notify();
   }
+  // The `n` chunks handed over first become durable and come back (a writer
+  // part-way through what it holds); the loop is told.
+  void SyncOldest(size_t n) {
+    for (; n > 0 && !held_.empty(); --n) {
+      server::Chunk* c = held_.front();
+      held_.pop_front();
+      if (!c->empty()) durable_ = c->last_seq;
+      free_.push_back(c);
+    }
+    Notify();
+  }
   // The writer made seqs up to `durable` durable (for readers of a log the
   // test wrote itself); the loop is told.
   void Publish(uint64_t durable) {
