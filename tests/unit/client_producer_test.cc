@@ -129,6 +129,19 @@ void ServeAndDie(Listener& l, size_t n) {
   Serve(d, 0, n);
 }
 
+// A daemon that takes two appends, acks the first (seq 50) and dies; the
+// next one knows nothing of the producer (HelloAck's producer_seq 0) and
+// acks the one append it gets at seq 70. Returns that second session.
+Session ServeThenForget(Listener& l) {
+  {
+    FakeDaemon d(l.Accept());
+    Serve(d, 0, 2);
+    const proto::AckEntry ack(1, 50);
+    d.Send(d.fb.Acks({&ack, 1}));
+  }
+  return ServeAndAck(l, 0, 1, {{3, 70}});
+}
+
 // A client that reconnects for up to 5 s.
 ClientOptions Reconnecting(bool producer, bool batch = true) {
   ClientOptions o{"unit", 2000};
@@ -327,15 +340,7 @@ TEST_CASE("a resent append the daemon cannot answer is outcome unknown, not 'not
 TEST_CASE("a daemon that forgot the producer gets no resends: what was in flight is outcome unknown") {
   Listener l;
   Session second;
-  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
-    {
-      FakeDaemon d(l.Accept());
-      Serve(d, 0, 2);
-      const proto::AckEntry ack(1, 50);
-      d.Send(d.fb.Acks({&ack, 1}));
-    }
-    second = ServeAndAck(l, 0, 1, {{3, 70}});  // knows nothing of the producer that had number 1 acked
-  });
+  std::jthread daemon([&] { second = ServeThenForget(l); });  // joined on the way out of a failed REQUIRE too
   const ClientOptions o = Reconnecting(/*producer=*/true, /*batch=*/false);
   std::vector<Result<Seq>> got;
   {
@@ -407,15 +412,7 @@ TEST_CASE("a reconnect to a socket that now serves another log is an error, even
 TEST_CASE("an append from a failure callback when the daemon forgot the producer goes out once") {
   Listener l;
   Session second;
-  std::jthread daemon([&] {  // joined on the way out of a failed REQUIRE too
-    {
-      FakeDaemon d(l.Accept());
-      Serve(d, 0, 2);
-      const proto::AckEntry ack(1, 50);
-      d.Send(d.fb.Acks({&ack, 1}));
-    }
-    second = ServeAndAck(l, 0, 1, {{3, 70}});  // forgot the producer: "b" fails, its retry goes out once
-  });
+  std::jthread daemon([&] { second = ServeThenForget(l); });  // joined on the way out of a failed REQUIRE too
   const ClientOptions o = Reconnecting(/*producer=*/true, /*batch=*/false);
   std::vector<Result<Seq>> got;
   {
