@@ -415,7 +415,7 @@ Server::Outcome Server::HandleAppendBatch(Connection* c, const proto::AppendBatc
                       std::to_string(options_.max_record) + "; nothing of the batch was appended");
   }
   if (!staging_->FitsEncoded(encoded, append_limit_)) {
-    if (admitted) RefuseProduced(c, pseq, static_cast<uint32_t>(count));
+    RefuseProduced(c, pseq, static_cast<uint32_t>(count));  // admitted by now
     RefuseForBudget(c, rid);
     return Outcome::kDone;
   }
