@@ -336,10 +336,11 @@ bool NatsCluster::WaitHealthy(int timeout_ms) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   do {
     bool all = true, any = false;
+    unhealthy_ = "no node is running";
     for (int i = 0; i < size() && all; ++i) {
       if (Reap(i)) continue;
       any = true;
-      all = Healthy(i, std::clamp(MsLeft(deadline), 1, 1000));
+      all = Healthy(i, std::clamp(MsLeft(deadline), 1, 1000), &unhealthy_);
     }
     if (all && any) return true;
     Sleep(50);
@@ -444,16 +445,23 @@ bool NatsCluster::Reap(int i) const {
   return true;
 }
 
-bool NatsCluster::Healthy(int i, int timeout_ms) const {
-  int status;
+bool NatsCluster::Healthy(int i, int timeout_ms, std::string* why) const {
+  int status = 0;
   std::string body;
   const int port = nodes_[i].http_port;
-  if (!HttpGet(port, "/healthz", timeout_ms, &status, &body) || status != 200 ||
-      StringOf(Member(Trimmed(body), "status")) != "ok")
+  const std::string node = "n" + std::to_string(i);
+  auto fail = [&](const std::string& what) {
+    if (why) *why = node + ": " + what;
     return false;
+  };
+  if (!HttpGet(port, "/healthz", timeout_ms, &status, &body)) return fail("/healthz did not answer");
+  if (status != 200 || StringOf(Member(Trimmed(body), "status")) != "ok")
+    return fail("/healthz " + std::to_string(status) + " " + body);
   if (size() == 1) return true;  // no cluster: no meta leader
-  return HttpGet(port, "/jsz", timeout_ms, &status, &body) && status == 200 &&
-         !StringOf(Member(Member(Trimmed(body), "meta_cluster"), "leader")).empty();
+  if (!HttpGet(port, "/jsz", timeout_ms, &status, &body) || status != 200) return fail("/jsz did not answer 200");
+  if (StringOf(Member(Member(Trimmed(body), "meta_cluster"), "leader")).empty())
+    return fail("/jsz names no meta leader");
+  return true;
 }
 
 std::string NatsCluster::LogTails() const {

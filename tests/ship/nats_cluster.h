@@ -45,7 +45,10 @@ class NatsCluster {
   // True once every running node answers /healthz ok (which in a cluster also
   // means its streams are current) and, with more than one node, every running
   // node knows the meta leader. A stopped (SIGSTOP) node counts as unhealthy.
+  // On false, unhealthy() says which node failed which check, last time.
   bool WaitHealthy(int timeout_ms);
+  const std::string& unhealthy() const { return unhealthy_; }
+  std::string LogTails() const;  // the last 30 lines of each node's log
   // The index of the node leading stream `stream` (account $G), or -1 if none
   // is known within timeout_ms. A node counts as leader when it says so itself
   // and no other self-declared leader is named by as many nodes.
@@ -62,12 +65,13 @@ class NatsCluster {
   void WriteConfig(int i) const;
   void Spawn(int i);
   bool Reap(int i) const;  // true if node i has exited (and was reaped)
-  bool Healthy(int i, int timeout_ms) const;
-  std::string LogTails() const;
+  // Sets *why (if not null) to what failed.
+  bool Healthy(int i, int timeout_ms, std::string* why = nullptr) const;
   void KillAll();
 
   std::string dir_;
   mutable std::vector<Node> nodes_;
+  std::string unhealthy_;
 };
 
 }  // namespace wald::test

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -34,6 +35,16 @@ namespace {
 const std::string kStream = "WALDTEST";
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Waits until every running node is healthy; if not, fails the case with
+// the check that failed last and each node's log tail. After a restart of
+// the whole cluster, with the rest of the suite beside it on 2 cores, that
+// took up to 30 s.
+void RequireHealthy(NatsCluster& nats) {
+  const auto t0 = Clock::now();
+  if (!nats.WaitHealthy(90000)) FAIL("not healthy within 90 s: " << nats.unhealthy() << "\n" << nats.LogTails());
+  std::fprintf(stderr, "cluster healthy after %.1f s\n", Since(t0));
+}
 
 // One wal-ship process; stderr and stdout go to files under the test dir.
 class Ship {
@@ -385,7 +396,7 @@ TEST_CASE("the stream leader SIGKILLed, then SIGTERMed, while wal-ship follows: 
     MESSAGE("stream leader n" << leader << " killed with signal " << sig << ": shipping resumed after " << Since(t0)
                               << " s");
     f.nats->Start(leader);
-    REQUIRE(f.nats->WaitHealthy(30000));
+    RequireHealthy(*f.nats);
   }
   load.Stop();
   f.ExpectExactCopy();
@@ -403,7 +414,7 @@ TEST_CASE("one NATS node SIGSTOPped and continued while wal-ship follows: 0 lost
   f.nats->Signal(leader, SIGSTOP);
   std::this_thread::sleep_for(milliseconds(4000));
   f.nats->Signal(leader, SIGCONT);
-  REQUIRE(f.nats->WaitHealthy(30000));
+  RequireHealthy(*f.nats);
   std::this_thread::sleep_for(milliseconds(1000));
   load.Stop();
   f.ExpectExactCopy();
@@ -436,7 +447,7 @@ TEST_CASE("a NATS outage longer than the 2 s duplicate window: 0 lost, 0 duplica
   for (int i = 0; i < f.nats->size(); ++i) f.nats->Kill(i, SIGTERM);
   std::this_thread::sleep_for(milliseconds(3000));
   for (int i = 0; i < f.nats->size(); ++i) f.nats->Start(i);
-  REQUIRE(f.nats->WaitHealthy(30000));
+  RequireHealthy(*f.nats);
   std::this_thread::sleep_for(milliseconds(1500));
   load.Stop();
   f.ExpectExactCopy();
