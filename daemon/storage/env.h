@@ -39,6 +39,9 @@ class File {
   virtual Status Allocate(uint64_t size) = 0;
   virtual Result<uint64_t> Size() = 0;
   virtual Status Truncate(uint64_t size) = 0;
+  // A hint that the file's cached pages will not be read soon
+  // (posix_fadvise DONTNEED): the kernel drops the clean ones. No error.
+  virtual void DropCache() {}
 
   const std::string& path() const { return path_; }
 

@@ -50,6 +50,8 @@ class FaultFile final : public File {
 
   Result<size_t> ReadAt(uint64_t offset, void* dst, size_t n) override { return base_->ReadAt(offset, dst, n); }
 
+  void DropCache() override { base_->DropCache(); }  // only a hint: contents unchanged
+
   Status DataSync() override {
     std::lock_guard lk(env_->mu_);
     if (!env_->Tick()) return Status::IoError("fdatasync " + path() + " (crashed)", EIO);

@@ -18,6 +18,11 @@ namespace wald::storage {
 // (an overwrite needs no unwritten-extent conversion in the journal); see
 // FORMAT.md for the measurement. Or, better, a released segment handed over
 // by Donate: already allocated and written in full, it is ready as it is.
+//
+// It also retires sealed segments (Retire): drops their cached pages and
+// closes them, before it zero-fills the next spare, so that the spare's
+// pages are the ones just freed rather than ones the kernel has not touched
+// for a while (FORMAT.md, "Dropping sealed segments from the page cache").
 class SegmentPreparer {
  public:
   SegmentPreparer(Env* env, std::string dir, uint64_t size, bool background, FdWaitHook on_fd_wait)
@@ -55,6 +60,20 @@ class SegmentPreparer {
     cv_.notify_all();
   }
 
+  // Writer thread: `sealed` is complete and synced; nothing will write it
+  // again. Its cached pages are dropped and it is closed, off this thread.
+  void Retire(std::unique_ptr<File> sealed) {
+    if (!background_) {
+      sealed->DropCache();
+      return;
+    }
+    {
+      std::lock_guard lk(mu_);
+      retired_.push_back(std::move(sealed));
+    }
+    cv_.notify_all();
+  }
+
   // Returns the prepared spare (waiting for it if needed) and starts on the
   // next one.
   Result<Spare> Take() {
@@ -72,6 +91,15 @@ class SegmentPreparer {
   void Run() {
     std::unique_lock lk(mu_);
     while (!stop_) {
+      if (!retired_.empty()) {
+        std::vector<std::unique_ptr<File>> sealed;
+        sealed.swap(retired_);
+        lk.unlock();
+        for (auto& f : sealed) f->DropCache();
+        sealed.clear();  // closes them
+        lk.lock();
+        continue;
+      }
       if (ready_.has_value()) {
         cv_.wait(lk);
         continue;
@@ -125,9 +153,10 @@ class SegmentPreparer {
   uint64_t counter_ = 0;  // only the preparing thread touches it
   std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<Result<Spare>> ready_;  // guarded by mu_
-  std::optional<std::string> donated_;  // guarded by mu_
-  bool stop_ = false;                   // guarded by mu_
+  std::optional<Result<Spare>> ready_;          // guarded by mu_
+  std::optional<std::string> donated_;          // guarded by mu_
+  std::vector<std::unique_ptr<File>> retired_;  // guarded by mu_
+  bool stop_ = false;                           // guarded by mu_
   std::thread thread_;
 };
 
@@ -345,7 +374,10 @@ Status LogWriter::Sync() {
 Status LogWriter::Roll(uint64_t gap_from) {
   // The old segment is complete and synced before anything goes into the new
   // one: recovery relies on it (only the newest segment can have a torn tail).
-  if (file_) WALD_RETURN_IF_ERROR(Sync());
+  if (file_) {
+    WALD_RETURN_IF_ERROR(Sync());
+    preparer_->Retire(std::move(file_));  // before Take: the next spare reuses its pages
+  }
   auto spare = preparer_->Take();
   if (!spare.ok()) return Fail(spare.take_status());
   std::byte hdr[kSegmentHeaderSize];
