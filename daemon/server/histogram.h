@@ -1,6 +1,10 @@
 // A histogram of non-negative integers (microseconds, counts) in the
-// protocol's log-linear buckets (protocol/histogram_buckets.h). Add() is a
-// relaxed atomic increment: one thread may add while others read.
+// protocol's log-linear buckets (protocol/histogram_buckets.h).
+//
+// One thread adds (its owner: the loop for ack latency, the writer for its
+// own), any thread reads. So Add is a relaxed load and store per field, not
+// a locked read-modify-write: it runs once per acked record. A reader may
+// see a count without its sum; the stats tolerate that.
 #pragma once
 
 #include <array>
@@ -16,10 +20,10 @@ class Histogram {
   static constexpr int kBuckets = proto::buckets::kCount;
   static uint64_t Lower(int i) { return proto::buckets::Lower(i); }
 
-  void Add(uint64_t v, uint64_t n = 1) {
-    counts_[static_cast<size_t>(proto::buckets::Index(v))].fetch_add(n, std::memory_order_relaxed);
-    count_.fetch_add(n, std::memory_order_relaxed);
-    sum_.fetch_add(v * n, std::memory_order_relaxed);
+  void Add(uint64_t v, uint64_t n = 1) {  // the owning thread only
+    Bump(counts_[static_cast<size_t>(proto::buckets::Index(v))], n);
+    Bump(count_, n);
+    Bump(sum_, v * n);
   }
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }
   uint64_t sum() const { return sum_.load(std::memory_order_relaxed); }
@@ -31,6 +35,10 @@ class Histogram {
   }
 
  private:
+  static void Bump(std::atomic<uint64_t>& a, uint64_t n) {
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
   std::array<std::atomic<uint64_t>, kBuckets> counts_{};
   std::atomic<uint64_t> count_{0};
   std::atomic<uint64_t> sum_{0};
