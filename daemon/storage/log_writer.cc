@@ -61,7 +61,8 @@ class SegmentPreparer {
   }
 
   // Writer thread: `sealed` is complete and synced; nothing will write it
-  // again. Its cached pages are dropped and it is closed, off this thread.
+  // again. Its cached pages are dropped and it is closed (on the preparing
+  // thread when it runs in the background).
   void Retire(std::unique_ptr<File> sealed) {
     if (!background_) {
       sealed->DropCache();
@@ -376,7 +377,10 @@ Status LogWriter::Roll(uint64_t gap_from) {
   // one: recovery relies on it (only the newest segment can have a torn tail).
   if (file_) {
     WALD_RETURN_IF_ERROR(Sync());
-    preparer_->Retire(std::move(file_));  // before Take: the next spare reuses its pages
+    // Before Take: the next spare reuses its pages. Not when segments are
+    // recycled: one is written over in place later, and each write ending
+    // inside a page that is no longer cached would read it from the disk.
+    if (!options_.recycle) preparer_->Retire(std::move(file_));
   }
   auto spare = preparer_->Take();
   if (!spare.ok()) return Fail(spare.take_status());
