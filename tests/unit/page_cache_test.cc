@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,16 +38,6 @@ size_t ResidentPages(const std::string& path) {
   return static_cast<size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) { return (c & 1) != 0; }));
 }
 
-// The log's segment files, oldest first.
-std::vector<std::string> SegmentFiles(const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.path().extension() == ".wal") out.push_back(e.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // Opens a log of 1 MiB segments with the preparer in the background (as the
 // daemon runs it) and writes 4 KiB records until it has rolled twice. False
 // (with a message) where this cannot be seen: on tmpfs, which keeps every
@@ -58,13 +47,13 @@ bool WriteThreeSegments(LogFixture& f) {
   f.opts.segment_size = 1 << 20;
   f.opts.prepare_in_background = true;
   REQUIRE(f.Open().ok());
-  while (SegmentFiles(f.dir).size() < 3) REQUIRE(f.WriteN(64, 4096).ok());
+  while (f.Segments().size() < 3) REQUIRE(f.WriteN(64, 4096).ok());
   struct statfs fs;
   if (::statfs(f.dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
     MESSAGE("skipped: the test directory is on tmpfs");
     return false;
   }
-  if (ResidentPages(SegmentFiles(f.dir).back()) == 0) {
+  if (ResidentPages(f.Segments().back()) == 0) {
     MESSAGE("skipped: the page cache of the test directory cannot be seen with mincore");
     return false;
   }
@@ -74,7 +63,7 @@ bool WriteThreeSegments(LogFixture& f) {
 // The cached pages of the two sealed segments, once they are 0 or after
 // `ms` milliseconds.
 size_t SealedResident(LogFixture& f, int ms) {
-  const auto segs = SegmentFiles(f.dir);
+  const auto segs = f.Segments();
   size_t resident = 0;
   for (int waited = 0;; waited += 10) {
     resident = ResidentPages(segs[0]) + ResidentPages(segs[1]);
