@@ -421,19 +421,26 @@ Error Client::Impl::Poll(int timeout_ms) {
   if (out_off < out.size() || !batcher.empty()) {
     if (Error e = WriteSome(); !e.ok()) return e;
   }
-  // Wait in poll, never in a blocking read: a reader blocked in read() is
-  // woken once when the daemon reads the request and again for the ack.
-  pollfd p{fd, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
-  int n = ::poll(&p, 1, timeout_ms);
-  if (n < 0) {
-    if (errno == EINTR) return {};
-    return Err(ErrorCode::kDaemonGone, std::string("poll: ") + std::strerror(errno));
+  // poll(0) is what an event loop calls once the socket is ready: read at
+  // once (a non-blocking recv), without a poll(2) of our own per event.
+  // Otherwise wait in poll, never in a blocking read: a reader blocked in
+  // read() is woken once when the daemon reads the request and again for
+  // the ack.
+  short revents = POLLIN;
+  if (timeout_ms != 0) {
+    pollfd p{fd, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
+    int n = ::poll(&p, 1, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) return {};
+      return Err(ErrorCode::kDaemonGone, std::string("poll: ") + std::strerror(errno));
+    }
+    if (n == 0) return {};
+    revents = p.revents;
   }
-  if (n == 0) return {};
-  if ((p.revents & POLLOUT) != 0) {
+  if ((revents & POLLOUT) != 0) {
     if (Error e = WriteSome(); !e.ok()) return e;
   }
-  if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+  if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
     Error e = ReadSome();
     Dispatch();  // frames read before a close still count
     if (async_read && read_done) {

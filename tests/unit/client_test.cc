@@ -3,10 +3,16 @@
 #include "wald/client.h"
 
 #include <doctest/doctest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -64,6 +70,38 @@ Client Connected(FakeServer& s, uint32_t max_inflight = 1000, uint32_t max_batch
   CHECK(hello->body_as_Hello()->protocol_version() == proto::kProtocolVersion);
   CHECK(hello->body_as_Hello()->client_name()->str() == "unit");
   return std::move(c.value());
+}
+
+// Makes poll(2) and ppoll(2) fail with EPERM, on the calling thread only
+// (a seccomp filter binds the thread that installs it). Returns false where
+// that is not possible.
+bool ForbidPollOnThisThread() {
+#if defined(__x86_64__)
+  sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_poll, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ppoll, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+#else
+  return false;
+#endif
+}
+
+// c.poll(0) on a thread of its own where poll(2) fails.
+std::optional<Error> PollZeroWithoutPollSyscall(Client& c) {
+  std::optional<Error> e;
+  std::thread t([&] {
+    if (ForbidPollOnThisThread()) e = c.poll(0);
+  });
+  t.join();
+  return e;
 }
 
 }  // namespace
@@ -437,4 +475,37 @@ TEST_CASE("callbacks run in request order when one Acks frame holds a batch and 
   REQUIRE(c.wait_all(2000).ok());
   REQUIRE(got.size() == 4);
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i].value() == 101 + i);
+}
+
+// An event loop has waited for the socket already: poll(0) reads at once,
+// with no poll(2) of its own per event (one syscall per record at W2).
+TEST_CASE("poll(0) reads waiting acks without a poll syscall") {
+  FakeServer s;
+  std::vector<Result<Seq>> got;
+  Client c = Connected(s);
+  QueueN(c, 3, &got);
+  REQUIRE(c.flush().ok());
+  s.Acks({{1, 101}, {2, 102}, {3, 103}});
+  std::optional<Error> e = PollZeroWithoutPollSyscall(c);
+  if (!e) {
+    MESSAGE("skipped: no seccomp filter here");
+    return;
+  }
+  CHECK(e->ok());
+  REQUIRE(got.size() == 3);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i].value() == 101 + i);
+}
+
+TEST_CASE("poll(0) finds a daemon that closed, without a poll syscall") {
+  FakeServer s;
+  Client c = Connected(s);
+  s.Close();
+  std::optional<Error> e = PollZeroWithoutPollSyscall(c);
+  if (!e) {
+    MESSAGE("skipped: no seccomp filter here");
+    return;
+  }
+  CHECK(e->code == ErrorCode::kDaemonGone);
+  CHECK(e->message.find("closed") != std::string::npos);
+  CHECK_FALSE(c.connected());
 }

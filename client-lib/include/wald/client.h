@@ -259,7 +259,9 @@ class Client {
   Error wait_all(int timeout_ms = -1);
   // One round of I/O: sends what it can, waits up to timeout_ms (0: no wait,
   // -1: forever) for the socket, reads and runs callbacks. Returns kOk on a
-  // timeout too; an Error only if the connection is unusable.
+  // timeout too; an Error only if the connection is unusable. poll(0) makes
+  // no poll(2) call: it sends, then reads what is there (an event loop has
+  // already waited), so an event costs the socket's own reads and writes.
   Error poll(int timeout_ms);
 
   // Reads the durable log from `from` to its end (the durable seq when the
