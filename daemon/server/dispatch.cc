@@ -217,6 +217,12 @@ size_t Server::OnData(Connection* c, std::span<const uint8_t> data) {
   }
   if (!c->closing()) CountPartial(c, incomplete ? data.size() - off : 0);
   if (!c->closing()) UpdateReading(c);
+  // Group commit hands a loop iteration's records over at its end (OnCheck).
+  // But a writer that has synced all it had would wait for that end while
+  // the loop reads the other connections and sends acks: hand over now, and
+  // let the rest of the iteration gather behind this fdatasync. At W2
+  // (64 x 1) waiting made the writer's cycle 2-3x the fdatasync itself.
+  handed_early_ += staging_->HandOffIfWriterIdle();
   return off;
 }
 

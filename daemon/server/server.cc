@@ -262,7 +262,7 @@ bool Server::RunOnce() {
 void Server::OnCheck(uv_check_t* h) {
   // Once per loop iteration: whatever arrived in this iteration is one batch.
   auto* s = static_cast<Server*>(h->data);
-  const uint64_t n = s->staging_->HandOff();
+  const uint64_t n = s->staging_->HandOff() + std::exchange(s->handed_early_, 0);
   if (s->republish_) {
     // A duplicate whose first copy is durable already: no new durable seq
     // will come for it.

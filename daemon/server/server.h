@@ -193,6 +193,7 @@ class Server final : public ConnectionOwner {
   int exit_code_ = 0;
   uint64_t acked_seq_ = 0;     // durable seq the acks were sent for
   uint64_t last_acked_ = 0;    // records the last advance of acked_seq_ acked (the ack spin's load signal)
+  uint64_t handed_early_ = 0;  // records OnData handed to an idle writer in this loop iteration
   uint64_t append_limit_ = 0;  // writer_->append_limit() at its last notification (only grows)
   uint32_t stamp_flags_ = 0;   // storage::kFlagTime / kFlagProducer, from --stamp
   // Idempotent producers: what the log holds of each, and which connection

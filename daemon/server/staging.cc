@@ -69,6 +69,7 @@ uint64_t StagingPool::HandOff() {
 }
 
 void StagingPool::Submit(Chunk* c) {
+  handed_last_ = c->last_seq;
   writer_->Submit(c);
   ++submitted_;
   writer_->Wake();

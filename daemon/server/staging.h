@@ -99,6 +99,14 @@ class StagingPool {
   // Hands the current chunk to the writer and wakes it. Returns the number
   // of records handed over (0: the chunk was empty or there was none).
   uint64_t HandOff();
+  // HandOff, but only if the writer has made durable everything handed over
+  // before: it is idle, or about to be, and records kept for the end of the
+  // loop iteration would only wait (Server::OnData). Otherwise the current
+  // chunk stays for the HandOff at the end of the iteration.
+  uint64_t HandOffIfWriterIdle() {
+    if (current_ == nullptr || current_->empty() || WriterDurableSeq() < handed_last_) return 0;
+    return HandOff();
+  }
   // Takes back every chunk the writer is done with.
   void Recycle();
 
@@ -126,6 +134,7 @@ class StagingPool {
   uint64_t next_seq_;          // seq of the next staged record
   uint64_t staged_bytes_ = 0;  // encoded bytes handed out but not yet recycled
   uint64_t total_ = 0;         // encoded bytes staged since the start (for Fits)
+  uint64_t handed_last_ = 0;   // seq of the last record handed to the writer
   uint64_t submitted_ = 0;     // chunks handed to the writer
   uint64_t recycled_ = 0;      // ...and handed back
 };

@@ -63,6 +63,26 @@ TEST_CASE_FIXTURE(StagingTest, "staging: a hand-off with nothing staged hands no
   CHECK(writer.held().empty());
 }
 
+TEST_CASE_FIXTURE(StagingTest, "staging: a writer with nothing unsynced gets records at once") {
+  Stage();
+  Stage();
+  CHECK(pool.HandOffIfWriterIdle() == 2);
+  CHECK(writer.held().size() == 1);
+  CHECK(writer.wakes == 1);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: a writer still syncing gets records at the hand-off, not at once") {
+  Stage();
+  pool.HandOff();
+  Stage();
+  CHECK(pool.HandOffIfWriterIdle() == 0);
+  CHECK(writer.held().size() == 1);
+  writer.Sync();  // the first record is durable: the writer is idle
+  CHECK(pool.HandOffIfWriterIdle() == 1);
+  CHECK(writer.held().size() == 1);
+  CHECK(writer.held_records() == 1);
+}
+
 TEST_CASE_FIXTURE(StagingTest, "staging: a record that does not fit sends the full chunk to the writer") {
   FillOneChunk();
   CHECK(writer.held().size() == 1);
