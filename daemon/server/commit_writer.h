@@ -16,8 +16,9 @@
 // pause instruction per check) for a budget, then parks on a futex
 // (std::atomic::wait). Under load, the next batch arrives a few tens of µs
 // after a sync completes (the loop sends acks, clients answer, the loop reads
-// and hands over at the end of its iteration); catching it while spinning
-// saves a futex wake-up (a syscall on the loop side, a context switch here).
+// and hands over: at once to an idle writer, else at the end of its loop
+// iteration); catching it while spinning saves a futex wake-up (a syscall on
+// the loop side, a context switch here).
 // At low load there is nothing to catch and spinning would burn a core that
 // the loop thread and the clients need (this machine has two).
 // So the budget adapts: the writer keeps a moving average of the idle gaps it

@@ -260,7 +260,8 @@ bool Server::RunOnce() {
 // ---- The data path: hand-off, the ack spin, the writer's progress ----
 
 void Server::OnCheck(uv_check_t* h) {
-  // Once per loop iteration: whatever arrived in this iteration is one batch.
+  // Once per loop iteration: whatever arrived in this iteration is one batch
+  // (less what OnData handed to an idle writer already).
   auto* s = static_cast<Server*>(h->data);
   const uint64_t n = s->staging_->HandOff() + std::exchange(s->handed_early_, 0);
   if (s->republish_) {
