@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "append_check.h"
+
 namespace wald::proto {
 
 ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::vector<uint8_t>* scratch) {
@@ -35,10 +37,14 @@ ParsedFrame ParseFrame(std::span<const uint8_t> buf, uint32_t max_frame, std::ve
     frame = scratch->data();
   }
   // The size-prefixed form: offsets and alignment count from the prefix.
-  flatbuffers::Verifier verifier(frame, total);
-  if (!VerifySizePrefixedMessageBuffer(verifier)) {
-    r.kind = ParsedFrame::kInvalid;
-    return r;
+  // An Append is checked in straight code (append_check.h); any other frame,
+  // or one that check does not follow, by the general verifier.
+  if (!IsVerifiedAppend(frame, total)) {
+    flatbuffers::Verifier verifier(frame, total);
+    if (!VerifySizePrefixedMessageBuffer(verifier)) {
+      r.kind = ParsedFrame::kInvalid;
+      return r;
+    }
   }
   const Message* msg = GetSizePrefixedMessage(frame);
   if (msg->body_type() == Body::NONE || msg->body() == nullptr) {

@@ -3,7 +3,8 @@
 // PROTOCOL.md. Knows nothing of sockets or files.
 //
 // ParseFrame verifies every frame with the FlatBuffers verifier before any
-// field may be read. FrameBuilder builds outgoing frames into one reused
+// field may be read (an Append with an equivalent check of its own,
+// append_check.h). FrameBuilder builds outgoing frames into one reused
 // buffer: after warm-up it does not allocate.
 #pragma once
 
