@@ -11,8 +11,8 @@
 // It may say false for a frame the verifier accepts (any other body type; an
 // Append laid out some other way that it does not follow): such a frame goes
 // to the general verifier, so false never means invalid.
-// frame_fuzz and framing_test hold it to that: whatever it accepts, the
-// verifier must accept.
+// append_check_test and frame_fuzz hold it to that: whatever it accepts,
+// the verifier must accept.
 #pragma once
 
 #include <cstddef>

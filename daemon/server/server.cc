@@ -263,7 +263,12 @@ void Server::OnCheck(uv_check_t* h) {
   // Once per loop iteration: whatever arrived in this iteration is one batch
   // (less what OnData handed to an idle writer already).
   auto* s = static_cast<Server*>(h->data);
-  const uint64_t n = s->staging_->HandOff() + std::exchange(s->handed_early_, 0);
+  // The batch the writer takes next: this hand-off's records, or else those
+  // OnData handed to it early. Never both: the early ones are syncing
+  // already, and this hand-off's wait for the fdatasync after theirs.
+  const uint64_t late = s->staging_->HandOff();
+  const uint64_t early = std::exchange(s->handed_early_, 0);
+  const uint64_t n = late > 0 ? late : early;
   if (s->republish_) {
     // A duplicate whose first copy is durable already: no new durable seq
     // will come for it.

@@ -54,7 +54,7 @@ StagingPool::Room StagingPool::RoomFor(const storage::RecordMeta& meta, std::spa
   if (free_.size() < fresh) Recycle();
   if (free_.size() >= fresh) return Room::kNow;
   // Waiting helps if the batch fits the pool once every chunk is back
-  // (the current one is handed off at the end of this loop iteration).
+  // (the current one is handed off by the end of this loop iteration).
   return FreshChunks(sizes, meta_size, capacity, 0) <= chunks_.size() ? Room::kWait : Room::kNever;
 }
 

@@ -214,3 +214,21 @@ TEST_CASE_FIXTURE(ServerTest, "server: a message type it does not know gets Unsu
   REQUIRE(AckedCount(p, 1));
   CHECK(!p.eof);
 }
+
+// Review: the early hand-off's records were counted in the ack spin's batch,
+// so a record handed over after them made the loop spin for two fdatasyncs.
+TEST_CASE_FIXTURE(ServerTest, "server: the ack spin never waits for a record behind one still syncing") {
+  o.ack_spin_us = 2'000'000;  // a spin that happens is seen: the step takes 2 s
+  Start();
+  Peer& a = Connect();
+  Peer& b = Connect();
+  a.Append(1, "first");
+  b.Append(1, "second");
+  // One iteration reads both: a's record goes to the idle writer at once,
+  // b's at the iteration's end, behind the fdatasync of a's.
+  const auto start = std::chrono::steady_clock::now();
+  Step(1);
+  const auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE(writer->held_records() == 2);
+  CHECK(took < std::chrono::seconds(1));
+}
