@@ -1,6 +1,7 @@
-// CRC32C (Castagnoli), computed by ISA-L's crc32_iscsi (SSE4.2/PCLMUL code
-// chosen at run time), plus LevelDB's mask for CRCs stored next to the data
-// they cover (a CRC of bytes that embed CRCs is otherwise weak).
+// CRC32C (Castagnoli), plus LevelDB's mask for CRCs stored next to the data
+// they cover (a CRC of bytes that embed CRCs is otherwise weak). Below 512
+// bytes (a record) it runs the crc32 instruction in three interleaved lanes
+// where the CPU has it; longer ranges go to ISA-L's crc32_iscsi.
 #pragma once
 
 #include <cstddef>
