@@ -61,7 +61,11 @@ struct Client::Impl {
   // growing `in` would move the frame being read.
   void TakeLastWords();
   Error ReadSome();
+  // Takes apart the frames waiting in `in` (incoming.cc).
   void Dispatch();
+  void OnAcks(const proto::Acks* m);
+  void OnError(const proto::Error* e);
+  void OnRecords(const proto::Records* r);
   void Complete(uint64_t request_id, Result<Seq> r);
   Error Break(Error why);  // marks the connection unusable, fails what is in flight
   // Fails every append in flight with kOutcomeUnknown (`why` in the message).
