@@ -265,7 +265,7 @@ void CommitWriter::Run() {
     size_t bytes = 0;
     while (bytes < kMaxBatchBytes && full_.Pop(&c)) {
       batch.push_back(c);
-      spans.push_back({std::span<const std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
+      spans.push_back({std::span<std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
       bytes += c->used;
     }
     // Hold changes and trims are rare and run between batches, on this

@@ -117,7 +117,7 @@ const char* DecodeStatusName(DecodeStatus s) {
   return "?";
 }
 
-DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out) {
+DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out, uint32_t salt) {
   if (bytes.size() < kRecordHeaderSize) return DecodeStatus::kTruncated;
   const uint32_t length_word = Get<uint32_t>(bytes.data());
   const uint32_t flags = length_word >> kLengthBits;
@@ -125,7 +125,7 @@ DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out) {
   if ((flags & ~kKnownFlags) != 0) return DecodeStatus::kBadFlags;
   const size_t meta_len = MetaSize(flags);
   if (bytes.size() < kRecordHeaderSize + meta_len + len) return DecodeStatus::kTruncated;
-  if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 4)) !=
+  if (crc32c::Unmask(Get<uint32_t>(bytes.data() + 4) ^ salt) !=
       HeaderAndPayloadCrc(bytes.data(), bytes.subspan(kRecordHeaderSize, meta_len + len))) {
     return DecodeStatus::kBadChecksum;
   }
@@ -185,6 +185,30 @@ uint64_t PeekSeq(std::span<const std::byte> bytes) {
   return bytes.size() < kRecordHeaderSize ? 0 : Get<uint64_t>(bytes.data() + 8);
 }
 
+void SaltRecords(std::span<std::byte> records, uint32_t salt) {
+  for (size_t off = 0; off + kRecordHeaderSize <= records.size();) {
+    const size_t size = PeekEncodedSize(records.subspan(off));
+    Put<uint32_t>(records.data() + off + 4, Get<uint32_t>(records.data() + off + 4) ^ salt);
+    off += size;
+  }
+}
+
+uint32_t SegmentSalt(uint32_t salt_key, uint64_t first_seq) {
+  // SplitMix64's finalizer over the key and the first seq: every bit of
+  // each reaches every bit of the salt.
+  uint64_t z = (static_cast<uint64_t>(salt_key) << 32 | salt_key) ^ (first_seq * 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const auto salt = static_cast<uint32_t>(z ^ (z >> 32));
+  return salt != 0 ? salt : 1;
+}
+
+SegmentSalts SaltsOf(const SegmentHeader& h, uint32_t salt_key) {
+  if (h.version < kFirstSaltedVersion) return {};
+  return {SegmentSalt(salt_key, h.first_seq), h.stale_salt, h.stale_salt != 0};
+}
+
 void EncodeSegmentHeader(const SegmentHeader& h, std::byte* dst) {
   std::memset(dst, 0, kSegmentHeaderSize);
   std::memcpy(dst, kSegmentMagic.data(), kSegmentMagic.size());
@@ -193,6 +217,7 @@ void EncodeSegmentHeader(const SegmentHeader& h, std::byte* dst) {
   std::memcpy(dst + 16, h.log_id.data(), h.log_id.size());
   Put<uint64_t>(dst + 32, h.first_seq);
   Put<uint64_t>(dst + 40, h.gap_from);
+  Put<uint32_t>(dst + 48, h.stale_salt);
   SealFixed(dst);
 }
 
@@ -202,6 +227,8 @@ std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader*
   std::memcpy(out->log_id.data(), bytes.data() + 16, out->log_id.size());
   out->first_seq = Get<uint64_t>(bytes.data() + 32);
   out->gap_from = Get<uint64_t>(bytes.data() + 40);
+  out->version = Get<uint32_t>(bytes.data() + 8);
+  out->stale_salt = out->version >= kFirstSaltedVersion ? Get<uint32_t>(bytes.data() + 48) : 0;
   if (out->first_seq == 0) return "first seq is 0";
   if (out->gap_from >= out->first_seq) return "gap start is not below the first seq";
   return {};
@@ -215,6 +242,7 @@ void EncodeMeta(const Meta& m, std::byte* dst) {
   Put<uint64_t>(dst + 32, m.trim_seq);
   Put<uint64_t>(dst + 40, m.durable_floor);
   Put<uint64_t>(dst + 48, m.salvage_floor);
+  Put<uint32_t>(dst + 56, m.salt_key);
   SealFixed(dst);
 }
 
@@ -225,6 +253,7 @@ std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out) {
   out->durable_floor = Get<uint64_t>(bytes.data() + 40);
   out->salvage_floor = Get<uint64_t>(bytes.data() + 48);
   out->version = Get<uint32_t>(bytes.data() + 8);
+  out->salt_key = out->version >= kFirstSaltedVersion ? Get<uint32_t>(bytes.data() + 56) : 0;
   return {};
 }
 

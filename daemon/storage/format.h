@@ -22,9 +22,11 @@ std::string LogIdToString(const LogId& id);  // 32 lowercase hex digits
 // ---- Records ----
 // [0,4)     length word: bits 0..23 payload length, bits 24..31 flags
 // [4,8)     masked CRC32C of the record's bytes [0, 16+m+n) with [4,8) read as
-// zero [8,16)    seq [16,16+m) metadata announced by the flags, in flag-bit
-// order (m may be 0) then the payload (n bytes) and zero padding to a multiple
-// of 8
+//           zero, XORed with the salt of the segment it lies in (0 before
+//           version 5; see SegmentSalt)
+// [8,16)    seq
+// [16,16+m) metadata announced by the flags, in flag-bit order (m may be 0)
+// then the payload (n bytes) and zero padding to a multiple of 8
 inline constexpr size_t kRecordHeaderSize = 16;
 inline constexpr size_t kRecordAlign = 8;
 inline constexpr uint32_t kLengthBits = 24;
@@ -101,9 +103,15 @@ enum class DecodeStatus {
 };
 const char* DecodeStatusName(DecodeStatus s);
 
-// Parses and verifies the record at the start of `bytes`. Does not check the
-// seq against an expected one: that is the scanner's job.
-DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out);
+// Parses and verifies the record at the start of `bytes`, stored with
+// `salt` (its segment's: SaltOf). Does not check the seq against an expected
+// one: that is the scanner's job.
+DecodeStatus DecodeRecord(std::span<const std::byte> bytes, RecordView* out, uint32_t salt = 0);
+
+// XORs `salt` into the CRC field of each record in `records` (whole encoded
+// records, back to back): what the writer does to records as it writes them
+// into a segment. XOR undoes itself.
+void SaltRecords(std::span<std::byte> records, uint32_t salt);
 
 // Reads only the header fields (no CRC check): for splitting already-encoded
 // chunks at record boundaries. Returns 0 if bytes.size() < kRecordHeaderSize.
@@ -122,20 +130,27 @@ uint64_t PeekSeq(std::span<const std::byte> bytes);
 // [40,48) gap from: 0, or the first seq of a range [gap_from, first_seq)
 //         that a salvage cut: those seqs do not exist, and the previous
 //         segment ends just before gap_from
-// [48,60) reserved, zero
+// [48,52) stale salt (version 5): the salt of the records a recycled file
+//         still holds from its previous life; 0 for a zero-filled file
+// [52,60) reserved, zero
 // [60,64) masked CRC32C of [0,60)
 inline constexpr size_t kSegmentHeaderSize = 64;
 // Written: kFormatVersion. Read: kOldestFormatVersion up to it. Version 4
 // added kFlagProducerSeq; a version-3 file has no such record, and an
 // older daemon refuses a version-4 file instead of misreading its records.
-inline constexpr uint32_t kFormatVersion = 4;
+// Version 5 salts records (SegmentSalt) and keeps the log's salt key in
+// wald.meta.
+inline constexpr uint32_t kFormatVersion = 5;
 inline constexpr uint32_t kOldestFormatVersion = 3;
+inline constexpr uint32_t kFirstSaltedVersion = 5;
 inline constexpr std::string_view kSegmentMagic{"WALDSEG\x1a", 8};
 
 struct SegmentHeader {
   LogId log_id{};
   uint64_t first_seq = 0;
-  uint64_t gap_from = 0;  // 0: the previous segment ends at first_seq - 1
+  uint64_t gap_from = 0;              // 0: the previous segment ends at first_seq - 1
+  uint32_t stale_salt = 0;            // version 5; 0 before
+  uint32_t version = kFormatVersion;  // as read; EncodeSegmentHeader writes kFormatVersion
 };
 void EncodeSegmentHeader(const SegmentHeader& h,
                          std::byte* dst);  // kSegmentHeaderSize bytes
@@ -144,7 +159,8 @@ std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader*
 
 // ---- Meta file (wald.meta) ----
 // [0,8)   magic "WALDMETA"
-// [8,12)  format version (4; version 3 is read, and rewritten as 4 at open)
+// [8,12)  format version (5; versions 3 and 4 are read, and rewritten as 5 at
+//         open)
 // [12,16) reserved, zero
 // [16,32) log id
 // [32,40) trim seq: records at or below it are released
@@ -152,7 +168,7 @@ std::string DecodeSegmentHeader(std::span<const std::byte> bytes, SegmentHeader*
 //         (written at a clean close and after recovery; only ever grows)
 // [48,56) salvage floor: seqs at or below it may have been acked by an
 //         earlier run, so they are never handed out again (0: no salvage)
-// [56,60) reserved, zero
+// [56,60) salt key (version 5; read as 0 before): see SegmentSalt
 // [60,64) masked CRC32C of [0,60)
 inline constexpr size_t kMetaSize = 64;
 inline constexpr std::string_view kMetaMagic{"WALDMETA", 8};
@@ -162,10 +178,32 @@ struct Meta {
   uint64_t trim_seq = 0;
   uint64_t durable_floor = 0;
   uint64_t salvage_floor = 0;
+  uint32_t salt_key = 0;
   uint32_t version = kFormatVersion;  // as read (DecodeMeta); EncodeMeta writes kFormatVersion
 };
 void EncodeMeta(const Meta& m, std::byte* dst);  // kMetaSize bytes
 std::string DecodeMeta(std::span<const std::byte> bytes, Meta* out);
+
+// ---- Salts ----
+// Records in a version-5 segment are salted: their stored CRC is XORed with
+// a salt that depends on the log's secret salt key (drawn when the log is
+// made, kept in wald.meta) and on the segment's first seq. A record is
+// valid only in the segment life it was written for. Old records left in a
+// recycled segment do not verify in its new life, nor does a record a
+// client forges inside a payload: a client cannot know the salt (FORMAT.md,
+// "Salted records"). Never 0.
+uint32_t SegmentSalt(uint32_t salt_key, uint64_t first_seq);
+// The salts a segment's bytes verify under: `own` for its records; `stale`
+// for the records of the segment a recycled file was before (recovery skips
+// those), known unless the file was zero-filled. Before version 5 both are 0:
+// nothing was salted.
+struct SegmentSalts {
+  uint32_t own = 0;
+  uint32_t stale = 0;
+  bool stale_known = true;
+};
+SegmentSalts SaltsOf(const SegmentHeader& h, uint32_t salt_key);
+inline uint32_t SaltOf(const SegmentHeader& h, uint32_t salt_key) { return SaltsOf(h, salt_key).own; }
 
 // ---- File names ----
 inline constexpr std::string_view kMetaFileName = "wald.meta";

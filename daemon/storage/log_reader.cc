@@ -44,8 +44,14 @@ Status LogReader::OpenSegment(const SegmentFile& seg) {
   auto f = OpenFile(seg.path);
   if (!f.ok()) return f.take_status();
   auto sc = std::make_unique<SegmentScanner>(std::move(*f), seg.first_seq, read_size_);
+  // A log older than version 5 gets its salt key when a daemon next opens
+  // it: a reader that outlives that restart needs the key for the salted
+  // segments that follow.
+  if (meta_.version < kFirstSaltedVersion) {
+    if (auto m = ReadMeta(env_, dir_); m.ok()) meta_ = *m;
+  }
   SegmentHeader h;
-  Status st = sc->ReadHeader(&meta_.log_id, &h);
+  Status st = sc->ReadHeader(&meta_.log_id, meta_.salt_key, &h);
   if (!st.ok()) {
     // Released since it was listed, and its file reused (a cached
     // descriptor shows the new segment): trimmed, not damage.
@@ -112,7 +118,7 @@ LogReader::Step LogReader::Next(RecordView* rec) {
       if (!f.ok()) return Error(f.take_status());
       SegmentScanner peek(std::move(*f), next->first_seq);
       SegmentHeader nh;
-      if (peek.ReadHeader(&meta_.log_id, &nh).ok() && nh.gap_from == want) {
+      if (peek.ReadHeader(&meta_.log_id, meta_.salt_key, &nh).ok() && nh.gap_from == want) {
         if (Status st = OpenSegment(*next); !st.ok()) return Error(std::move(st));
         gap_from_ = want;
         gap_to_ = next->first_seq - 1;

@@ -8,6 +8,21 @@
 
 namespace wald::storage {
 
+namespace {
+
+// The secret a new or upgraded log's segment salts derive from.
+Result<uint32_t> NewSaltKey() {
+  uint32_t key = 0;
+  while (key == 0) {
+    if (getrandom(&key, sizeof key, 0) != static_cast<ssize_t>(sizeof key)) {
+      return Status::IoError("getrandom for a salt key", errno);
+    }
+  }
+  return key;
+}
+
+}  // namespace
+
 LogWriter::LogWriter(Env* env, std::string dir, const LogOptions& options)
     : env_(env), dir_(std::move(dir)), options_(options) {}
 
@@ -50,6 +65,9 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
     if (getrandom(w->meta_.log_id.data(), w->meta_.log_id.size(), 0) != static_cast<ssize_t>(w->meta_.log_id.size())) {
       return Status::IoError("getrandom for a new log id", errno);
     }
+    auto key = NewSaltKey();
+    if (!key.ok()) return key.take_status();
+    w->meta_.salt_key = *key;
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, w->meta_));
   } else {
     return meta.take_status();
@@ -65,13 +83,20 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
   w->next_seq_ = rec->next_seq;
   w->durable_seq_ = rec->next_seq - 1;  // recovery synced what it kept
   // Recorded so that damage to what recovery kept is provable later, even if
-  // no record is ever written after it. A version-3 meta is rewritten as the
+  // no record is ever written after it. An older meta is rewritten as the
   // current version before any record of the current one is written, so that
-  // an older daemon refuses the log rather than misreading its records.
+  // an older daemon refuses the log rather than misreading its records; from
+  // version 5 on it holds the salt key.
+  const bool unsalted = w->meta_.version < kFirstSaltedVersion;
   if (w->durable_seq_ > w->meta_.durable_floor || w->meta_.version < kFormatVersion) {
     Meta next = w->meta_;
     next.durable_floor = std::max(next.durable_floor, w->durable_seq_);
     next.version = kFormatVersion;
+    if (unsalted) {
+      auto key = NewSaltKey();
+      if (!key.ok()) return key.take_status();
+      next.salt_key = *key;
+    }
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, next));
     w->meta_ = next;
   }
@@ -82,6 +107,7 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
     if (!f.ok()) return f.take_status();
     w->file_ = std::move(*f);
     w->tail_ = rec->tail_offset;
+    w->salts_ = SaltsOf(rec->tail_header, w->meta_.salt_key);
   }
   if (w->meta_.salvage_floor >= w->next_seq_ && w->segments_.empty()) {
     // A salvage set aside every segment: nothing precedes the retired seqs,
@@ -109,6 +135,19 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
     }
   } else if (w->segments_.empty()) {
     WALD_RETURN_IF_ERROR(w->Roll());
+  } else if (rec->tail_header.version < kFirstSaltedVersion) {
+    // A log from before version 5: its newest segment's records are not
+    // salted. New records go into a new, salted segment, so that the newest
+    // segment is always one whose records recovery can verify from the name
+    // alone when its header does not (SaltsOfUnnamed). An empty one is
+    // replaced: a roll makes a segment with the same first seq and name.
+    uint64_t gap_from = 0;
+    if (w->tail_ == kSegmentHeaderSize) {
+      gap_from = rec->tail_header.gap_from;
+      w->segments_.pop_back();
+    }
+    WALD_RETURN_IF_ERROR(w->Roll(gap_from));
+    WALD_RETURN_IF_ERROR(w->Sync());
   }
   return w;
 }
@@ -120,7 +159,7 @@ Status LogWriter::Close() {
     // them: its cut-off end would read as a torn tail at the next open. (In
     // a pre-zeroed segment the bytes after the tail are zero: a read.)
     const uint64_t window = std::max<uint64_t>(kMaxUnsyncedWrite, options_.max_record_bytes + kRecordHeaderSize);
-    auto end = TailGarbageEnd(file_.get(), tail_, segments_.back().first_seq, window);
+    auto end = TailGarbageEnd(file_.get(), tail_, segments_.back().first_seq, salts_, window);
     if (!end.ok()) return Fail(end.take_status());
     if (*end > tail_) {
       Status st = ZeroRange(file_.get(), tail_, *end);
@@ -146,8 +185,9 @@ Status LogWriter::Failed() const {
   return Status::Failed("the log writer stopped after an earlier error: " + failure_.ToString());
 }
 
-void LogWriter::Add(std::span<const std::byte> bytes) {
-  iov_.push_back({const_cast<std::byte*>(bytes.data()), bytes.size()});
+void LogWriter::Add(std::span<std::byte> bytes) {
+  if (salts_.own != 0) SaltRecords(bytes, salts_.own);
+  iov_.push_back({bytes.data(), bytes.size()});
   gathered_ += bytes.size();
   appended_ += bytes.size();
   unsynced_ += bytes.size();
@@ -171,7 +211,7 @@ Status LogWriter::Append(std::span<const EncodedChunk> chunks) {
                                           std::to_string(c.last_seq) + " does not continue at seq " +
                                           std::to_string(next_seq_)));
     }
-    std::span<const std::byte> rest = c.bytes;
+    std::span<std::byte> rest = c.bytes;
     while (!rest.empty()) {
       const uint64_t room = options_.segment_size - tail_ - gathered_;
       const uint64_t window = kMaxUnsyncedWrite - std::min(unsynced_, kMaxUnsyncedWrite);
@@ -231,8 +271,10 @@ Status LogWriter::Roll(uint64_t gap_from) {
   }
   auto spare = preparer_->Take();
   if (!spare.ok()) return Fail(spare.take_status());
+  SegmentHeader header{meta_.log_id, next_seq_, gap_from};
+  if (spare->recycled) header.stale_salt = SegmentSalt(meta_.salt_key, spare->old_first_seq);
   std::byte hdr[kSegmentHeaderSize];
-  EncodeSegmentHeader({meta_.log_id, next_seq_, gap_from}, hdr);
+  EncodeSegmentHeader(header, hdr);
   iovec iov{hdr, sizeof hdr};
   Status st = spare->file->WriteAt(0, std::span(&iov, 1));
   // The header becomes durable with the first Sync in this segment; a crash
@@ -247,6 +289,7 @@ Status LogWriter::Roll(uint64_t gap_from) {
   if (!f.ok()) return Fail(f.take_status());
   file_ = std::move(*f);
   segments_.push_back({next_seq_, path});
+  salts_ = SaltsOf(header, meta_.salt_key);
   tail_ = kSegmentHeaderSize;
   unsynced_ = kSegmentHeaderSize;  // the header needs a sync too
   return Status::OK();
@@ -302,16 +345,21 @@ uint64_t LogWriter::SealedTimeNs(size_t i) {
   const SegmentFile& next = segments_[i + 1];
   bool settled = false;  // the answer will not change: remember it
   if (auto f = env_->Open(next.path, OpenMode::kRead); f.ok()) {
+    std::byte hdr[kSegmentHeaderSize];
+    SegmentHeader h;
+    auto hn = (*f)->ReadAt(0, hdr, sizeof hdr);
+    const bool hdr_ok = hn.ok() && DecodeSegmentHeader(std::span(hdr, *hn), &h).empty();
     std::vector<std::byte> buf(kRecordHeaderSize + kMaxMetaSize);
     auto n = (*f)->ReadAt(kSegmentHeaderSize, buf.data(), buf.size());
-    if (n.ok() && *n == buf.size() && PeekSeq(buf) == next.first_seq) {
+    if (hdr_ok && n.ok() && *n == buf.size() && PeekSeq(buf) == next.first_seq) {
       const size_t size = PeekUnpaddedSize(buf);
       if (size > buf.size() && size <= options_.segment_size - kSegmentHeaderSize) {
         buf.resize(size);
         n = (*f)->ReadAt(kSegmentHeaderSize, buf.data(), size);
       }
       RecordView rec;
-      if (n.ok() && *n == buf.size() && DecodeRecord(buf, &rec) == DecodeStatus::kOk && rec.seq == next.first_seq) {
+      if (n.ok() && *n == buf.size() && DecodeRecord(buf, &rec, SaltOf(h, meta_.salt_key)) == DecodeStatus::kOk &&
+          rec.seq == next.first_seq) {
         settled = true;
         if (rec.meta.flags & kFlagTime) t = rec.meta.time_ns;
       }

@@ -65,9 +65,11 @@ struct LogOptions {
 };
 
 // Records as EncodeRecord wrote them, back to back, with the contiguous seqs
-// first_seq..last_seq. The bytes must stay valid during Append.
+// first_seq..last_seq. The bytes must stay valid during Append, which salts
+// them in place for the segment they go into (SaltRecords): they are the
+// writer's from the call on, not to be read as records again.
 struct EncodedChunk {
-  std::span<const std::byte> bytes;
+  std::span<std::byte> bytes;
   uint64_t first_seq = 0;
   uint64_t last_seq = 0;
 };
@@ -169,7 +171,7 @@ class LogWriter {
   // Syncs, then continues in a prepared segment at next_seq_; gap_from != 0
   // records that seqs [gap_from, next_seq_) were retired by a salvage.
   Status Roll(uint64_t gap_from = 0);
-  void Add(std::span<const std::byte> bytes);
+  void Add(std::span<std::byte> bytes);
   // Of sealed segment i: a time no older than its newest record (see
   // ApplyRetention), 0 if unknown.
   uint64_t SealedTimeNs(size_t i);
@@ -184,6 +186,7 @@ class LogWriter {
   std::vector<SegmentFile> segments_;
   std::map<uint64_t, uint64_t> sealed_ns_;  // SealedTimeNs by first seq, once known
   std::unique_ptr<File> file_;              // segments_.back(), open for writing
+  SegmentSalts salts_;                      // file_'s
   uint64_t tail_ = 0;                       // where the next write goes in file_
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;

@@ -43,7 +43,12 @@ struct Probe {
 // non-zero bytes count: from there on lies the old content (and the cut
 // ends of older records), which was never written in this segment's life.
 // Records with seq >= min_seq count wherever they lie.
-Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq, uint64_t stale_below,
+//
+// Records verify under the segment's salts (FORMAT.md, "Salted records"):
+// its own for this segment's records, the stale one for the previous
+// life's. A version-5 segment made from zeros has no previous life
+// (salts.stale_known false), so nothing in it is stale.
+Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq, uint64_t stale_below, const SegmentSalts& salts,
                          uint64_t limit = UINT64_MAX) {
   Probe p;
   p.nonzero_end = from;
@@ -89,7 +94,10 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq, uint64_t s
       bytes = std::span<const std::byte>(rec_buf.data(), *got);
     }
     RecordView rec;
-    const bool valid = DecodeRecord(bytes, &rec) == DecodeStatus::kOk;
+    bool valid = DecodeRecord(bytes, &rec, salts.own) == DecodeStatus::kOk && rec.seq >= min_seq;
+    if (!valid && salts.stale_known && seq < stale_below) {
+      valid = DecodeRecord(bytes, &rec, salts.stale) == DecodeStatus::kOk;
+    }
     if (valid && rec.seq < stale_below) {
       if (before_stale) {
         p.stale_from = off;
@@ -113,6 +121,26 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq, uint64_t s
     }
   }
   return p;
+}
+
+// The salts of a segment whose header does not verify for its name (a roll
+// that did not complete, or damage). Its records were written salted for
+// the name's first seq if the log was at version 5. What the file held
+// before is told by the header there, if it verifies: a recycled file's
+// header from its previous life, which the roll had not yet written over.
+Result<SegmentSalts> SaltsOfUnnamed(File* file, uint64_t first_seq, const Meta& meta) {
+  if (meta.version < kFirstSaltedVersion) return SegmentSalts{};
+  SegmentSalts salts{SegmentSalt(meta.salt_key, first_seq), 0, false};
+  std::byte hdr[kSegmentHeaderSize];
+  auto n = file->ReadAt(0, hdr, sizeof hdr);
+  if (!n.ok()) return n.take_status();
+  SegmentHeader old;
+  if (DecodeSegmentHeader(std::span(hdr, *n), &old).empty() && old.log_id == meta.log_id &&
+      old.first_seq != first_seq) {
+    salts.stale = SaltOf(old, meta.salt_key);
+    salts.stale_known = true;
+  }
+  return salts;
 }
 
 // The verdict on a stop at `stop` where seq `expected` was due, in the newest
@@ -266,10 +294,12 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
     if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), last.first_seq);
     SegmentHeader h;
-    Status st = sc.ReadHeader(&meta.log_id, &h);
+    Status st = sc.ReadHeader(&meta.log_id, meta.salt_key, &h);
     if (!st.ok() && st.code() != Code::kCorruption) return st;
     if (!st.ok()) {
-      auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, last.first_seq, last.first_seq);
+      auto salts = SaltsOfUnnamed(sc.file(), last.first_seq, meta);
+      if (!salts.ok()) return salts.take_status();
+      auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, last.first_seq, last.first_seq, *salts);
       if (!probe.ok()) return probe.take_status();
       const Verdict v = Judge(*probe, 0, last.first_seq, meta);
       if (v.damage) {
@@ -304,7 +334,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
     auto f = env->Open(segs[i].path, OpenMode::kRead);
     if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), segs[i].first_seq);
-    WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, &hdrs[i]));
+    WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, meta.salt_key, &hdrs[i]));
   }
 
   // 5. Records: of the newest segment, or of all with VerifyMode::kAll.
@@ -315,7 +345,8 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
     if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), segs[i].first_seq);
     SegmentHeader h;
-    WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, &h));
+    WALD_RETURN_IF_ERROR(sc.ReadHeader(&meta.log_id, meta.salt_key, &h));
+    const SegmentSalts salts = SaltsOf(h, meta.salt_key);
     RecordView rec;
     SegmentScanner::Step step;
     while ((step = sc.Next(&rec)) == SegmentScanner::Step::kRecord) {
@@ -331,7 +362,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
       for (size_t j = i + 1; j < segs.size(); ++j) {
         auto later = env->Open(segs[j].path, OpenMode::kRead);
         if (!later.ok()) return later.take_status();
-        auto p = ProbeAfter(later->get(), kSegmentHeaderSize, 0, segs[j].first_seq);
+        auto p = ProbeAfter(later->get(), kSegmentHeaderSize, 0, segs[j].first_seq, SaltsOf(hdrs[j], meta.salt_key));
         if (!p.ok()) return p.take_status();
         v.lost_to = std::max({v.lost_to, p->max_seq, p->max_durable});
       }
@@ -349,7 +380,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
       segs.resize(i + 1);
       auto rw = env->Open(segs[i].path, OpenMode::kReadWrite);
       if (!rw.ok()) return rw.take_status();
-      auto probe = ProbeAfter(rw->get(), stop, 0, segs[i].first_seq);
+      auto probe = ProbeAfter(rw->get(), stop, 0, segs[i].first_seq, salts);
       if (!probe.ok()) return probe.take_status();
       std::string side;
       WALD_RETURN_IF_ERROR(CutAt(env, dir, rw->get(), stop, probe->nonzero_end, &side));
@@ -357,10 +388,11 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
       Tell(options, Reporter::Kind::kDamage, sc.path(), stop, probe->nonzero_end - stop, why);
       out.next_seq = expected;
       out.tail_offset = stop;
+      out.tail_header = h;
       return out;
     }
     // The newest segment: a torn tail, or damage?
-    auto probe = ProbeAfter(sc.file(), stop, expected, segs[i].first_seq);
+    auto probe = ProbeAfter(sc.file(), stop, expected, segs[i].first_seq, salts);
     if (!probe.ok()) return probe.take_status();
     const Verdict v = Judge(*probe, stop, expected, meta, sealed_by);
     std::string side;
@@ -382,6 +414,7 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta_
     WALD_RETURN_IF_ERROR(sc.file()->DataSync());
     out.next_seq = expected;
     out.tail_offset = stop;
+    out.tail_header = h;
   }
   return out;
 }
@@ -396,8 +429,9 @@ Status ZeroRange(File* file, uint64_t from, uint64_t to) {
   return Status::OK();
 }
 
-Result<uint64_t> TailGarbageEnd(File* file, uint64_t from, uint64_t first_seq, uint64_t window) {
-  auto p = ProbeAfter(file, from, UINT64_MAX, first_seq, from + window);
+Result<uint64_t> TailGarbageEnd(File* file, uint64_t from, uint64_t first_seq, const SegmentSalts& salts,
+                                uint64_t window) {
+  auto p = ProbeAfter(file, from, UINT64_MAX, first_seq, salts, from + window);
   if (!p.ok()) return p.take_status();
   return p->nonzero_end;
 }
@@ -419,11 +453,13 @@ Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
     if (!f.ok()) return f.take_status();
     SegmentScanner sc(std::move(*f), seg.first_seq);
     SegmentHeader h;
-    Status st = sc.ReadHeader(&sum.meta.log_id, &h);
+    Status st = sc.ReadHeader(&sum.meta.log_id, sum.meta.salt_key, &h);
     if (!st.ok()) {
       // Only an incomplete roll may leave the newest header invalid.
       if (last && st.code() == Code::kCorruption) {
-        auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, seg.first_seq, seg.first_seq);
+        auto salts = SaltsOfUnnamed(sc.file(), seg.first_seq, sum.meta);
+        if (!salts.ok()) return salts.take_status();
+        auto probe = ProbeAfter(sc.file(), kSegmentHeaderSize, seg.first_seq, seg.first_seq, *salts);
         if (!probe.ok()) return probe.take_status();
         const Verdict v = Judge(*probe, 0, seg.first_seq, sum.meta);
         if (!v.damage) {
@@ -456,14 +492,14 @@ Result<LogSummary> VerifyLog(Env* env, const std::string& dir) {
       SegmentScanner next_sc(std::move(*next_hdr_file), (*segs)[i + 1].first_seq);
       SegmentHeader nh;
       // A bad next header is reported when its turn comes.
-      const bool next_ok = next_sc.ReadHeader(&sum.meta.log_id, &nh).ok();
+      const bool next_ok = next_sc.ReadHeader(&sum.meta.log_id, sum.meta.salt_key, &nh).ok();
       if (expected == (next_ok ? StartOf(nh) : (*segs)[i + 1].first_seq)) continue;
       return Status::Corruption(At(sc.path(), stop) + ": " + sc.stop_reason() + " before seq " +
                                 std::to_string(expected) + ", but the next segment starts at seq " +
                                 std::to_string((*segs)[i + 1].first_seq) + ": seqs " + std::to_string(expected) + ".." +
                                 std::to_string((*segs)[i + 1].first_seq - 1) + " are unreadable");
     }
-    auto probe = ProbeAfter(sc.file(), stop, expected, seg.first_seq);
+    auto probe = ProbeAfter(sc.file(), stop, expected, seg.first_seq, SaltsOf(h, sum.meta.salt_key));
     if (!probe.ok()) return probe.take_status();
     const Verdict v = Judge(*probe, stop, expected, sum.meta);
     if (v.damage) return Status::Corruption(DamageMessage(sc.path(), stop, sc.stop_reason(), expected, v, dir));

@@ -47,6 +47,7 @@ struct RecoveredLog {
   std::vector<SegmentFile> segments;  // empty for a new log
   uint64_t next_seq = 1;              // seq of the next record, before any salvage gap
   uint64_t tail_offset = 0;           // in segments.back(): where it goes
+  SegmentHeader tail_header;          // segments.back()'s
 };
 
 // Brings a locked log directory to a consistent state: removes temporary
@@ -64,7 +65,9 @@ Result<RecoveredLog> Recover(Env* env, const std::string& dir, const Meta& meta,
 // recycled segment: seq below `first_seq`), looking at most `window` bytes
 // on; `from` if there are none. What recovery would call a torn tail, and
 // what a clean close zeroes so that it never does (LogWriter::Close).
-Result<uint64_t> TailGarbageEnd(File* file, uint64_t from, uint64_t first_seq, uint64_t window);
+// `salts`: the segment's (SaltsOf its header).
+Result<uint64_t> TailGarbageEnd(File* file, uint64_t from, uint64_t first_seq, const SegmentSalts& salts,
+                                uint64_t window);
 
 // Writes zeros over [from, to) of `file` (no sync).
 Status ZeroRange(File* file, uint64_t from, uint64_t to);

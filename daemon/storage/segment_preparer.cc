@@ -96,8 +96,15 @@ Result<SegmentPreparer::Spare> SegmentPreparer::Prepare() {
     if (!f.ok()) return f.take_status();
     auto size = (*f)->Size();
     if (!size.ok()) return size.take_status();
-    if (*size == size_) return Spare{std::move(*f), std::move(*donated), true};
-    // Made with another --segment-size: not a spare of this one.
+    // Only a version-5 segment's old records are salted, and so never read
+    // as records of its next life (FORMAT.md, "Salted records").
+    std::byte hdr[kSegmentHeaderSize];
+    SegmentHeader old;
+    auto n = (*f)->ReadAt(0, hdr, sizeof hdr);
+    if (!n.ok()) return n.take_status();
+    const bool salted = DecodeSegmentHeader(std::span(hdr, *n), &old).empty() && old.version >= kFirstSaltedVersion;
+    if (*size == size_ && salted) return Spare{std::move(*f), std::move(*donated), true, old.first_seq};
+    // Made with another --segment-size, or before version 5: not a spare.
     f->reset();
     WALD_RETURN_IF_ERROR(env_->Remove(*donated));
   }

@@ -47,7 +47,8 @@ class SegmentPreparer {
   struct Spare {
     std::unique_ptr<File> file;
     std::string path;
-    bool recycled = false;  // a released segment: it holds the old records
+    bool recycled = false;       // a released segment: it holds the old records
+    uint64_t old_first_seq = 0;  // ...of the segment it was (version 5: salted)
   };
 
   // Whether a donated segment waits (one at a time does).

@@ -7,7 +7,7 @@ namespace wald::storage {
 SegmentScanner::SegmentScanner(std::shared_ptr<File> file, uint64_t first_seq, size_t read_size)
     : file_(std::move(file)), next_seq_(first_seq), read_size_(read_size) {}
 
-Status SegmentScanner::ReadHeader(const LogId* log_id, SegmentHeader* out) {
+Status SegmentScanner::ReadHeader(const LogId* log_id, uint32_t salt_key, SegmentHeader* out) {
   std::byte hdr[kSegmentHeaderSize];
   auto n = file_->ReadAt(0, hdr, sizeof hdr);
   if (!n.ok()) return n.take_status();
@@ -18,6 +18,7 @@ Status SegmentScanner::ReadHeader(const LogId* log_id, SegmentHeader* out) {
     why = "first seq " + std::to_string(out->first_seq) + " differs from the file name's";
   }
   if (!why.empty()) return Status::Corruption(path() + " offset 0: bad segment header: " + why);
+  salt_ = SaltOf(*out, salt_key);
   return Status::OK();
 }
 
@@ -94,7 +95,7 @@ SegmentScanner::Step SegmentScanner::Next(RecordView* rec) {
     }
   }
   const size_t at = static_cast<size_t>(offset_ - buf_offset_);
-  DecodeStatus ds = DecodeRecord(std::span(buf_.get() + at, buf_len_ - at), rec);
+  DecodeStatus ds = DecodeRecord(std::span(buf_.get() + at, buf_len_ - at), rec, salt_);
   if (ds != DecodeStatus::kOk) {
     Stop(DecodeStatusName(ds));
     return Step::kStop;

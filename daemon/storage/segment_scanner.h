@@ -37,9 +37,10 @@ class SegmentScanner {
   SegmentScanner& operator=(const SegmentScanner&) = delete;
 
   // Reads and checks the segment header against `log_id` (when not null) and
-  // the first seq from the name. Must precede Next(). Corruption names the
-  // file and offset 0.
-  Status ReadHeader(const LogId* log_id, SegmentHeader* out);
+  // the first seq from the name, and takes the segment's salt from it and
+  // the log's `salt_key` (Meta::salt_key). Must precede Next(). Corruption
+  // names the file and offset 0.
+  Status ReadHeader(const LogId* log_id, uint32_t salt_key, SegmentHeader* out);
 
   enum class Step {
     kRecord,  // *rec holds the next record; valid until the next call
@@ -69,6 +70,7 @@ class SegmentScanner {
 
   std::shared_ptr<File> file_;
   uint64_t next_seq_;
+  uint32_t salt_ = 0;  // the segment's (ReadHeader)
   const size_t read_size_;
   uint64_t offset_ = kSegmentHeaderSize;
   uint64_t record_offset_ = 0;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "log_fixture.h"
@@ -415,19 +416,59 @@ TEST_CASE_FIXTURE(LogFixture, "a fault that drops unsynced data at once keeps ex
   CHECK(recs.back().payload == "b");
 }
 
-TEST_CASE_FIXTURE(LogFixture, "a version-3 log opens, and wald.meta becomes version 4 before anything is appended") {
+TEST_CASE_FIXTURE(LogFixture, "records on disk carry their segment's salt, and each segment has its own") {
+  opts.segment_size = 8 << 10;
+  Populate(*this, 40, 500);
+  auto meta = ReadMeta(Env::Posix(), dir);
+  REQUIRE(meta.ok());
+  const std::vector<std::string> segs = Segments();
+  REQUIRE(segs.size() >= 2);
+  std::set<uint32_t> salts;
+  for (const std::string& path : segs) {
+    std::ifstream f(path, std::ios::binary);
+    std::vector<std::byte> bytes(std::filesystem::file_size(path));
+    f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    SegmentHeader h;
+    REQUIRE(DecodeSegmentHeader(bytes, &h).empty());
+    const uint32_t salt = SaltOf(h, meta->salt_key);
+    CHECK(salt != 0);
+    salts.insert(salt);
+    RecordView rec;
+    const auto first = std::span(bytes).subspan(kSegmentHeaderSize);
+    CHECK(DecodeRecord(first, &rec) == DecodeStatus::kBadChecksum);
+    REQUIRE(DecodeRecord(first, &rec, salt) == DecodeStatus::kOk);
+    CHECK(rec.seq == h.first_seq);
+  }
+  CHECK(salts.size() == segs.size());
+}
+
+TEST_CASE_FIXTURE(LogFixture,
+                  "a version-3 log opens: wald.meta becomes version 5, new records go to a salted segment") {
   Populate(*this, 20, 100);
-  // Make it the log a version-3 daemon left: the meta and the segment
-  // headers say 3 (their checksums recomputed).
-  auto set_version = [](const std::string& path, uint32_t v) {
+  auto key = ReadMeta(Env::Posix(), dir);
+  REQUIRE(key.ok());
+  // Make it the log a version-3 daemon left: records without a salt, and
+  // the meta and the segment headers saying 3 (checksums recomputed).
+  auto unsalt_and_set_version = [&](const std::string& path, uint32_t v) {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    std::byte head[64];
-    f.read(reinterpret_cast<char*>(head), sizeof head);
-    std::memcpy(head + 8, &v, 4);
-    const uint32_t crc = crc32c::Mask(crc32c::Value(head, 60));
-    std::memcpy(head + 60, &crc, 4);
+    std::vector<std::byte> bytes(std::filesystem::file_size(path));
+    f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (path.ends_with(".wal")) {
+      SegmentHeader h;
+      REQUIRE(DecodeSegmentHeader(bytes, &h).empty());
+      const uint32_t salt = SaltOf(h, key->salt_key);
+      size_t off = kSegmentHeaderSize;
+      RecordView rec;
+      while (DecodeRecord(std::span(bytes).subspan(off), &rec, salt) == DecodeStatus::kOk) {
+        SaltRecords(std::span(bytes).subspan(off, rec.encoded_size), salt);
+        off += rec.encoded_size;
+      }
+    }
+    std::memcpy(bytes.data() + 8, &v, 4);
+    const uint32_t crc = crc32c::Mask(crc32c::Value(bytes.data(), 60));
+    std::memcpy(bytes.data() + 60, &crc, 4);
     f.seekp(0);
-    f.write(reinterpret_cast<const char*>(head), sizeof head);
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   };
   auto version_of = [](const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -438,13 +479,21 @@ TEST_CASE_FIXTURE(LogFixture, "a version-3 log opens, and wald.meta becomes vers
     return v;
   };
   const std::string meta = dir + "/" + std::string(kMetaFileName);
-  set_version(meta, 3);
-  for (const std::string& s : Segments()) set_version(s, 3);
+  unsalt_and_set_version(meta, 3);
+  const std::vector<std::string> old_segments = Segments();
+  for (const std::string& s : old_segments) unsalt_and_set_version(s, 3);
   REQUIRE(Open().ok());
-  CHECK(version_of(meta) == 4);
+  CHECK(version_of(meta) == 5);
   CHECK(w->next_seq() == 21);
+  // The old records stay as they are; the next ones go to a new segment.
+  REQUIRE(Segments().size() == old_segments.size() + 1);
+  CHECK(version_of(Segments().back()) == 5);
+  REQUIRE(Write({PayloadFor(21, 100)}).ok());
   Close();
   auto recs = ReadAll();
-  REQUIRE(recs.size() == 20);
+  REQUIRE(recs.size() == 21);
   CHECK(recs[19].payload == PayloadFor(20, 100));
+  CHECK(recs[20].payload == PayloadFor(21, 100));
+  CHECK(recs[20].segment == Segments().back());
+  CHECK(VerifyLog(Env::Posix(), dir).ok());
 }
