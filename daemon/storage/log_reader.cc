@@ -48,7 +48,9 @@ Status LogReader::OpenSegment(const SegmentFile& seg) {
   // it: a reader that outlives that restart needs the key for the salted
   // segments that follow.
   if (meta_.version < kFirstSaltedVersion) {
-    if (auto m = ReadMeta(env_, dir_); m.ok()) meta_ = *m;
+    auto m = ReadMeta(env_, dir_);
+    if (!m.ok()) return m.take_status();
+    meta_ = *m;
   }
   SegmentHeader h;
   Status st = sc->ReadHeader(&meta_.log_id, meta_.salt_key, &h);

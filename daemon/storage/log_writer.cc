@@ -53,6 +53,14 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
   auto meta = ReadMeta(env, dir);
   if (meta.ok()) {
     w->meta_ = *meta;
+    // A log from before version 5 gets its salt key now, before recovery:
+    // a salvage rewrites wald.meta (as version 5), and must write the key
+    // with it.
+    if (w->meta_.version < kFirstSaltedVersion) {
+      auto key = NewSaltKey();
+      if (!key.ok()) return key.take_status();
+      w->meta_.salt_key = *key;
+    }
   } else if (meta.status().code() == Code::kNotFound) {
     auto names = env->ListDir(dir);
     if (!names.ok()) return names.take_status();
@@ -86,17 +94,11 @@ Result<std::unique_ptr<LogWriter>> LogWriter::Open(Env* env, const std::string& 
   // no record is ever written after it. An older meta is rewritten as the
   // current version before any record of the current one is written, so that
   // an older daemon refuses the log rather than misreading its records; from
-  // version 5 on it holds the salt key.
-  const bool unsalted = w->meta_.version < kFirstSaltedVersion;
+  // version 5 on it holds the salt key (drawn above).
   if (w->durable_seq_ > w->meta_.durable_floor || w->meta_.version < kFormatVersion) {
     Meta next = w->meta_;
     next.durable_floor = std::max(next.durable_floor, w->durable_seq_);
     next.version = kFormatVersion;
-    if (unsalted) {
-      auto key = NewSaltKey();
-      if (!key.ok()) return key.take_status();
-      next.salt_key = *key;
-    }
     WALD_RETURN_IF_ERROR(WriteMeta(env, dir, next));
     w->meta_ = next;
   }
