@@ -32,6 +32,7 @@ CommitWriter::CommitWriter(std::unique_ptr<storage::LogWriter> log, size_t max_c
       full_(max_chunks),
       free_(max_chunks),
       durable_seq_(log_->durable_seq()),
+      segment_salt_(log_->segment_salt()),
       trim_seq_(log_->first_seq() - 1),
       append_limit_(log_->AppendLimit()),
       retention_(log_->retention_enabled()),
@@ -265,7 +266,7 @@ void CommitWriter::Run() {
     size_t bytes = 0;
     while (bytes < kMaxBatchBytes && full_.Pop(&c)) {
       batch.push_back(c);
-      spans.push_back({std::span<std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq});
+      spans.push_back({std::span<std::byte>(c->data.get(), c->used), c->first_seq, c->last_seq, c->salt});
       bytes += c->used;
     }
     // Hold changes and trims are rare and run between batches, on this
@@ -306,7 +307,7 @@ void CommitWriter::Run() {
     // knew, which lags by the sync in progress then. Here the previous batch's
     // fdatasync has returned: raise the stamp to what is durable now, so that
     // this batch proves every earlier one durable (one CRC per batch).
-    (void)storage::RestampDurable(batch.front()->data.get(), log_->durable_seq());
+    (void)storage::RestampDurable(batch.front()->data.get(), log_->durable_seq(), batch.front()->salt);
     storage::Status st = log_->Append(spans);
     if (st.ok()) st = log_->Sync();
     if (!st.ok() && Fail(st)) return;
@@ -316,6 +317,7 @@ void CommitWriter::Run() {
     stats_.sync_latency_us.Add((NowNs() - t0) / 1000);
     // Only now, after fdatasync returned 0, is the new seq published.
     durable_seq_.store(durable, std::memory_order_release);
+    segment_salt_.store(log_->segment_salt(), std::memory_order_relaxed);  // after a roll: the new segment's
     append_limit_.store(log_->AppendLimit(), std::memory_order_release);
     for (Chunk* done : batch) {
       bool ok = free_.Push(done);  // the loop resets it: it accounts its bytes

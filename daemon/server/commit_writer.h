@@ -106,6 +106,7 @@ class CommitWriter final : public WriterPort {
 
   uint64_t append_limit() const override { return append_limit_.load(std::memory_order_acquire); }
   uint64_t durable_seq() const override { return durable_seq_.load(std::memory_order_acquire); }
+  uint32_t segment_salt() const override { return segment_salt_.load(std::memory_order_relaxed); }
   bool failed() const override { return failed_.load(std::memory_order_acquire); }
   std::string failure() const override;  // the cause, once failed()
   const WriterStats& stats() const override { return stats_; }
@@ -128,6 +129,7 @@ class CommitWriter final : public WriterPort {
   SpscQueue<Chunk*> full_;  // loop -> writer
   SpscQueue<Chunk*> free_;  // writer -> loop
   std::atomic<uint64_t> durable_seq_;
+  std::atomic<uint32_t> segment_salt_;  // written by the writer thread; a hint (any value is correct)
   std::atomic<bool> failed_{false};
   mutable std::mutex failure_mu_;
   std::string failure_;                          // guarded by failure_mu_

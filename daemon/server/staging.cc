@@ -59,6 +59,7 @@ StagingPool::Room StagingPool::RoomFor(const storage::RecordMeta& meta, std::spa
 }
 
 uint64_t StagingPool::WriterDurableSeq() const { return writer_->durable_seq(); }
+uint32_t StagingPool::WriterSegmentSalt() const { return writer_->segment_salt(); }
 
 uint64_t StagingPool::HandOff() {
   if (current_ == nullptr || current_->empty()) return 0;

@@ -27,12 +27,13 @@ struct Chunk {
   // storage::EncodedSize(payload.size(), storage::MetaSize(meta.flags)).
   void Add(uint64_t seq, const storage::RecordMeta& meta, std::span<const std::byte> payload) {
     if (used == 0) first_seq = seq;
-    used += storage::EncodeRecord(seq, meta, payload, data.get() + used);
+    used += storage::EncodeRecord(seq, meta, payload, data.get() + used, salt);
     last_seq = seq;
   }
   void Reset() {
     used = 0;
     first_seq = last_seq = 0;
+    salt = 0;
   }
 
   std::unique_ptr<std::byte[]> data;
@@ -40,6 +41,7 @@ struct Chunk {
   size_t used = 0;
   uint64_t first_seq = 0;
   uint64_t last_seq = 0;
+  uint32_t salt = 0;  // the records' (set before the first is added)
 };
 
 class WriterPort;
@@ -65,6 +67,7 @@ class StagingPool {
     const uint64_t seq = next_seq_++;
     const size_t before = current_->used;
     if (current_->empty()) {
+      current_->salt = WriterSegmentSalt();
       storage::RecordMeta first = meta;
       first.flags |= storage::kFlagDurable;
       first.durable_seq = WriterDurableSeq();
@@ -125,6 +128,7 @@ class StagingPool {
   // none is free (current_ is then null).
   bool NextChunk();
   uint64_t WriterDurableSeq() const;
+  uint32_t WriterSegmentSalt() const;
   void Submit(Chunk* c);
 
   WriterPort* const writer_;

@@ -87,6 +87,10 @@ class WriterPort {
 
   // Every seq <= durable_seq() is on disk. Never moves after failed().
   virtual uint64_t durable_seq() const = 0;
+  // The salt of the segment being written (storage::SegmentSalt): the loop
+  // salts the records of a chunk with it as it encodes them, and the writer
+  // re-salts a chunk that lands in another segment (a roll came between).
+  virtual uint32_t segment_salt() const = 0;
   virtual bool failed() const = 0;
   virtual std::string failure() const = 0;  // the cause, once failed()
   virtual const WriterStats& stats() const = 0;

@@ -61,7 +61,8 @@ std::string LogIdToString(const LogId& id) {
   return s;
 }
 
-size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::byte> payload, std::byte* dst) {
+size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::byte> payload, std::byte* dst,
+                    uint32_t salt) {
   const uint32_t flags = meta.flags & kKnownFlags;
   const size_t meta_len = MetaSize(flags);
   const size_t total = EncodedSize(payload.size(), meta_len);
@@ -90,19 +91,19 @@ size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::b
   }
   if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
   const size_t used = kRecordHeaderSize + meta_len + payload.size();
-  Put<uint32_t>(dst + 4, crc32c::Mask(crc32c::Value(dst, used)));
+  Put<uint32_t>(dst + 4, crc32c::Mask(crc32c::Value(dst, used)) ^ salt);
   std::memset(dst + used, 0, total - used);
   return total;
 }
 
-bool RestampDurable(std::byte* record, uint64_t durable_seq) {
+bool RestampDurable(std::byte* record, uint64_t durable_seq, uint32_t salt) {
   const uint32_t word = Get<uint32_t>(record);
   const uint32_t flags = word >> kLengthBits;
   if (!(flags & kFlagDurable) || Get<uint64_t>(record + kRecordHeaderSize) >= durable_seq) return false;
   Put<uint64_t>(record + kRecordHeaderSize, durable_seq);  // the first metadata field
   const size_t used = kRecordHeaderSize + MetaSize(flags) + (word & kMaxPayload);
   Put<uint32_t>(record + 4, 0);
-  Put<uint32_t>(record + 4, crc32c::Mask(crc32c::Value(record, used)));
+  Put<uint32_t>(record + 4, crc32c::Mask(crc32c::Value(record, used)) ^ salt);
   return true;
 }
 

@@ -72,20 +72,23 @@ constexpr size_t EncodedSize(size_t payload_len, size_t meta_len = 0) {
 
 // Writes the record (header, metadata, payload, padding) to dst, which must
 // hold EncodedSize(payload.size(), MetaSize(meta.flags)) bytes;
-// payload.size() <= kMaxPayload; meta.flags within kKnownFlags.
+// payload.size() <= kMaxPayload; meta.flags within kKnownFlags. The CRC is
+// salted with `salt` (the segment's it is meant for; see SegmentSalt).
 // Returns the bytes written.
-size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::byte> payload, std::byte* dst);
+size_t EncodeRecord(uint64_t seq, const RecordMeta& meta, std::span<const std::byte> payload, std::byte* dst,
+                    uint32_t salt = 0);
 // The same without metadata.
 inline size_t EncodeRecord(uint64_t seq, std::span<const std::byte> payload, std::byte* dst) {
   return EncodeRecord(seq, RecordMeta{}, payload, dst);
 }
 
-// Raises the durable stamp of the encoded record at `record` to
-// `durable_seq` and recomputes its CRC, if the record carries kFlagDurable
-// and its stamp is lower; returns whether it did. The writer thread does this
-// to the first record of each batch just before writing it, when it knows
-// exactly what is durable (FORMAT.md, "The durability rule").
-bool RestampDurable(std::byte* record, uint64_t durable_seq);
+// Raises the durable stamp of the encoded record at `record` (salted with
+// `salt`) to `durable_seq` and recomputes its CRC, if the record carries
+// kFlagDurable and its stamp is lower; returns whether it did. The writer
+// thread does this to the first record of each batch just before writing
+// it, when it knows exactly what is durable (FORMAT.md, "The durability
+// rule").
+bool RestampDurable(std::byte* record, uint64_t durable_seq, uint32_t salt = 0);
 
 struct RecordView {
   uint64_t seq = 0;

@@ -187,8 +187,8 @@ Status LogWriter::Failed() const {
   return Status::Failed("the log writer stopped after an earlier error: " + failure_.ToString());
 }
 
-void LogWriter::Add(std::span<std::byte> bytes) {
-  if (salts_.own != 0) SaltRecords(bytes, salts_.own);
+void LogWriter::Add(std::span<std::byte> bytes, uint32_t salt) {
+  if (salt != salts_.own) SaltRecords(bytes, salt ^ salts_.own);
   iov_.push_back({bytes.data(), bytes.size()});
   gathered_ += bytes.size();
   appended_ += bytes.size();
@@ -218,7 +218,7 @@ Status LogWriter::Append(std::span<const EncodedChunk> chunks) {
       const uint64_t room = options_.segment_size - tail_ - gathered_;
       const uint64_t window = kMaxUnsyncedWrite - std::min(unsynced_, kMaxUnsyncedWrite);
       if (rest.size() <= room && rest.size() <= window) {  // the common case
-        Add(rest);
+        Add(rest, c.salt);
         next_seq_ = c.last_seq + 1;
         break;
       }
@@ -238,7 +238,7 @@ Status LogWriter::Append(std::span<const EncodedChunk> chunks) {
         ++n;
       }
       if (take > 0) {
-        Add(rest.first(take));
+        Add(rest.first(take), c.salt);
         next_seq_ += n;
         rest = rest.subspan(take);
       }

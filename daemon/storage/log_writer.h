@@ -65,13 +65,15 @@ struct LogOptions {
 };
 
 // Records as EncodeRecord wrote them, back to back, with the contiguous seqs
-// first_seq..last_seq. The bytes must stay valid during Append, which salts
-// them in place for the segment they go into (SaltRecords): they are the
-// writer's from the call on, not to be read as records again.
+// first_seq..last_seq, salted with `salt` (0: none). The bytes must stay
+// valid during Append, which re-salts them in place if they go into a
+// segment with another salt (SaltRecords): they are the writer's from the
+// call on, not to be read as records again.
 struct EncodedChunk {
   std::span<std::byte> bytes;
   uint64_t first_seq = 0;
   uint64_t last_seq = 0;
+  uint32_t salt = 0;
 };
 
 class SegmentPreparer;
@@ -155,6 +157,9 @@ class LogWriter {
   uint64_t next_seq() const { return next_seq_; }
   // Every record with seq <= durable_seq() survived an fdatasync.
   uint64_t durable_seq() const { return durable_seq_; }
+  // The salt of the segment the next record goes into, unless it rolls
+  // first: records encoded with it need no second pass (Append).
+  uint32_t segment_salt() const { return salts_.own; }
   // The oldest seq still held (trim point + 1).
   uint64_t first_seq() const { return meta_.trim_seq + 1; }
   size_t segment_count() const { return segments_.size(); }
@@ -171,7 +176,9 @@ class LogWriter {
   // Syncs, then continues in a prepared segment at next_seq_; gap_from != 0
   // records that seqs [gap_from, next_seq_) were retired by a salvage.
   Status Roll(uint64_t gap_from = 0);
-  void Add(std::span<std::byte> bytes);
+  // Gathers `bytes` (records salted with `salt`) for the next write, salted
+  // for the current segment.
+  void Add(std::span<std::byte> bytes, uint32_t salt);
   // Of sealed segment i: a time no older than its newest record (see
   // ApplyRetention), 0 if unknown.
   uint64_t SealedTimeNs(size_t i);

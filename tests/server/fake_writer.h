@@ -65,6 +65,7 @@ class FakeWriter final : public server::WriterPort {
   uint64_t append_limit() const override { return append_limit_; }
   uint64_t trim_seq() const override { return trim_seq_; }
   uint64_t durable_seq() const override { return durable_; }
+  uint32_t segment_salt() const override { return salt; }
   bool failed() const override { return !failure_.empty(); }
   std::string failure() const override { return failure_; }
   const server::WriterStats& stats() const override { return stats_; }
@@ -122,6 +123,7 @@ class FakeWriter final : public server::WriterPort {
   }
 
   uint64_t wakes = 0;
+  uint32_t salt = 0;  // what segment_salt() says
   uint64_t retention_requests = 0;
   bool stopped = false;
   std::vector<uint64_t> trim_requests;

@@ -30,11 +30,12 @@ class StagingTest {
     const size_t before = writer.held().size();
     while (writer.held().size() == before) REQUIRE(Stage(1000) != 0);
   }
-  // The record at `offset` of a held chunk.
+  // The record at `offset` of a held chunk, salted with the chunk's salt.
   storage::RecordView RecordAt(size_t chunk, size_t offset = 0) {
     storage::RecordView v;
     const server::Chunk* c = writer.held()[chunk];
-    REQUIRE(storage::DecodeRecord({c->data.get() + offset, c->used - offset}, &v) == storage::DecodeStatus::kOk);
+    REQUIRE(storage::DecodeRecord({c->data.get() + offset, c->used - offset}, &v, c->salt) ==
+            storage::DecodeStatus::kOk);
     return v;
   }
 
@@ -154,4 +155,24 @@ TEST_CASE_FIXTURE(StagingTest, "staging: a batch that needs more chunks than are
 TEST_CASE_FIXTURE(StagingTest, "staging: a batch larger than the whole pool never has room") {
   const std::vector<uint32_t> sizes(20, 1000);  // 20 KiB: 3 chunks of 4 KiB hold 12
   CHECK(pool.RoomFor(storage::RecordMeta{}, sizes) == server::StagingPool::Room::kNever);
+}
+
+TEST_CASE_FIXTURE(StagingTest, "staging: a chunk's records carry the salt of the segment being written when it began") {
+  writer.salt = 0x1234;
+  Stage();
+  writer.salt = 0x5678;  // a roll: the chunk keeps the salt it began with
+  Stage();
+  REQUIRE(pool.HandOff() == 2);
+  const server::Chunk* c = writer.held()[0];
+  CHECK(c->salt == 0x1234);
+  const storage::RecordView first = RecordAt(0);
+  const storage::RecordView second = RecordAt(0, first.encoded_size);
+  CHECK(second.seq == first.seq + 1);
+  storage::RecordView v;
+  CHECK(storage::DecodeRecord({c->data.get(), c->used}, &v) == storage::DecodeStatus::kBadChecksum);
+  // The next chunk begins with the new salt.
+  Stage();
+  REQUIRE(pool.HandOff() == 1);
+  CHECK(writer.held()[1]->salt == 0x5678);
+  CHECK(RecordAt(1).seq == second.seq + 1);
 }

@@ -68,6 +68,7 @@ Status LogFixture::Write(const std::vector<std::string>& payloads, bool sync) {
   std::vector<std::byte> buf(total);
   size_t off = 0;
   const uint64_t first = w->next_seq();
+  const uint32_t salt = encode_salted ? w->segment_salt() : 0;
   for (size_t i = 0; i < payloads.size(); ++i) {
     auto bytes = std::as_bytes(std::span(payloads[i].data(), payloads[i].size()));
     RecordMeta meta{record_flags, 0, 1700000000000000000ull + (first + i) * 1000001000ull, 4242, 1000, 100};
@@ -75,10 +76,10 @@ Status LogFixture::Write(const std::vector<std::string>& payloads, bool sync) {
       meta.flags |= kFlagDurable;
       meta.durable_seq = w->durable_seq();
     }
-    off += EncodeRecord(first + i, meta, bytes, buf.data() + off);
+    off += EncodeRecord(first + i, meta, bytes, buf.data() + off, salt);
   }
   buf.resize(off);
-  EncodedChunk chunk{buf, first, first + payloads.size() - 1};
+  EncodedChunk chunk{buf, first, first + payloads.size() - 1, salt};
   WALD_RETURN_IF_ERROR(w->Append(std::span(&chunk, 1)));
   return sync ? w->Sync() : Status::OK();
 }

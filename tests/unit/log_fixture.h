@@ -94,6 +94,9 @@ class LogFixture {
   storage::LogOptions opts;
   // The metadata Write stamps on each record (and kFlagDurable on the first).
   uint32_t record_flags = storage::kFlagTime | storage::kFlagProducer;
+  // Write encodes records salted for the segment being written (as the
+  // daemon's loop does), not unsalted.
+  bool encode_salted = false;
   std::unique_ptr<storage::LogWriter> w;
 };
 

@@ -462,6 +462,24 @@ TEST_CASE_FIXTURE(LogFixture, "a fault that drops unsynced data at once keeps ex
   CHECK(recs.back().payload == "b");
 }
 
+TEST_CASE_FIXTURE(LogFixture, "records salted for one segment and written across a roll are re-salted for the next") {
+  opts.segment_size = 8 << 10;
+  encode_salted = true;  // as the loop encodes them: for the segment being written then
+  REQUIRE(Open().ok());
+  // Batches of 16 records of 300 bytes (about 5.5 KiB): most cross a roll.
+  for (int i = 0; i < 10; ++i) {
+    std::vector<std::string> ps;
+    for (int j = 0; j < 16; ++j) ps.push_back(PayloadFor(w->next_seq() + j, 300));
+    REQUIRE(Write(ps).ok());
+  }
+  CHECK(Segments().size() >= 5);
+  Close();
+  const auto recs = ReadAll();
+  REQUIRE(recs.size() == 160);
+  for (const auto& r : recs) REQUIRE(r.payload == PayloadFor(r.seq, 300));
+  CHECK(VerifyLog(Env::Posix(), dir).ok());
+}
+
 TEST_CASE_FIXTURE(LogFixture, "records on disk carry their segment's salt, and each segment has its own") {
   opts.segment_size = 8 << 10;
   Populate(*this, 40, 500);
