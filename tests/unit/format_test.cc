@@ -15,7 +15,7 @@ using namespace wald::storage;
 namespace {
 std::vector<std::byte> Bytes(std::string_view s) {
   std::vector<std::byte> v(s.size());
-  std::memcpy(v.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(v.data(), s.data(), s.size());  // an empty vector's data() may be null
   return v;
 }
 }  // namespace
