@@ -8,7 +8,7 @@
 // loop thread; everything else runs on the writer thread, which owns the
 // LogWriter (and so every file) and never touches a socket. Between them: two
 // SPSC queues (full chunks in, empty chunks back), the atomic durable seq, and
-// the `notify` callback (uv_async_send) that the writer calls after each
+// the `notify` callback (the daemon rings its Doorbell) that the writer calls after each
 // batch and on failure. Several notifications may merge into one callback, so
 // the loop reads the state, never counts notifications.
 //

@@ -63,7 +63,7 @@ Server::Server(ServerOptions options, storage::Env* env)
 Server::~Server() {
   // After Run() everything is closed already. Otherwise (Start failed
   // half-way, or Run was never called) the same order as Shutdown: the writer
-  // first, since it may still uv_async_send on async_, then the connections
+  // first, since it may still ring doorbell_, then the connections
   // and handles that are open, then their close callbacks.
   // The writer goes entirely, its log and the log's segment preparer with
   // it, before any descriptor of the loop's is closed: libuv closes them with
@@ -93,7 +93,7 @@ void Server::CloseOwnHandles() {
   retain_timer_.Close();
   if (health_ != nullptr) health_->Close();
   check_.Close();
-  async_.Close();
+  doorbell_.Close();
 }
 
 static_assert(storage::kMaxPayload + proto::kAppendOverhead <= proto::kMaxFrameSize,
@@ -178,11 +178,8 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   log_id_ = log_id;
   stamp_flags_ = options_.stamp & (storage::kFlagTime | storage::kFlagProducer);
 
-  // Only uv_async_init can fail here (it creates the loop's eventfd).
-  if (int rc = uv_async_init(&loop_, async_.get(), OnAsync); rc != 0) {
-    return storage::Status::IoError("uv_async_init", -rc);
-  }
-  async_.Opened(this);
+  // Only the doorbell can fail here (it creates an eventfd).
+  if (int rc = doorbell_.Open(&loop_, OnRing, this); rc != 0) return storage::Status::IoError("eventfd", -rc);
   uv_check_init(&loop_, check_.get());
   check_.Opened(this);
   uv_check_start(check_.get(), OnCheck);
@@ -208,7 +205,7 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   // loop can fill one while the writer holds the rest.
   const size_t chunk_size = std::max(kMinChunk, storage::EncodedSize(options_.max_record, storage::kMaxMetaSize));
   const size_t n_chunks = std::max<size_t>(8, options_.max_unsynced_bytes / chunk_size + 4);
-  writer_ = make_writer(n_chunks, [this] { uv_async_send(async_.get()); });
+  writer_ = make_writer(n_chunks, [this] { doorbell_.Ring(); });
   acked_seq_ = writer_->durable_seq();
   append_limit_ = writer_->append_limit();
   if (options_.retain_age_ms > 0) {
@@ -290,12 +287,12 @@ void Server::OnCheck(uv_check_t* h) {
 }
 
 // At low load a batch is one record and its ack is one fdatasync away. The
-// writer would wake this thread with uv_async (an eventfd write, then an
+// writer would wake this thread with its doorbell (an eventfd write, then an
 // epoll wake-up and a context switch: ~30-50 us on this VM). Waiting for the
 // durable seq here instead, with a pause-spin on the atomic, sends the ack as
 // soon as the fdatasync returns. Only small batches qualify (under load the
 // loop has reading to do), and only up to ack_spin_us: a slow sync falls back
-// to the uv_async path. Costs a core while it waits, at a load where cores
+// to the doorbell. Costs a core while it waits, at a load where cores
 // are idle.
 void Server::AwaitDurable(uint64_t target) {
   if (options_.ack_spin_us == 0) return;
@@ -314,7 +311,7 @@ void Server::AwaitDurable(uint64_t target) {
   }
 }
 
-void Server::OnAsync(uv_async_t* h) { static_cast<Server*>(h->data)->OnWriterProgress(); }
+void Server::OnRing(void* self) { static_cast<Server*>(self)->OnWriterProgress(); }
 
 void Server::OnWriterProgress() {
   loop_role_.Check();
@@ -449,7 +446,7 @@ void Server::OnDrainTimer(uv_timer_t* h) {
 void Server::CheckDrained() {
   if (state_ != State::kDraining) return;
   // acked_seq_, not the writer's durable seq: records can be durable with
-  // their acks not yet sent (the uv_async callback has not run yet).
+  // their acks not yet sent (the doorbell's callback has not run yet).
   if (acked_seq_ < staging_->next_seq() - 1) {
     staging_->HandOff();
     return;
@@ -504,7 +501,7 @@ void Server::FailStop() {
 void Server::Shutdown(int exit_code) {
   exit_code_ = exit_code;
   state_ = State::kStopped;
-  writer_->Stop();  // before closing async_: the writer may still send on it
+  writer_->Stop();  // before closing doorbell_: the writer may still ring it
   if (!writer_->close_status().ok()) {
     // Every record is durable and acked; only the clean-stop marker that
     // proves it to a later recovery is missing. Still an I/O error: fail-stop

@@ -16,7 +16,7 @@
 // socket read (many frames) -> ParseFrame -> StagingPool::Stage (seq, encode)
 // -> PendingAck on its connection. Once per loop iteration (uv_check) the
 // current chunk goes to the writer. When the writer publishes a new durable
-// seq (uv_async, or the ack spin at low load), AckFanout sends each
+// seq (its doorbell, or the ack spin at low load), AckFanout sends each
 // connection one Acks frame.
 //
 // States: kRunning -> kDraining (SIGTERM/SIGINT: stop accepting and reading,
@@ -26,7 +26,7 @@
 //
 // Threads: every method runs on the loop thread (the one in Run(); debug
 // builds check), except that the writer reaches the loop only through
-// uv_async_send on async_.
+// doorbell_.Ring().
 #pragma once
 
 #include <uv.h>
@@ -42,6 +42,7 @@
 #include "framing.h"
 #include "server/ack_fanout.h"
 #include "server/connection.h"
+#include "server/doorbell.h"
 #include "server/health.h"
 #include "server/listener.h"
 #include "server/log_limiter.h"
@@ -144,7 +145,7 @@ class Server final : public ConnectionOwner {
 
   // The data path.
   static void OnCheck(uv_check_t* h);
-  static void OnAsync(uv_async_t* h);
+  static void OnRing(void* self);
   void AwaitDurable(uint64_t target);
   void OnWriterProgress();
   void RetryStalled();
@@ -162,7 +163,7 @@ class Server final : public ConnectionOwner {
   void FailStop();
   void Shutdown(int exit_code);  // stops the writer, then closes our handles
   // Closes every open handle of the Server's own (not the connections').
-  // Only after the writer has stopped: it may uv_async_send on async_.
+  // Only after the writer has stopped: it may ring doorbell_.
   void CloseOwnHandles();
 
   const ServerOptions options_;
@@ -173,7 +174,7 @@ class Server final : public ConnectionOwner {
   ThreadRole loop_role_{"loop"};
   uv_loop_t loop_{};
   bool loop_open_ = false;  // uv_loop_init succeeded; uv_loop_close is due
-  LoopHandle<uv_async_t> async_;
+  Doorbell doorbell_;       // the writer's wake-up: a batch is durable, a request done, or it failed
   LoopHandle<uv_check_t> check_;
   LoopHandle<uv_timer_t> drain_timer_;     // the drain's deadline (--drain-timeout)
   LoopHandle<uv_timer_t> deadline_timer_;  // the sweep of --hello-timeout and --frame-timeout

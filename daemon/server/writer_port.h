@@ -4,7 +4,7 @@
 //
 // Threads: every method is the loop thread's. An implementation reaches the
 // loop back only through the `notify` callback it was built with (for the
-// daemon: uv_async_send), after each batch made durable and on failure.
+// daemon: Doorbell::Ring), after each batch made durable and on failure.
 // Several notifications may merge into one: the loop reads the state, never
 // counts notifications.
 #pragma once
