@@ -62,4 +62,12 @@ Result<Meta> ReadMeta(Env* env, const std::string& dir) {
   return meta;
 }
 
+Status ReadSegmentHeader(File* file, SegmentHeader* out, std::string* why) {
+  std::byte hdr[kSegmentHeaderSize];
+  auto n = file->ReadAt(0, hdr, sizeof hdr);
+  if (!n.ok()) return n.take_status();
+  *why = DecodeSegmentHeader(std::span(hdr, *n), out);
+  return Status::OK();
+}
+
 }  // namespace wald::storage

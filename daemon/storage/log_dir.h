@@ -53,6 +53,15 @@ Status ReplaceFile(Env* env, const std::string& dir, std::string_view name, std:
 Status WriteMeta(Env* env, const std::string& dir, const Meta& meta);
 Result<Meta> ReadMeta(Env* env, const std::string& dir);
 
+// Reads the kSegmentHeaderSize-byte header at offset 0 of `file` and decodes
+// it into *out. Returns the read's error, if the read failed. Otherwise sets
+// *why to "" if the header decoded, else to why it is invalid (a file shorter
+// than a header included): then *out is unspecified. Checks neither the log
+// id nor the first seq against the file's name; that is the caller's, as is
+// what an invalid header means (damage, an incomplete roll, or only "not
+// salted"). Reads, never writes; the caller's thread.
+Status ReadSegmentHeader(File* file, SegmentHeader* out, std::string* why);
+
 // A writer's bound on the bytes it writes between two fdatasyncs (unless one
 // record alone is larger). Recovery relies on it: after a crash only the last
 // unsynced write can be torn, so a valid record found further than this past

@@ -347,10 +347,9 @@ uint64_t LogWriter::SealedTimeNs(size_t i) {
   const SegmentFile& next = segments_[i + 1];
   bool settled = false;  // the answer will not change: remember it
   if (auto f = env_->Open(next.path, OpenMode::kRead); f.ok()) {
-    std::byte hdr[kSegmentHeaderSize];
     SegmentHeader h;
-    auto hn = (*f)->ReadAt(0, hdr, sizeof hdr);
-    const bool hdr_ok = hn.ok() && DecodeSegmentHeader(std::span(hdr, *hn), &h).empty();
+    std::string why;
+    const bool hdr_ok = ReadSegmentHeader(f->get(), &h, &why).ok() && why.empty();
     std::vector<std::byte> buf(kRecordHeaderSize + kMaxMetaSize);
     auto n = (*f)->ReadAt(kSegmentHeaderSize, buf.data(), buf.size());
     if (hdr_ok && n.ok() && *n == buf.size() && PeekSeq(buf) == next.first_seq) {

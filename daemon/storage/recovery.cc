@@ -131,12 +131,10 @@ Result<Probe> ProbeAfter(File* file, uint64_t from, uint64_t min_seq, uint64_t s
 Result<SegmentSalts> SaltsOfUnnamed(File* file, uint64_t first_seq, const Meta& meta) {
   if (meta.version < kFirstSaltedVersion) return SegmentSalts{};
   SegmentSalts salts{SegmentSalt(meta.salt_key, first_seq), 0, false};
-  std::byte hdr[kSegmentHeaderSize];
-  auto n = file->ReadAt(0, hdr, sizeof hdr);
-  if (!n.ok()) return n.take_status();
   SegmentHeader old;
-  if (DecodeSegmentHeader(std::span(hdr, *n), &old).empty() && old.log_id == meta.log_id &&
-      old.first_seq != first_seq) {
+  std::string why;
+  WALD_RETURN_IF_ERROR(ReadSegmentHeader(file, &old, &why));
+  if (why.empty() && old.log_id == meta.log_id && old.first_seq != first_seq) {
     salts.stale = SaltOf(old, meta.salt_key);
     salts.stale_known = true;
   }

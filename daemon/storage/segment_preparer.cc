@@ -98,11 +98,10 @@ Result<SegmentPreparer::Spare> SegmentPreparer::Prepare() {
     if (!size.ok()) return size.take_status();
     // Only a version-5 segment's old records are salted, and so never read
     // as records of its next life (FORMAT.md, "Salted records").
-    std::byte hdr[kSegmentHeaderSize];
     SegmentHeader old;
-    auto n = (*f)->ReadAt(0, hdr, sizeof hdr);
-    if (!n.ok()) return n.take_status();
-    const bool salted = DecodeSegmentHeader(std::span(hdr, *n), &old).empty() && old.version >= kFirstSaltedVersion;
+    std::string why;
+    WALD_RETURN_IF_ERROR(ReadSegmentHeader(f->get(), &old, &why));
+    const bool salted = why.empty() && old.version >= kFirstSaltedVersion;
     if (*size == size_ && salted) return Spare{std::move(*f), std::move(*donated), true, old.first_seq};
     // Made with another --segment-size, or before version 5: not a spare.
     f->reset();

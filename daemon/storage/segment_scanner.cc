@@ -3,16 +3,16 @@
 #include <algorithm>
 #include <cstring>
 
+#include "storage/log_dir.h"
+
 namespace wald::storage {
 SegmentScanner::SegmentScanner(std::shared_ptr<File> file, uint64_t first_seq, size_t read_size)
     : file_(std::move(file)), next_seq_(first_seq), read_size_(read_size) {}
 
 Status SegmentScanner::ReadHeader(const LogId* log_id, uint32_t salt_key, SegmentHeader* out) {
-  std::byte hdr[kSegmentHeaderSize];
-  auto n = file_->ReadAt(0, hdr, sizeof hdr);
-  if (!n.ok()) return n.take_status();
   const uint64_t named_seq = next_seq_;
-  std::string why = DecodeSegmentHeader(std::span(hdr, *n), out);
+  std::string why;
+  WALD_RETURN_IF_ERROR(ReadSegmentHeader(file_.get(), out, &why));
   if (why.empty() && log_id != nullptr && out->log_id != *log_id) why = "log id differs from this log's";
   if (why.empty() && out->first_seq != named_seq) {
     why = "first seq " + std::to_string(out->first_seq) + " differs from the file name's";
