@@ -1,5 +1,6 @@
 #include "log_fixture.h"
 
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -147,6 +148,20 @@ std::vector<std::string> LogFixture::SideFiles() {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+void Populate(LogFixture& f, uint64_t n, size_t size) {
+  REQUIRE(f.Open().ok());
+  REQUIRE(f.WriteN(n, size).ok());
+  f.Close();
+}
+
+int64_t CountOps(const std::function<void(LogFixture&)>& setup, const std::function<Status(LogFixture&)>& step) {
+  LogFixture f;
+  setup(f);
+  const int64_t before = f.fault.ops();
+  REQUIRE(step(f).ok());
+  return f.fault.ops() - before;
 }
 
 }  // namespace wald::test

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -99,5 +100,13 @@ class LogFixture {
   bool encode_salted = false;
   std::unique_ptr<storage::LogWriter> w;
 };
+
+// Open, write `n` records of `size` bytes, close: the common start.
+void Populate(LogFixture& f, uint64_t n, size_t size);
+
+// The mutating operations `step` makes on a log that `setup` prepared: the
+// crash points a test goes through.
+int64_t CountOps(const std::function<void(LogFixture&)>& setup,
+                 const std::function<storage::Status(LogFixture&)>& step);
 
 }  // namespace wald::test

@@ -1,26 +1,26 @@
 // The segment log: round trips, recovery from every shape of damage, power
-// loss at every step, I/O faults, locking, concurrent reading, trim.
+// loss at every step, I/O faults, locking, concurrent reading, trim. Logs
+// from before format version 5: version_test.cc.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "log_fixture.h"
-#include "storage/crc32c.h"
 #include "storage/format.h"
 
 using namespace wald::storage;
+using wald::test::CountOps;
 using wald::test::LogFixture;
 using wald::test::PayloadFor;
+using wald::test::Populate;
 using Kind = Reporter::Kind;
 
 namespace {
@@ -28,65 +28,6 @@ namespace {
 uint64_t EnvCount(const char* name, uint64_t dflt) {
   const char* v = std::getenv(name);
   return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
-}
-
-// Open, write `n` records of `size` bytes, close: the common start.
-void Populate(LogFixture& f, uint64_t n, size_t size) {
-  REQUIRE(f.Open().ok());
-  REQUIRE(f.WriteN(n, size).ok());
-  f.Close();
-}
-
-// Makes the log in `f.dir` (closed) the one a daemon of format `version`
-// (3 or 4) would have left: records without a salt, and the meta and the
-// segment headers saying `version` (checksums recomputed).
-void MakeLegacy(LogFixture& f, uint32_t version) {
-  auto meta = ReadMeta(Env::Posix(), f.dir);
-  REQUIRE(meta.ok());
-  auto rewrite = [&](const std::string& path) {
-    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
-    std::vector<std::byte> bytes(std::filesystem::file_size(path));
-    file.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (path.ends_with(kSegmentSuffix)) {
-      SegmentHeader h;
-      REQUIRE(DecodeSegmentHeader(bytes, &h).empty());
-      const uint32_t salt = SaltOf(h, meta->salt_key);
-      size_t off = kSegmentHeaderSize;
-      RecordView rec;
-      while (DecodeRecord(std::span(bytes).subspan(off), &rec, salt) == DecodeStatus::kOk) {
-        SaltRecords(std::span(bytes).subspan(off, rec.encoded_size), salt);
-        off += rec.encoded_size;
-      }
-    } else {
-      std::memset(bytes.data() + 56, 0, 4);  // no salt key
-    }
-    std::memcpy(bytes.data() + 8, &version, 4);
-    const uint32_t crc = crc32c::Mask(crc32c::Value(bytes.data(), 60));
-    std::memcpy(bytes.data() + 60, &crc, 4);
-    file.seekp(0);
-    file.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  };
-  rewrite(f.dir + "/" + std::string(kMetaFileName));
-  for (const std::string& s : f.Segments()) rewrite(s);
-}
-
-// The mutating operations `step` makes on a log that `setup` prepared: the
-// crash points a test goes through.
-int64_t CountOps(const std::function<void(LogFixture&)>& setup, const std::function<Status(LogFixture&)>& step) {
-  LogFixture f;
-  setup(f);
-  const int64_t before = f.fault.ops();
-  REQUIRE(step(f).ok());
-  return f.fault.ops() - before;
-}
-
-uint32_t VersionOf(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  char head[12];
-  f.read(head, sizeof head);
-  uint32_t v;
-  std::memcpy(&v, head + 8, 4);
-  return v;
 }
 
 }  // namespace
@@ -504,54 +445,4 @@ TEST_CASE_FIXTURE(LogFixture, "records on disk carry their segment's salt, and e
     CHECK(rec.seq == h.first_seq);
   }
   CHECK(salts.size() == segs.size());
-}
-
-TEST_CASE_FIXTURE(LogFixture,
-                  "a version-3 log opens: wald.meta becomes version 5, new records go to a salted segment") {
-  Populate(*this, 20, 100);
-  const std::vector<std::string> old_segments = Segments();
-  MakeLegacy(*this, 3);
-  REQUIRE(Open().ok());
-  const std::string meta = dir + "/" + std::string(kMetaFileName);
-  CHECK(VersionOf(meta) == 5);
-  CHECK(w->next_seq() == 21);
-  // The old records stay as they are; the next ones go to a new segment.
-  REQUIRE(Segments().size() == old_segments.size() + 1);
-  CHECK(VersionOf(Segments().back()) == 5);
-  REQUIRE(Write({PayloadFor(21, 100)}).ok());
-  Close();
-  auto recs = ReadAll();
-  REQUIRE(recs.size() == 21);
-  CHECK(recs[19].payload == PayloadFor(20, 100));
-  CHECK(recs[20].payload == PayloadFor(21, 100));
-  CHECK(recs[20].segment == Segments().back());
-  CHECK(VerifyLog(Env::Posix(), dir).ok());
-}
-
-TEST_CASE("a crash while a salvage upgrades a version-4 log never leaves a version-5 meta without a salt key") {
-  // A damaged version-4 log, opened with --salvage by this version: the
-  // salvage rewrites wald.meta (as version 5) before the writer would.
-  auto setup = [](LogFixture& f) {
-    f.opts.segment_size = 16 << 20;  // one segment: the newest is the one verified
-    Populate(f, 300, 1000);
-    const auto victim = f.ReadAll()[9];
-    MakeLegacy(f, 4);
-    f.FlipByte(victim.segment, victim.offset + 30);
-    f.opts.recovery.salvage = true;
-  };
-  const int64_t open_ops = CountOps(setup, [](LogFixture& f) { return f.Open(); });
-  REQUIRE(open_ops >= 4);
-  for (int64_t k = 0; k <= open_ops; ++k) {
-    CAPTURE(k);
-    LogFixture f;
-    setup(f);
-    f.fault.CrashAfterOps(k);
-    (void)f.Open();
-    f.Close();
-    REQUIRE(f.fault.DropUnsyncedData().ok());
-    auto meta = ReadMeta(Env::Posix(), f.dir);
-    REQUIRE(meta.ok());
-    if (meta->version >= kFirstSaltedVersion) CHECK(meta->salt_key != 0);
-    REQUIRE(f.Open().ok());
-  }
 }
