@@ -1,5 +1,6 @@
 // Client::Impl: the client's state and its I/O, shared by client.cc (the
-// connection, frames, appends, reads) and reconnect.cc (idempotent
+// connection, appends, control calls), incoming.cc (the frames the daemon
+// sends), reads.cc (reads and subscriptions) and reconnect.cc (idempotent
 // producers: reconnecting and resending). Internal: not installed.
 #pragma once
 
@@ -90,7 +91,7 @@ struct Client::Impl {
   void Keep(Slot& s, std::span<const std::byte> payload);
   std::span<const std::byte> Kept(const Slot& s) const { return {kept_buf.data() + (s.kept - kept_base), s.kept_len}; }
   void DropAcked();  // frees the copies of what is no longer in flight
-  // Sends a Read and drives I/O until it is done, stopped or failed.
+  // Sends a Read and drives I/O until it is done, stopped or failed (reads.cc).
   Error RunRead(Seq from, uint64_t max_records, bool follow, const RecordInfoCallback& cb);
   void Close();
 
@@ -135,7 +136,7 @@ struct Client::Impl {
   bool async_read = false;
   RecordInfoCallback async_cb;
   std::function<void(Error)> async_done;
-  void EndAsyncRead(Error why);
+  void EndAsyncRead(Error why);  // reads.cc
   // The one Trim, Hold or ReleaseHold awaiting its answer (a seq, and for a
   // TrimAck its held_by).
   uint64_t control_wait_id = 0;
