@@ -1,9 +1,10 @@
 // wal-tail: print, follow, verify and summarize a wald log, reading the
 // segment files directly through the storage library's reader. Read-only and
 // lock-free: safe while wald runs, and usable when it is down.
-#include <flatbuffers/idl.h>
-#include <flatbuffers/reflection.h>
-#include <flatbuffers/util.h>
+//
+// This file: the command line, the range and filters, and the loop that
+// prints (and with -f follows) the records. Formats are in printer.cc,
+// --verify and --stats in summary.cc.
 #include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -14,26 +15,20 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <tuple>
-#include <vector>
 
+#include "printer.h"
 #include "storage/log_reader.h"
 #include "storage/recovery.h"
+#include "summary.h"
 #include "time_spec.h"
 
 namespace {
 
 using namespace wald::storage;
-
-// Exit codes (also in --help).
-constexpr int kExitOk = 0;
-constexpr int kExitDamage = 1;  // --verify found a problem, or a read failed
-constexpr int kExitUsage = 2;
-constexpr int kExitNotALog = 3;  // missing directory, or not a wald log
-constexpr int kExitTrimmed = 4;  // --from below the first seq the log still holds
+using namespace wald::tools;
 
 constexpr const char* kFooter = R"(
 Examples:
@@ -77,236 +72,6 @@ Exit codes: 0 success; 1 damage found by --verify, or a read error;
 first seq the log still holds (trimmed; the message names the first).)";
 
 volatile std::sig_atomic_t g_stop = 0;
-
-std::string Base64(std::span<const std::byte> in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = std::to_integer<uint32_t>(in[i]) << 16 | std::to_integer<uint32_t>(in[i + 1]) << 8 |
-                       std::to_integer<uint32_t>(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
-  }
-  if (i < in.size()) {
-    uint32_t v = std::to_integer<uint32_t>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= std::to_integer<uint32_t>(in[i + 1]) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-// Decodes payloads as a FlatBuffers table with FlatBuffers' own reflection
-// (verification) and text generator (JSON).
-class SchemaDecoder {
- public:
-  bool Load(const std::string& bfbs_path, const std::string& root_type, std::string* error) {
-    if (!flatbuffers::LoadFile(bfbs_path.c_str(), true, &bfbs_)) {
-      *error = "cannot read schema " + bfbs_path;
-      return false;
-    }
-    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bfbs_.data()), bfbs_.size());
-    if (!reflection::VerifySchemaBuffer(v)) {
-      *error = bfbs_path + " is not a binary schema (.bfbs from flatc --binary --schema)";
-      return false;
-    }
-    schema_ = reflection::GetSchema(bfbs_.data());
-    root_ = schema_->objects()->LookupByKey(root_type.c_str());
-    if (root_ == nullptr) {
-      // Also accept the name without its namespace.
-      for (const reflection::Object* o : *schema_->objects()) {
-        const std::string n = o->name()->str();
-        if (n == root_type || n.ends_with("." + root_type)) root_ = o;
-      }
-    }
-    if (root_ == nullptr || root_->is_struct()) {
-      *error = "no table " + root_type + " in " + bfbs_path;
-      return false;
-    }
-    if (!parser_.Deserialize(reinterpret_cast<const uint8_t*>(bfbs_.data()), bfbs_.size()) ||
-        !parser_.SetRootType(root_->name()->c_str())) {
-      *error = "cannot use " + bfbs_path + ": " + parser_.error_;
-      return false;
-    }
-    parser_.opts.strict_json = true;
-    parser_.opts.indent_step = -1;  // one line
-    return true;
-  }
-
-  // JSON for the payload, or empty if it is not a valid buffer of the root
-  // type.
-  std::string Decode(std::span<const std::byte> payload) const {
-    auto* p = reinterpret_cast<const uint8_t*>(payload.data());
-    if (payload.size() < 8 || !flatbuffers::Verify(*schema_, *root_, p, payload.size())) return {};
-    std::string json;
-    if (!GenText(p, &json)) return {};
-    while (!json.empty() && (json.back() == '\n' || json.back() == ' ')) json.pop_back();
-    return json;
-  }
-
- private:
-  bool GenText(const uint8_t* p, std::string* out) const {
-    return flatbuffers::GenerateText(parser_, p,
-                                     out);  // FlatBuffers 2.0 (Debian 12): bool
-  }
-
-  std::string bfbs_;
-  const reflection::Schema* schema_ = nullptr;
-  const reflection::Object* root_ = nullptr;
-  flatbuffers::Parser parser_;
-};
-
-struct Printer {
-  std::string format = "text";
-  const SchemaDecoder* schema = nullptr;
-
-  // False when stdout is gone (a closed pipe): stop quietly.
-  bool Print(const RecordView& rec, const std::string& segment, uint64_t offset) {
-    const auto payload = rec.payload;
-    if (format == "raw") {
-      const uint32_t len = static_cast<uint32_t>(payload.size());
-      std::fwrite(&len, sizeof len, 1, stdout);
-      std::fwrite(payload.data(), 1, payload.size(), stdout);
-    } else if (format == "json") {
-      nlohmann::ordered_json j = {
-          {"seq", rec.seq}, {"size", payload.size()}, {"segment", Basename(segment)}, {"offset", offset}};
-      if (rec.meta.flags & kFlagTime) j["time"] = wald::tools::FormatRfc3339(rec.meta.time_ns);
-      if (rec.meta.flags & kFlagProducer) {
-        j["pid"] = rec.meta.pid;
-        j["uid"] = rec.meta.uid;
-        j["gid"] = rec.meta.gid;
-      }
-      if (rec.meta.flags & kFlagProducerSeq) {
-        char id[17];  // 64 bits: past what a JSON number holds exactly
-        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(rec.meta.producer_id));
-        j["producer_id"] = id;
-        j["producer_seq"] = rec.meta.producer_seq;
-      }
-      j["payload_b64"] = Base64(payload);
-      if (schema != nullptr) {
-        // FlatBuffers' text can hold what JSON cannot (a float's nan or
-        // inf): such a payload goes without "decoded", as one that is not of
-        // the root type does.
-        auto decoded = nlohmann::ordered_json::parse(schema->Decode(payload), nullptr, false);
-        if (!decoded.is_discarded()) j["decoded"] = std::move(decoded);
-      }
-      std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
-    } else if (format == "hex") {
-      std::printf("seq %llu size %zu (%s offset %llu)", static_cast<unsigned long long>(rec.seq), payload.size(),
-                  Basename(segment).c_str(), static_cast<unsigned long long>(offset));
-      if (rec.meta.flags & kFlagTime) std::printf(" time %s", wald::tools::FormatRfc3339(rec.meta.time_ns).c_str());
-      if (rec.meta.flags & kFlagProducer) {
-        std::printf(" pid %u uid %u gid %u", rec.meta.pid, rec.meta.uid, rec.meta.gid);
-      }
-      if (rec.meta.flags & kFlagProducerSeq) {
-        std::printf(" producer %016llx seq %llu", static_cast<unsigned long long>(rec.meta.producer_id),
-                    static_cast<unsigned long long>(rec.meta.producer_seq));
-      }
-      std::printf("\n");
-      for (size_t i = 0; i < payload.size(); i += 16) {
-        std::printf("  %08zx ", i);
-        for (size_t j = i; j < i + 16; ++j) {
-          if (j < payload.size()) {
-            std::printf(" %02x", std::to_integer<unsigned>(payload[j]));
-          } else {
-            std::printf("   ");
-          }
-        }
-        std::printf("  |");
-        for (size_t j = i; j < i + 16 && j < payload.size(); ++j) std::putchar(Printable(payload[j]));
-        std::printf("|\n");
-      }
-    } else {
-      std::string decoded = schema ? schema->Decode(payload) : std::string();
-      std::string preview;
-      if (!decoded.empty()) {
-        preview = decoded;
-      } else {
-        for (size_t i = 0; i < payload.size() && i < 64; ++i) preview += Printable(payload[i]);
-        if (payload.size() > 64) preview += "...";
-      }
-      const std::string when =
-          (rec.meta.flags & kFlagTime) ? wald::tools::FormatRfc3339(rec.meta.time_ns) : std::string("-");
-      const std::string who =
-          (rec.meta.flags & kFlagProducer)
-              ? std::to_string(rec.meta.pid) + "/" + std::to_string(rec.meta.uid) + "/" + std::to_string(rec.meta.gid)
-              : std::string("-");
-      std::printf("%llu\t%zu\t%s\t%s\t%s\n", static_cast<unsigned long long>(rec.seq), payload.size(), when.c_str(),
-                  who.c_str(), preview.c_str());
-    }
-    return !std::ferror(stdout);
-  }
-
-  static char Printable(std::byte b) {
-    const int c = std::to_integer<int>(b);
-    return c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
-  }
-  static std::string Basename(const std::string& p) {
-    auto slash = p.find_last_of('/');
-    return slash == std::string::npos ? p : p.substr(slash + 1);
-  }
-};
-
-int OpenError(const Status& st) {
-  std::fprintf(stderr, "wal-tail: %s\n", st.ToString().c_str());
-  return st.code() == Code::kNotFound || st.code() == Code::kNotALog ? kExitNotALog : kExitDamage;
-}
-
-void PrintSideFiles(const LogSummary& sum) {
-  for (const SideFile& f : sum.side_files) {
-    std::printf("set aside by recovery: %s (%llu bytes; inspect, then delete)\n", f.path.c_str(),
-                static_cast<unsigned long long>(f.bytes));
-  }
-}
-
-int Verify(const std::string& dir) {
-  auto sum = VerifyLog(Env::Posix(), dir);
-  if (!sum.ok()) return OpenError(sum.status());
-  std::string extra;
-  if (sum->gap_seqs) extra += ", " + std::to_string(sum->gap_seqs) + " seqs retired by a salvage (a gap)";
-  if (sum->torn_tail_bytes) {
-    extra += ", torn tail of " + std::to_string(sum->torn_tail_bytes) +
-             " bytes past the proven-durable point (the normal end after a crash)";
-  }
-  std::printf(
-      "ok: %llu records (seq %llu..%llu) in %zu segments, %llu payload "
-      "bytes, durable proven up to seq %llu%s\n",
-      static_cast<unsigned long long>(sum->records), static_cast<unsigned long long>(sum->first_seq),
-      static_cast<unsigned long long>(sum->last_seq), sum->segments,
-      static_cast<unsigned long long>(sum->payload_bytes), static_cast<unsigned long long>(sum->proven_durable),
-      extra.c_str());
-  PrintSideFiles(*sum);
-  return kExitOk;
-}
-
-int Stats(const std::string& dir) {
-  auto sum = VerifyLog(Env::Posix(), dir);
-  if (!sum.ok()) return OpenError(sum.status());
-  std::printf("log id        %s\n", LogIdToString(sum->meta.log_id).c_str());
-  std::printf("segments      %zu\n", sum->segments);
-  std::printf("records       %llu\n", static_cast<unsigned long long>(sum->records));
-  std::printf("seq range     %llu..%llu\n", static_cast<unsigned long long>(sum->first_seq),
-              static_cast<unsigned long long>(sum->last_seq));
-  std::printf("payload bytes %llu (%llu on disk as records)\n", static_cast<unsigned long long>(sum->payload_bytes),
-              static_cast<unsigned long long>(sum->record_bytes));
-  std::printf("disk usage    %llu bytes (segments are preallocated)\n",
-              static_cast<unsigned long long>(sum->disk_bytes));
-  std::printf("trim point    %llu (records at or below it are released)\n",
-              static_cast<unsigned long long>(sum->meta.trim_seq));
-  std::printf(
-      "durable up to %llu (proven by the log: clean-stop marker, "
-      "durability stamps)\n",
-      static_cast<unsigned long long>(sum->proven_durable));
-  if (sum->gap_seqs) {
-    std::printf("salvage gap   %llu seqs retired (never handed out again)\n",
-                static_cast<unsigned long long>(sum->gap_seqs));
-  }
-  PrintSideFiles(*sum);
-  return kExitOk;
-}
 
 // The seq `n` records before the end (for -n).
 Result<uint64_t> StartForLast(const std::string& dir, uint64_t n) {
@@ -518,15 +283,7 @@ int main(int argc, char** argv) {
       const auto gap_from = static_cast<unsigned long long>((*reader)->gap_from());
       const auto gap_to = static_cast<unsigned long long>((*reader)->gap_to());
       if (to != 0 && gap_from > to) break;
-      if (printer.format == "json") {
-        const nlohmann::ordered_json gap = {
-            {"gap", {{"from", gap_from}, {"to", gap_to}, {"reason", "retired by a salvage"}}}};
-        std::puts(gap.dump().c_str());
-      }
-      std::fprintf(stderr,
-                   "wal-tail: gap: seqs %llu..%llu do not exist (retired by a "
-                   "salvage)\n",
-                   gap_from, gap_to);
+      printer.PrintGap(gap_from, gap_to);
       continue;
     }
     if (step == LogReader::Step::kError) {
