@@ -1,10 +1,13 @@
 #include "server/doorbell.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 namespace wald::server {
 
@@ -28,11 +31,23 @@ void Doorbell::Ring() {
   // yet cleared it, so it reads the state after this store.
   if (rung_.exchange(true, std::memory_order_acq_rel)) return;
   const uint64_t one = 1;
-  while (::write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  while (::write(fd_, &one, sizeof one) < 0) {
+    if (errno == EINTR) continue;
+    // With the flag left set no later ring would write again, and the loop
+    // would never hear of another durable seq: its acks would hang. The
+    // counter cannot overflow (each write follows a read that drained it),
+    // so this is a broken descriptor: stop, loudly.
+    spdlog::critical("waking the event loop: write to its eventfd: {}", std::strerror(errno));
+    std::abort();
   }
 }
 
-void Doorbell::OnReadable(uv_poll_t* h, int /*status*/, int /*events*/) {
+void Doorbell::OnReadable(uv_poll_t* h, int status, int /*events*/) {
+  if (status < 0) {
+    // libuv has stopped watching: no ring would wake the loop again.
+    spdlog::critical("watching the writer's eventfd: {}", uv_strerror(status));
+    std::abort();
+  }
   auto* d = static_cast<Doorbell*>(h->data);
   uint64_t n;
   while (::read(d->fd_, &n, sizeof n) < 0 && errno == EINTR) {

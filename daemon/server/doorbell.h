@@ -37,7 +37,9 @@ class Doorbell {
   // runs on the loop thread. Returns 0 or a negative errno.
   int Open(uv_loop_t* loop, void (*on_ring)(void*), void* arg);
   // Any thread. One atomic exchange, and an eventfd write only when the
-  // loop has taken the previous ring.
+  // loop has taken the previous ring. A failed write aborts the process, as
+  // does an error libuv reports on the descriptor: either would leave the
+  // loop deaf to the writer, with acks hanging.
   void Ring();
   // Stops watching (uv_close: done in a later loop iteration). Rings after
   // it are lost; the owner stops the ringing thread first.

@@ -166,7 +166,8 @@ storage::Status Server::StartWith(const WriterFactory& make_writer, uint64_t nex
   stamp_flags_ = options_.stamp & (storage::kFlagTime | storage::kFlagProducer);
 
   // Only the doorbell can fail here (it creates an eventfd).
-  if (int rc = doorbell_.Open(&loop_, OnRing, this); rc != 0) return storage::Status::IoError("eventfd", -rc);
+  if (int rc = doorbell_.Open(&loop_, OnRing, this); rc != 0)
+    return storage::Status::IoError("the writer's doorbell (eventfd, uv_poll)", -rc);
   uv_check_init(&loop_, check_.get());
   check_.Opened(this);
   uv_check_start(check_.get(), OnCheck);
